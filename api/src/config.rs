@@ -1,0 +1,86 @@
+//! Server configuration: every setting is a flag and a `FASTCHAT_*` environment variable.
+
+use std::net::SocketAddr;
+
+use clap::{Parser, ValueEnum};
+
+#[derive(Debug, Clone, Parser)]
+#[command(
+    name = "fastchat-api",
+    version,
+    about = "FastChat's stateless HTTP api server"
+)]
+pub struct Config {
+    /// Address to listen on; port 0 picks a free port (printed on stdout at start).
+    #[arg(long, env = "FASTCHAT_LISTEN", default_value = "127.0.0.1:8080")]
+    pub listen: SocketAddr,
+
+    /// PostgreSQL connection URL.
+    #[arg(long, env = "FASTCHAT_DATABASE_URL", hide_env_values = true)]
+    pub database_url: String,
+
+    /// Largest number of database connections this server holds.
+    #[arg(long, env = "FASTCHAT_DB_POOL_SIZE", default_value_t = 16)]
+    pub db_pool_size: u32,
+
+    /// HTTP worker threads (default: one per core).
+    #[arg(long, env = "FASTCHAT_WORKERS")]
+    pub workers: Option<usize>,
+
+    /// bcrypt cost for stored passwords. Lower it only in tests.
+    #[arg(long, env = "FASTCHAT_BCRYPT_COST", default_value_t = 12,
+          value_parser = clap::value_parser!(u32).range(4..=31))]
+    pub bcrypt_cost: u32,
+
+    /// How long a session token stays valid, in seconds (default 30 days).
+    #[arg(long, env = "FASTCHAT_SESSION_TTL_SECS", default_value_t = 30 * 24 * 3600,
+          value_parser = clap::value_parser!(i64).range(60..=MAX_DURATION_SECS))]
+    pub session_ttl_secs: i64,
+
+    /// Failed logins for one username, within the window, before it is locked out.
+    #[arg(long, env = "FASTCHAT_LOGIN_MAX_FAILURES", default_value_t = 5,
+          value_parser = clap::value_parser!(i32).range(1..))]
+    pub login_max_failures: i32,
+
+    /// The window in which failed logins are counted, in seconds.
+    #[arg(long, env = "FASTCHAT_LOGIN_WINDOW_SECS", default_value_t = 15 * 60,
+          value_parser = clap::value_parser!(i64).range(1..=MAX_DURATION_SECS))]
+    pub login_window_secs: i64,
+
+    /// How long a locked-out username answers 429, in seconds.
+    #[arg(long, env = "FASTCHAT_LOGIN_LOCKOUT_SECS", default_value_t = 5 * 60,
+          value_parser = clap::value_parser!(i64).range(1..=MAX_DURATION_SECS))]
+    pub login_lockout_secs: i64,
+
+    /// Shortest accepted password, in bytes.
+    #[arg(long, env = "FASTCHAT_PASSWORD_MIN_BYTES", default_value_t = 8)]
+    pub password_min_bytes: usize,
+
+    /// Largest accepted key backup, in bytes.
+    #[arg(long, env = "FASTCHAT_KEY_BACKUP_MAX_BYTES", default_value_t = 16 * 1024)]
+    pub key_backup_max_bytes: usize,
+
+    /// Largest JSON request body, in bytes; larger ones get 413 before they are read.
+    #[arg(long, env = "FASTCHAT_JSON_BODY_MAX_BYTES", default_value_t = 1024 * 1024)]
+    pub json_body_max_bytes: usize,
+
+    /// Log format: human-readable text or one JSON object per line.
+    #[arg(long, env = "FASTCHAT_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
+    pub log_format: LogFormat,
+
+    /// Seconds in-flight requests get to finish on SIGTERM.
+    #[arg(long, env = "FASTCHAT_SHUTDOWN_TIMEOUT_SECS", default_value_t = 10)]
+    pub shutdown_timeout_secs: u64,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+/// Ten years: the longest duration any setting takes.
+const MAX_DURATION_SECS: i64 = 10 * 365 * 24 * 3600;
+
+/// bcrypt reads only the first 72 bytes: longer passwords would be silently truncated.
+pub const PASSWORD_MAX_BYTES: usize = 72;

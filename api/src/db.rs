@@ -1,0 +1,77 @@
+//! The PostgreSQL pool, the embedded migrations, and [`run`], which keeps diesel's
+//! synchronous queries on the blocking pool and off the async workers.
+
+use std::time::Duration;
+
+use anyhow::Context;
+use diesel::pg::PgConnection;
+use diesel::r2d2::{ConnectionManager, Pool, PooledConnection};
+use diesel::{sql_query, RunQueryDsl};
+use diesel_migrations::{embed_migrations, EmbeddedMigrations, MigrationHarness};
+
+use crate::error::ApiError;
+
+pub type PgPool = Pool<ConnectionManager<PgConnection>>;
+pub type PgConn = PooledConnection<ConnectionManager<PgConnection>>;
+
+const MIGRATIONS: EmbeddedMigrations = embed_migrations!("../migrations");
+/// Any fixed number; every api server takes this advisory lock to migrate.
+const MIGRATION_LOCK_KEY: i64 = 0x0fa5_7c4a_7000_0001;
+
+pub fn build_pool(database_url: &str, size: u32) -> anyhow::Result<PgPool> {
+    let manager = ConnectionManager::<PgConnection>::new(database_url);
+    Pool::builder()
+        .max_size(size)
+        .min_idle(Some(1))
+        .connection_timeout(Duration::from_secs(5))
+        .build(manager)
+        .context("connecting to PostgreSQL")
+}
+
+/// Runs the pending migrations. Servers starting together serialise on an advisory
+/// lock, so exactly one applies each migration and the others find nothing to do.
+pub fn run_migrations(pool: &PgPool) -> anyhow::Result<()> {
+    let mut conn = pool.get().context("connecting to PostgreSQL to migrate")?;
+    sql_query(format!("SELECT pg_advisory_lock({MIGRATION_LOCK_KEY})"))
+        .execute(&mut conn)
+        .context("taking the migration lock")?;
+    let applied = conn
+        .run_pending_migrations(MIGRATIONS)
+        .map(|versions| versions.len())
+        .map_err(|e| anyhow::anyhow!("running migrations: {e}"));
+    sql_query(format!("SELECT pg_advisory_unlock({MIGRATION_LOCK_KEY})"))
+        .execute(&mut conn)
+        .context("releasing the migration lock")?;
+    let applied = applied?;
+    if applied > 0 {
+        tracing::info!(applied, "database migrated");
+    }
+    Ok(())
+}
+
+/// Runs `query` with a pooled connection on the blocking thread pool.
+pub async fn run<T, F>(pool: &PgPool, query: F) -> Result<T, ApiError>
+where
+    F: FnOnce(&mut PgConn) -> Result<T, ApiError> + Send + 'static,
+    T: Send + 'static,
+{
+    let pool = pool.clone();
+    actix_web::web::block(move || {
+        let mut conn = pool
+            .get()
+            .map_err(|e| ApiError::Unavailable(format!("no database connection: {e}")))?;
+        query(&mut conn)
+    })
+    .await
+    .map_err(|e| ApiError::Internal(anyhow::anyhow!("blocking task failed: {e}")))?
+}
+
+/// True when the database answers a trivial query.
+pub async fn is_ready(pool: &PgPool) -> bool {
+    run(pool, |conn| {
+        sql_query("SELECT 1").execute(conn)?;
+        Ok(())
+    })
+    .await
+    .is_ok()
+}

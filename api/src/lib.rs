@@ -1,0 +1,15 @@
+//! FastChat's api server: a stateless actix-web service over PostgreSQL. Any number run
+//! side by side; all shared state lives in the database.
+
+pub mod auth;
+pub mod config;
+pub mod db;
+pub mod error;
+pub mod health;
+pub mod metrics;
+pub mod routes;
+pub mod schema;
+pub mod sessions;
+pub mod startup;
+pub mod telemetry;
+pub mod users;

@@ -1,0 +1,115 @@
+//! Wiring: [`Application::build`] connects, migrates and binds; `main` and the tests run
+//! the same code.
+
+use std::net::TcpListener;
+use std::time::Duration;
+
+use actix_web::dev::Server;
+use actix_web::middleware::{from_fn, Logger};
+use actix_web::{web, App, HttpServer};
+use anyhow::Context;
+
+use crate::config::Config;
+use crate::db::{self, PgPool};
+use crate::metrics::{self, Metrics};
+use crate::{error, routes, sessions};
+
+/// What every handler can reach.
+pub struct AppState {
+    pub config: Config,
+    pub pool: PgPool,
+    pub metrics: Metrics,
+    /// A real bcrypt hash to verify against when a login names an unknown user.
+    pub dummy_password_hash: String,
+}
+
+pub struct Application {
+    port: u16,
+    server: Server,
+}
+
+/// How often expired sessions and stale login-failure counts are deleted.
+const PURGE_INTERVAL: Duration = Duration::from_secs(600);
+
+impl Application {
+    pub async fn build(config: Config) -> anyhow::Result<Self> {
+        let pool = {
+            let (url, size) = (config.database_url.clone(), config.db_pool_size);
+            tokio::task::spawn_blocking(move || {
+                let pool = db::build_pool(&url, size)?;
+                db::run_migrations(&pool)?;
+                anyhow::Ok(pool)
+            })
+            .await??
+        };
+        let cost = config.bcrypt_cost;
+        let dummy_password_hash =
+            tokio::task::spawn_blocking(move || bcrypt::hash("not a real password", cost))
+                .await??;
+
+        let listener = TcpListener::bind(config.listen)
+            .with_context(|| format!("binding {}", config.listen))?;
+        let port = listener.local_addr()?.port();
+        let workers = config.workers.unwrap_or_else(|| {
+            std::thread::available_parallelism().map_or(2, std::num::NonZero::get)
+        });
+        let shutdown_timeout = config.shutdown_timeout_secs;
+        let json_limit = config.json_body_max_bytes;
+        let state = web::Data::new(AppState {
+            config,
+            pool,
+            metrics: Metrics::new()?,
+            dummy_password_hash,
+        });
+        spawn_purger(state.clone());
+
+        let server = HttpServer::new(move || {
+            App::new()
+                .app_data(state.clone())
+                .app_data(
+                    web::JsonConfig::default()
+                        .limit(json_limit)
+                        .error_handler(error::json_error),
+                )
+                .app_data(web::QueryConfig::default().error_handler(error::query_error))
+                .app_data(web::PathConfig::default().error_handler(error::path_error))
+                .wrap(from_fn(metrics::track))
+                .wrap(Logger::new("%r %s %Dms").log_target("fastchat_api::http"))
+                .configure(routes::configure)
+                .default_service(web::to(error::not_found))
+        })
+        .workers(workers)
+        .shutdown_timeout(shutdown_timeout)
+        .listen(listener)?
+        .run();
+        Ok(Self { port, server })
+    }
+
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    /// Serves until SIGTERM or SIGINT, then finishes in-flight requests and returns.
+    pub async fn run_until_stopped(self) -> std::io::Result<()> {
+        self.server.await
+    }
+}
+
+fn spawn_purger(state: web::Data<AppState>) {
+    actix_web::rt::spawn(async move {
+        let mut tick = tokio::time::interval(PURGE_INTERVAL);
+        loop {
+            tick.tick().await;
+            let window = state.config.login_window_secs;
+            match db::run(&state.pool, move |conn| {
+                Ok(sessions::purge_expired(conn, window)?)
+            })
+            .await
+            {
+                Ok(0) => {}
+                Ok(deleted) => tracing::info!(deleted, "purged expired sessions"),
+                Err(e) => tracing::warn!(error = %e, "purging expired sessions"),
+            }
+        }
+    });
+}

@@ -1,0 +1,64 @@
+//! The command line.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand};
+
+pub const DEFAULT_SERVER: &str = "http://127.0.0.1:8080";
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "fastchat",
+    version,
+    about = "End-to-end encrypted chat: every message is encrypted and signed on this machine.",
+    after_help = "Exit codes: 0 success, 1 failure, 2 bad usage, 3 server unreachable, \
+                  4 not logged in or wrong credentials."
+)]
+pub struct Cli {
+    #[command(flatten)]
+    pub global: Global,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Args)]
+pub struct Global {
+    /// Server URL [default: the server you logged in to, else http://127.0.0.1:8080]
+    #[arg(long, global = true, env = "FASTCHAT_SERVER")]
+    pub server: Option<String>,
+
+    /// Folder for your session and keys [default: ~/.fastchat]
+    #[arg(long, global = true, env = "FASTCHAT_HOME")]
+    pub home: Option<PathBuf>,
+
+    /// Print machine-readable JSON instead of text.
+    #[arg(long, global = true)]
+    pub json: bool,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Create an account: makes your key pair here and logs you in.
+    Signup(Credentials),
+    /// Log in; on a new machine this restores your private key from its encrypted backup.
+    Login(Credentials),
+    /// End this session on every server.
+    Logout,
+    /// Show who you are logged in as, and your key fingerprint.
+    Whoami,
+    /// List users, optionally those whose names start with PREFIX.
+    Users {
+        prefix: Option<String>,
+        /// At most this many.
+        #[arg(long, default_value_t = 50, value_parser = clap::value_parser!(u32).range(1..=200))]
+        limit: u32,
+    },
+}
+
+#[derive(Debug, Args)]
+pub struct Credentials {
+    pub username: String,
+    /// Read the password from the first line of standard input (for scripts).
+    #[arg(long)]
+    pub password_stdin: bool,
+}

@@ -1,0 +1,156 @@
+//! A typed client for FastChat's HTTP API. Every failure becomes a [`CliError`] that says
+//! what happened in the user's terms.
+
+use std::time::Duration;
+
+use fastchat_protocol::wire::{
+    CreateSession, CreateUser, KeyBackup, Problem, SessionCreated, UserCreated, UserList,
+    UserProfile,
+};
+use reqwest::{Method, RequestBuilder, Response, StatusCode};
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+
+use crate::error::{CliError, Result};
+
+pub struct Client {
+    http: reqwest::Client,
+    server: String,
+    token: Option<String>,
+}
+
+impl Client {
+    pub fn new(server: &str, token: Option<String>) -> Result<Self> {
+        let http = reqwest::Client::builder()
+            .connect_timeout(Duration::from_secs(5))
+            .timeout(Duration::from_secs(60))
+            .user_agent(concat!("fastchat-cli/", env!("CARGO_PKG_VERSION")))
+            .build()
+            .map_err(|e| CliError::local("setting up HTTP", e))?;
+        let server = server.trim_end_matches('/').to_owned();
+        if !(server.starts_with("http://") || server.starts_with("https://")) {
+            return Err(CliError::Usage(format!(
+                "the server URL must start with http:// or https://, not {server:?}"
+            )));
+        }
+        Ok(Self {
+            http,
+            server,
+            token,
+        })
+    }
+
+    pub fn server(&self) -> &str {
+        &self.server
+    }
+
+    fn request(&self, method: Method, path: &str) -> RequestBuilder {
+        let builder = self.http.request(method, format!("{}{path}", self.server));
+        match &self.token {
+            Some(token) => builder.bearer_auth(token),
+            None => builder,
+        }
+    }
+
+    async fn send(&self, builder: RequestBuilder) -> Result<Response> {
+        let response = builder.send().await.map_err(|e| CliError::Unreachable {
+            server: self.server.clone(),
+            cause: describe(&e),
+        })?;
+        if response.status().is_success() {
+            Ok(response)
+        } else {
+            Err(problem(response).await)
+        }
+    }
+
+    async fn json<T: DeserializeOwned>(&self, builder: RequestBuilder) -> Result<T> {
+        let response = self.send(builder).await?;
+        response.json().await.map_err(|e| CliError::Server {
+            status: 200,
+            code: "bad_response".into(),
+            detail: format!("the server's answer could not be read: {}", describe(&e)),
+        })
+    }
+
+    async fn post<B: Serialize, T: DeserializeOwned>(&self, path: &str, body: &B) -> Result<T> {
+        self.json(self.request(Method::POST, path).json(body)).await
+    }
+
+    pub async fn create_user(&self, body: &CreateUser) -> Result<UserCreated> {
+        self.post("/v1/users", body).await
+    }
+
+    pub async fn create_session(&self, body: &CreateSession) -> Result<SessionCreated> {
+        self.post("/v1/sessions", body).await
+    }
+
+    pub async fn delete_session(&self) -> Result<()> {
+        self.send(self.request(Method::DELETE, "/v1/sessions/current"))
+            .await
+            .map(drop)
+    }
+
+    pub async fn user(&self, username: &str) -> Result<UserProfile> {
+        self.json(self.request(Method::GET, &format!("/v1/users/{username}")))
+            .await
+    }
+
+    pub async fn users(&self, prefix: &str, limit: u32) -> Result<UserList> {
+        let query = [("prefix", prefix.to_owned()), ("limit", limit.to_string())];
+        self.json(self.request(Method::GET, "/v1/users").query(&query))
+            .await
+    }
+
+    pub async fn key_backup(&self) -> Result<KeyBackup> {
+        self.json(self.request(Method::GET, "/v1/me/key-backup"))
+            .await
+    }
+}
+
+/// Turns an error answer into the error the user sees.
+async fn problem(response: Response) -> CliError {
+    let status = response.status();
+    let retry_after = response
+        .headers()
+        .get(reqwest::header::RETRY_AFTER)
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_owned);
+    let problem: Option<Problem> = response.json().await.ok();
+    let (code, detail) = match problem {
+        Some(p) => (p.code, p.detail.unwrap_or(p.title)),
+        None => (
+            "unknown".to_owned(),
+            format!("the server answered {status}"),
+        ),
+    };
+    match (status, code.as_str()) {
+        (StatusCode::UNAUTHORIZED, "invalid_credentials") => {
+            CliError::Auth("wrong username or password".into())
+        }
+        (StatusCode::UNAUTHORIZED, _) => CliError::Auth(
+            "your session has expired or was ended: run `fastchat login` again".into(),
+        ),
+        (StatusCode::TOO_MANY_REQUESTS, _) => CliError::Auth(match retry_after {
+            Some(secs) => format!("too many failed logins; try again in {secs} seconds"),
+            None => "too many failed logins; try again later".into(),
+        }),
+        _ => CliError::Server {
+            status: status.as_u16(),
+            code,
+            detail,
+        },
+    }
+}
+
+/// reqwest's Display stops at the outermost error; the cause (connection refused,
+/// timed out) is what the user needs.
+fn describe(error: &reqwest::Error) -> String {
+    let mut text = error.to_string();
+    let mut source = std::error::Error::source(error);
+    while let Some(cause) = source {
+        text = format!("{text}: {cause}");
+        source = cause.source();
+    }
+    text
+}

@@ -1,0 +1,49 @@
+//! What can go wrong, as the user should hear it, and the exit code for each.
+
+use std::process::ExitCode;
+
+/// Exit codes, documented in `fastchat --help` and README.md.
+pub mod exit {
+    pub const FAILURE: u8 = 1;
+    pub const USAGE: u8 = 2;
+    pub const UNREACHABLE: u8 = 3;
+    pub const AUTH: u8 = 4;
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum CliError {
+    #[error("{0}")]
+    Usage(String),
+    #[error("cannot reach the FastChat server at {server}: {cause}")]
+    Unreachable { server: String, cause: String },
+    #[error("not logged in: run `fastchat login <username>` first")]
+    NotLoggedIn,
+    #[error("{0}")]
+    Auth(String),
+    /// The server refused the request; `detail` is its explanation.
+    #[error("{detail}")]
+    Server {
+        status: u16,
+        code: String,
+        detail: String,
+    },
+    #[error("{0}")]
+    Local(String),
+}
+
+impl CliError {
+    pub fn exit_code(&self) -> ExitCode {
+        ExitCode::from(match self {
+            CliError::Usage(_) => exit::USAGE,
+            CliError::Unreachable { .. } => exit::UNREACHABLE,
+            CliError::NotLoggedIn | CliError::Auth(_) => exit::AUTH,
+            CliError::Server { .. } | CliError::Local(_) => exit::FAILURE,
+        })
+    }
+
+    pub fn local(context: &str, cause: impl std::fmt::Display) -> Self {
+        CliError::Local(format!("{context}: {cause}"))
+    }
+}
+
+pub type Result<T, E = CliError> = std::result::Result<T, E>;

@@ -1,0 +1,48 @@
+//! `fastchat`: FastChat's command-line client.
+
+mod account;
+mod args;
+mod client;
+mod context;
+mod error;
+mod home;
+
+use std::process::ExitCode;
+
+use clap::Parser;
+
+use crate::args::{Cli, Command};
+use crate::context::Context;
+use crate::error::Result;
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("fastchat: cannot start: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(run(cli)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("fastchat: {e}");
+            e.exit_code()
+        }
+    }
+}
+
+async fn run(cli: Cli) -> Result<()> {
+    let ctx = Context::new(cli.global)?;
+    match &cli.command {
+        Command::Signup(creds) => account::signup(&ctx, creds).await,
+        Command::Login(creds) => account::login(&ctx, creds).await,
+        Command::Logout => account::logout(&ctx).await,
+        Command::Whoami => account::whoami(&ctx).await,
+        Command::Users { prefix, limit } => account::users(&ctx, prefix.as_deref(), *limit).await,
+    }
+}

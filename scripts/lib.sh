@@ -1,0 +1,90 @@
+# Shared shell helpers for FastChat's scripts: installing what a fresh Debian machine lacks
+# and running a private PostgreSQL cluster inside the project folder.
+# Sourced, not run.
+
+set -euo pipefail
+
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+PG_BIN="${FASTCHAT_PG_BIN:-/usr/lib/postgresql/15/bin}"
+
+log() { printf '\033[1m==>\033[0m %s\n' "$*" >&2; }
+die() { printf 'error: %s\n' "$*" >&2; exit 1; }
+
+as_root() {
+  if [ "$(id -u)" = 0 ]; then "$@"; elif command -v sudo >/dev/null; then sudo "$@"; else
+    die "need root to run: $* (install it by hand, or run as root)"
+  fi
+}
+
+# Installs the Debian packages FastChat builds and runs with, when they are missing.
+ensure_system_deps() {
+  local missing=()
+  command -v cmake >/dev/null || missing+=(cmake)
+  command -v pkg-config >/dev/null || missing+=(pkg-config)
+  [ -x "$PG_BIN/initdb" ] || missing+=(postgresql)
+  [ -e /usr/include/postgresql/libpq-fe.h ] || missing+=(libpq-dev)
+  command -v cc >/dev/null || missing+=(build-essential)
+  if [ ${#missing[@]} -gt 0 ]; then
+    log "installing ${missing[*]}"
+    as_root apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive as_root apt-get install -y -qq "${missing[@]}" >/dev/null
+  fi
+  [ -x "$PG_BIN/initdb" ] || die "PostgreSQL binaries not found in $PG_BIN (set FASTCHAT_PG_BIN)"
+  command -v cargo >/dev/null || die "cargo not found: install Rust (https://rustup.rs) first"
+}
+
+# PostgreSQL refuses to run as root; when we are root the cluster belongs to 'postgres'.
+pg_user() {
+  if [ "$(id -u)" = 0 ]; then echo postgres; else id -un; fi
+}
+
+as_pg() {
+  if [ "$(id -u)" = 0 ]; then runuser -u postgres -- "$@"; else "$@"; fi
+}
+
+# pg_start NAME PORT: starts (creating it the first time) the cluster in .data/NAME,
+# listening on 127.0.0.1:PORT only, and prints its admin URL on stdout.
+pg_start() {
+  local name="$1" port="$2"
+  local dir="$ROOT/.data/$name"
+  local data="$dir/pgdata"
+  mkdir -p "$dir"
+  if [ "$(id -u)" = 0 ]; then
+    chown "$(pg_user)" "$dir"
+    as_pg test -w "$dir" || die "user postgres cannot write $dir: move the project to a folder other users can enter"
+  fi
+  if [ ! -s "$dir/password" ]; then
+    (umask 077; head -c 24 /dev/urandom | od -An -tx1 | tr -d ' \n' > "$dir/password")
+  fi
+  if [ ! -f "$data/PG_VERSION" ]; then
+    log "creating PostgreSQL cluster in $data"
+    local pwfile; pwfile="$(mktemp)"
+    cp "$dir/password" "$pwfile"
+    [ "$(id -u)" = 0 ] && chown "$(pg_user)" "$pwfile"
+    as_pg "$PG_BIN/initdb" -D "$data" -U fastchat --auth=scram-sha-256 --pwfile="$pwfile" \
+      -E UTF8 --locale=C.UTF-8 >"$dir/initdb.log" 2>&1 \
+      || { rm -f "$pwfile"; cat "$dir/initdb.log" >&2; die "initdb failed"; }
+    rm -f "$pwfile"
+  fi
+  if ! as_pg "$PG_BIN/pg_ctl" -D "$data" status >/dev/null 2>&1; then
+    as_pg "$PG_BIN/pg_ctl" -D "$data" -l "$dir/postgres.log" -w -t 60 start \
+      -o "-c listen_addresses=127.0.0.1 -c port=$port -c unix_socket_directories='' -c max_connections=500 -c fsync=${FASTCHAT_PG_FSYNC:-on}" \
+      >/dev/null || { tail -20 "$dir/postgres.log" >&2; die "PostgreSQL did not start (port $port taken?)"; }
+  fi
+  echo "postgres://fastchat:$(cat "$dir/password")@127.0.0.1:$port"
+}
+
+pg_stop() {
+  local data="$ROOT/.data/$1/pgdata"
+  if [ -f "$data/PG_VERSION" ]; then
+    as_pg "$PG_BIN/pg_ctl" -D "$data" -m fast -w stop >/dev/null 2>&1 || true
+  fi
+}
+
+# createdb_if_missing ADMIN_URL DBNAME
+createdb_if_missing() {
+  local url="$1" db="$2"
+  if ! psql "$url/postgres" -tAc "SELECT 1 FROM pg_database WHERE datname = '$db'" | grep -q 1; then
+    psql "$url/postgres" -qc "CREATE DATABASE \"$db\"" >/dev/null
+  fi
+}
