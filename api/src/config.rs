@@ -64,6 +64,19 @@ pub struct Config {
     #[arg(long, env = "FASTCHAT_JSON_BODY_MAX_BYTES", default_value_t = 1024 * 1024)]
     pub json_body_max_bytes: usize,
 
+    /// Largest message ciphertext, in bytes (wrapped keys are counted apart).
+    #[arg(long, env = "FASTCHAT_CIPHERTEXT_MAX_BYTES", default_value_t = 64 * 1024)]
+    pub ciphertext_max_bytes: usize,
+
+    /// Seconds between keep-alive comments on idle event streams.
+    #[arg(long, env = "FASTCHAT_SSE_KEEPALIVE_SECS", default_value_t = 15,
+          value_parser = clap::value_parser!(u64).range(1..=300))]
+    pub sse_keepalive_secs: u64,
+
+    /// The URL other machines reach this server at [default: http://<listen address>].
+    #[arg(long, env = "FASTCHAT_ADVERTISE_URL")]
+    pub advertise_url: Option<String>,
+
     /// Log format: human-readable text or one JSON object per line.
     #[arg(long, env = "FASTCHAT_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
     pub log_format: LogFormat,

@@ -16,6 +16,9 @@ pub enum ApiError {
         detail: String,
         retry_after_secs: Option<u64>,
     },
+    /// 409 `recipients_mismatch`: the envelope's keys must cover exactly `members`.
+    #[error("recipients_mismatch: {members:?}")]
+    RecipientsMismatch { members: Vec<String> },
     #[error("service unavailable: {0}")]
     Unavailable(String),
     #[error(transparent)]
@@ -60,6 +63,7 @@ impl ApiError {
     pub fn code(&self) -> &'static str {
         match self {
             ApiError::Problem { code, .. } => code,
+            ApiError::RecipientsMismatch { .. } => "recipients_mismatch",
             ApiError::Unavailable(_) => "unavailable",
             ApiError::Internal(_) => "internal_error",
         }
@@ -75,13 +79,22 @@ impl From<diesel::result::Error> for ApiError {
 /// Builds a problem answer; also used for errors raised outside handlers (bad JSON,
 /// unknown routes).
 pub fn problem_response(status: StatusCode, code: &str, detail: Option<String>) -> HttpResponse {
-    let body = Problem {
+    respond(problem(status, code, detail))
+}
+
+fn problem(status: StatusCode, code: &str, detail: Option<String>) -> Problem {
+    Problem {
         kind: "about:blank".to_owned(),
         title: status.canonical_reason().unwrap_or("Error").to_owned(),
         status: status.as_u16(),
         code: code.to_owned(),
         detail,
-    };
+        members: None,
+    }
+}
+
+fn respond(body: Problem) -> HttpResponse {
+    let status = StatusCode::from_u16(body.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
     HttpResponse::build(status)
         .content_type(PROBLEM_CONTENT_TYPE)
         .json(body)
@@ -91,6 +104,7 @@ impl ResponseError for ApiError {
     fn status_code(&self) -> StatusCode {
         match self {
             ApiError::Problem { status, .. } => *status,
+            ApiError::RecipientsMismatch { .. } => StatusCode::CONFLICT,
             ApiError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
@@ -99,6 +113,18 @@ impl ResponseError for ApiError {
     fn error_response(&self) -> HttpResponse {
         let detail = match self {
             ApiError::Problem { detail, .. } => Some(detail.clone()),
+            ApiError::RecipientsMismatch { members } => {
+                let mut body = problem(
+                    self.status_code(),
+                    self.code(),
+                    Some(
+                        "the envelope must carry a key for exactly the conversation's members"
+                            .into(),
+                    ),
+                );
+                body.members = Some(members.clone());
+                return respond(body);
+            }
             ApiError::Unavailable(cause) => {
                 tracing::warn!(%cause, "answering 503");
                 Some("the service is temporarily unavailable; try again".to_owned())

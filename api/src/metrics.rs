@@ -19,6 +19,8 @@ pub struct Metrics {
     latency: HistogramVec,
     pool_connections: IntGauge,
     pool_idle: IntGauge,
+    /// Event streams this server is feeding.
+    pub streams_open: IntGauge,
 }
 
 impl Metrics {
@@ -40,13 +42,16 @@ impl Metrics {
         registry.register(Box::new(requests.clone()))?;
         registry.register(Box::new(latency.clone()))?;
         registry.register(Box::new(pool_connections.clone()))?;
+        let streams_open = IntGauge::new("sse_streams_open", "Open event streams")?;
         registry.register(Box::new(pool_idle.clone()))?;
+        registry.register(Box::new(streams_open.clone()))?;
         Ok(Self {
             registry,
             requests,
             latency,
             pool_connections,
             pool_idle,
+            streams_open,
         })
     }
 

@@ -4,7 +4,7 @@
 use actix_web::http::Method;
 use actix_web::web;
 
-use crate::{error, health, sessions, users};
+use crate::{error, events, health, messages, sessions, users};
 
 /// A resource whose unsupported methods answer a 405 problem.
 fn resource(path: &str) -> actix_web::Resource {
@@ -31,6 +31,10 @@ route_table! {
     "/v1/sessions" => { POST => sessions::create }
     "/v1/sessions/current" => { DELETE => sessions::delete_current }
     "/v1/me/key-backup" => { GET => users::key_backup }
+    "/v1/messages" => { POST => messages::send }
+    "/v1/conversations/{username}/messages" => { GET => messages::conversation }
+    "/v1/inbox" => { GET => events::inbox }
+    "/v1/events" => { GET => events::stream }
 }
 
 #[cfg(test)]

@@ -30,4 +30,75 @@ diesel::table! {
 }
 
 diesel::joinable!(sessions -> users (user_id));
-diesel::allow_tables_to_appear_in_same_query!(users, sessions, login_failures);
+
+diesel::table! {
+    inboxes (user_id) {
+        user_id -> Int8,
+        last_seq -> Int8,
+    }
+}
+
+diesel::table! {
+    messages (id) {
+        id -> Int8,
+        sender_id -> Int8,
+        recipient_id -> Nullable<Int8>,
+        client_id -> Uuid,
+        kind -> Text,
+        nonce -> Text,
+        ciphertext -> Text,
+        sig -> Text,
+        attachments -> Array<Text>,
+        sent_at -> Timestamptz,
+        pair_low -> Nullable<Int8>,
+        pair_high -> Nullable<Int8>,
+    }
+}
+
+diesel::table! {
+    message_keys (message_id, user_id) {
+        message_id -> Int8,
+        user_id -> Int8,
+        wrapped_key -> Text,
+    }
+}
+
+diesel::table! {
+    inbox_events (user_id, seq) {
+        user_id -> Int8,
+        seq -> Int8,
+        message_id -> Nullable<Int8>,
+    }
+}
+
+diesel::table! {
+    servers (id) {
+        id -> Uuid,
+        address -> Text,
+        started_at -> Timestamptz,
+        heartbeat_at -> Timestamptz,
+    }
+}
+
+diesel::table! {
+    presence (user_id, server_id) {
+        user_id -> Int8,
+        server_id -> Uuid,
+    }
+}
+
+diesel::joinable!(inboxes -> users (user_id));
+diesel::joinable!(message_keys -> messages (message_id));
+diesel::joinable!(inbox_events -> messages (message_id));
+diesel::joinable!(presence -> servers (server_id));
+diesel::allow_tables_to_appear_in_same_query!(
+    users,
+    sessions,
+    login_failures,
+    inboxes,
+    messages,
+    message_keys,
+    inbox_events,
+    servers,
+    presence,
+);

@@ -2,23 +2,27 @@
 //! the same code.
 
 use std::net::TcpListener;
+use std::sync::Arc;
 use std::time::Duration;
 
-use actix_web::dev::Server;
+use actix_web::dev::{Server, ServerHandle};
 use actix_web::middleware::{from_fn, Logger};
 use actix_web::{web, App, HttpServer};
 use anyhow::Context;
 
 use crate::config::Config;
 use crate::db::{self, PgPool};
+use crate::hub::Hub;
 use crate::metrics::{self, Metrics};
-use crate::{error, routes, sessions};
+use crate::presence::{self, ServerIdentity};
+use crate::{error, routes, sessions, wakeup};
 
 /// What every handler can reach.
 pub struct AppState {
     pub config: Config,
     pub pool: PgPool,
     pub metrics: Metrics,
+    pub hub: Arc<Hub>,
     /// A real bcrypt hash to verify against when a login names an unknown user.
     pub dummy_password_hash: String,
 }
@@ -26,6 +30,8 @@ pub struct AppState {
 pub struct Application {
     port: u16,
     server: Server,
+    state: web::Data<AppState>,
+    identity: ServerIdentity,
 }
 
 /// How often expired sessions and stale login-failure counts are deleted.
@@ -55,17 +61,39 @@ impl Application {
         });
         let shutdown_timeout = config.shutdown_timeout_secs;
         let json_limit = config.json_body_max_bytes;
+        let identity = ServerIdentity {
+            id: uuid::Uuid::new_v4(),
+            address: config
+                .advertise_url
+                .clone()
+                .unwrap_or_else(|| format!("http://{}:{port}", config.listen.ip())),
+        };
+        let (presence_tx, presence_rx) = tokio::sync::mpsc::unbounded_channel();
+        let hub = Hub::new(presence_tx);
         let state = web::Data::new(AppState {
             config,
             pool,
             metrics: Metrics::new()?,
+            hub: Arc::clone(&hub),
             dummy_password_hash,
         });
+        presence::register_server(&state.pool, &identity).await?;
+        actix_web::rt::spawn(presence::run(
+            state.pool.clone(),
+            Arc::clone(&hub),
+            identity.clone(),
+            presence_rx,
+        ));
+        actix_web::rt::spawn(wakeup::listen_forever(
+            state.config.database_url.clone(),
+            hub,
+        ));
         spawn_purger(state.clone());
+        let app_state = state.clone();
 
         let server = HttpServer::new(move || {
             App::new()
-                .app_data(state.clone())
+                .app_data(app_state.clone())
                 .app_data(
                     web::JsonConfig::default()
                         .limit(json_limit)
@@ -80,19 +108,56 @@ impl Application {
         })
         .workers(workers)
         .shutdown_timeout(shutdown_timeout)
+        .disable_signals()
         .listen(listener)?
         .run();
-        Ok(Self { port, server })
+        Ok(Self {
+            port,
+            server,
+            state,
+            identity,
+        })
     }
 
     pub fn port(&self) -> u16 {
         self.port
     }
 
-    /// Serves until SIGTERM or SIGINT, then finishes in-flight requests and returns.
-    pub async fn run_until_stopped(self) -> std::io::Result<()> {
-        self.server.await
+    /// Serves until SIGTERM or SIGINT; then ends the event streams (clients resume
+    /// elsewhere), finishes in-flight requests, deregisters, and returns.
+    pub async fn run_until_stopped(self) -> anyhow::Result<()> {
+        let Application {
+            server,
+            state,
+            identity,
+            ..
+        } = self;
+        let handle = server.handle();
+        actix_web::rt::spawn(stop_on_signal(handle, Arc::clone(&state.hub)));
+        server.await?;
+        if let Err(e) = presence::deregister_server(&state.pool, &identity).await {
+            tracing::warn!(error = %e, "deregistering this server");
+        }
+        Ok(())
     }
+}
+
+async fn stop_on_signal(handle: ServerHandle, hub: Arc<Hub>) {
+    use tokio::signal::unix::{signal, SignalKind};
+    let (Ok(mut term), Ok(mut int)) = (
+        signal(SignalKind::terminate()),
+        signal(SignalKind::interrupt()),
+    ) else {
+        tracing::error!("cannot listen for signals; stop the server with SIGKILL");
+        return;
+    };
+    tokio::select! {
+        _ = term.recv() => {}
+        _ = int.recv() => {}
+    }
+    tracing::info!("shutting down");
+    hub.close_all();
+    handle.stop(true).await;
 }
 
 fn spawn_purger(state: web::Data<AppState>) {

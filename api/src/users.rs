@@ -14,7 +14,8 @@ use crate::auth::AuthUser;
 use crate::config::PASSWORD_MAX_BYTES;
 use crate::db;
 use crate::error::ApiError;
-use crate::schema::users;
+use crate::presence::online_among;
+use crate::schema::{inboxes, users};
 use crate::startup::AppState;
 
 const LIST_DEFAULT_LIMIT: i64 = 50;
@@ -104,16 +105,24 @@ pub async fn create(
         key_backup,
     };
     let created = db::run(&state.pool, move |conn| {
-        Ok(diesel::insert_into(users::table)
-            .values(&new_user)
-            .on_conflict(users::username)
-            .do_nothing()
-            .returning((users::username, users::created_at))
-            .get_result::<(String, DateTime<Utc>)>(conn)
-            .optional()?)
+        conn.transaction(|conn| {
+            let created = diesel::insert_into(users::table)
+                .values(&new_user)
+                .on_conflict(users::username)
+                .do_nothing()
+                .returning((users::id, users::username, users::created_at))
+                .get_result::<(i64, String, DateTime<Utc>)>(conn)
+                .optional()?;
+            if let Some((id, ..)) = &created {
+                diesel::insert_into(inboxes::table)
+                    .values(inboxes::user_id.eq(id))
+                    .execute(conn)?;
+            }
+            Ok(created)
+        })
     })
     .await?;
-    let (username, created_at) = created.ok_or_else(username_taken)?;
+    let (_, username, created_at) = created.ok_or_else(username_taken)?;
     tracing::info!(%username, "user signed up");
     Ok(HttpResponse::Created().json(UserCreated {
         username,
@@ -140,20 +149,23 @@ pub async fn get(
         return Err(user_not_found());
     }
     let found = db::run(&state.pool, move |conn| {
-        Ok(users::table
+        let user = users::table
             .filter(users::username.eq(&username))
-            .select((users::username, users::public_key))
-            .first::<(String, String)>(conn)
-            .optional()?)
+            .select((users::id, users::username, users::public_key))
+            .first::<(i64, String, String)>(conn)
+            .optional()?;
+        let Some((id, username, public_key)) = user else {
+            return Ok(None);
+        };
+        let online = online_among(conn, &[id])?.contains(&id);
+        Ok(Some(UserProfile {
+            username,
+            public_key,
+            online,
+        }))
     })
     .await?;
-    let (username, public_key) = found.ok_or_else(user_not_found)?;
-    Ok(web::Json(UserProfile {
-        username,
-        public_key,
-        // Presence comes from open event streams, which this server does not serve yet.
-        online: false,
-    }))
+    Ok(web::Json(found.ok_or_else(user_not_found)?))
 }
 
 #[derive(Debug, Deserialize)]
@@ -185,22 +197,24 @@ pub async fn list(
     }
     // `_` is a LIKE wildcard; it is the only one a valid prefix can hold.
     let pattern = format!("{}%", prefix.replace('_', "\\_"));
-    let names = db::run(&state.pool, move |conn| {
-        Ok(users::table
+    let users = db::run(&state.pool, move |conn| {
+        let found = users::table
             .filter(users::username.like(pattern))
             .order(users::username)
             .limit(limit)
-            .select(users::username)
-            .load::<String>(conn)?)
+            .select((users::id, users::username))
+            .load::<(i64, String)>(conn)?;
+        let ids: Vec<i64> = found.iter().map(|(id, _)| *id).collect();
+        let online = online_among(conn, &ids)?;
+        Ok(found
+            .into_iter()
+            .map(|(id, username)| UserSummary {
+                username,
+                online: online.contains(&id),
+            })
+            .collect())
     })
     .await?;
-    let users = names
-        .into_iter()
-        .map(|username| UserSummary {
-            username,
-            online: false,
-        })
-        .collect();
     Ok(web::Json(UserList { users }))
 }
 

@@ -3,6 +3,7 @@
 //! server blind to passwords and private keys. Documented for other clients in
 //! `docs/crypto.md`.
 
+pub mod envelope;
 pub mod keys;
 pub mod names;
 pub mod wire;

@@ -5,6 +5,8 @@
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
+use crate::envelope::Envelope;
+
 /// `POST /v1/users`
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -77,6 +79,88 @@ pub struct Problem {
     pub code: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub detail: Option<String>,
+    /// With `recipients_mismatch`: who the envelope's keys must cover, exactly.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub members: Option<Vec<String>>,
 }
 
 pub const PROBLEM_CONTENT_TYPE: &str = "application/problem+json";
+
+/// `POST /v1/messages`. Exactly one of `to` and `group`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SendMessage {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub to: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub group: Option<String>,
+    /// A UUID the client makes once per message; retries reuse it.
+    pub client_id: String,
+    /// `text` or `image`.
+    pub kind: String,
+    pub envelope: Envelope,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub attachments: Vec<String>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct MessageSent {
+    pub id: i64,
+    pub sent_at: DateTime<Utc>,
+}
+
+/// A message as a reader receives it: `envelope.keys` holds only the reader's own key.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Message {
+    pub id: i64,
+    pub from: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub to: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub group: Option<String>,
+    pub kind: String,
+    pub client_id: uuid::Uuid,
+    pub sent_at: DateTime<Utc>,
+    pub envelope: Envelope,
+    #[serde(default)]
+    pub attachments: Vec<String>,
+}
+
+/// One entry of a user's inbox; `seq` counts up by one per event.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Event {
+    pub seq: i64,
+    #[serde(flatten)]
+    pub body: EventBody,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(tag = "type")]
+pub enum EventBody {
+    #[serde(rename = "message")]
+    Message { message: Message },
+}
+
+impl EventBody {
+    /// The SSE `event:` name.
+    pub fn type_name(&self) -> &'static str {
+        match self {
+            EventBody::Message { .. } => "message",
+        }
+    }
+}
+
+/// `GET /v1/inbox`: `next` is the `after` of the following page.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct InboxPage {
+    pub events: Vec<Event>,
+    pub next: i64,
+}
+
+/// History, newest first; `next` is the `before` of the following (older) page, null
+/// when there is none.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct MessagePage {
+    pub messages: Vec<Message>,
+    pub next: Option<i64>,
+}

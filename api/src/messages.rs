@@ -1,0 +1,410 @@
+//! Messages: sending (idempotent by `client_id`, with inbox seqs handed out in commit
+//! order) and conversation history. The server checks an envelope's shape and who it
+//! is addressed to; it can read none of it.
+
+use std::collections::BTreeSet;
+
+use actix_web::http::StatusCode;
+use actix_web::{web, HttpResponse};
+use base64::engine::general_purpose::STANDARD as BASE64;
+use base64::Engine;
+use chrono::{DateTime, Utc};
+use diesel::prelude::*;
+use diesel::sql_types::{Array, BigInt, Nullable, Text, Timestamptz, Uuid as SqlUuid};
+use fastchat_protocol::envelope::{self, Envelope, Kind};
+use fastchat_protocol::names::is_valid_name;
+use fastchat_protocol::wire::{Message, MessagePage, MessageSent, SendMessage};
+use serde::Deserialize;
+
+use crate::auth::AuthUser;
+use crate::db::{self, PgConn};
+use crate::error::ApiError;
+use crate::schema::{inbox_events, message_keys, messages, users};
+use crate::startup::AppState;
+use crate::wakeup;
+
+/// RSA signatures and wrapped keys: 2048 to 8192-bit keys.
+const RSA_BLOCK_BYTES: std::ops::RangeInclusive<usize> = 256..=1024;
+const HISTORY_DEFAULT_LIMIT: i64 = 50;
+const HISTORY_MAX_LIMIT: i64 = 500;
+
+fn invalid_envelope(detail: impl Into<String>) -> ApiError {
+    ApiError::bad_request("invalid_envelope", detail)
+}
+
+fn decoded_len(field: &str, value: &str) -> Result<usize, ApiError> {
+    BASE64
+        .decode(value)
+        .map(|bytes| bytes.len())
+        .map_err(|_| invalid_envelope(format!("{field} is not standard padded base64")))
+}
+
+/// Checks everything about an envelope the server can check without reading it.
+fn check_envelope(env: &Envelope, max_ciphertext: usize) -> Result<(), ApiError> {
+    if env.v != envelope::VERSION || env.alg != envelope::ALGORITHM {
+        return Err(invalid_envelope(format!(
+            "only v {} with alg {} is accepted",
+            envelope::VERSION,
+            envelope::ALGORITHM
+        )));
+    }
+    // Refuse an oversized ciphertext before decoding it.
+    if env.ciphertext.len() > max_ciphertext.div_ceil(3) * 4
+        || decoded_len("ciphertext", &env.ciphertext)? > max_ciphertext
+    {
+        return Err(ApiError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "message_too_large",
+            format!("the ciphertext is over {max_ciphertext} bytes"),
+        ));
+    }
+    if decoded_len("nonce", &env.nonce)? != envelope::NONCE_LEN {
+        return Err(invalid_envelope("nonce must be 12 bytes"));
+    }
+    if !RSA_BLOCK_BYTES.contains(&decoded_len("sig", &env.sig)?) {
+        return Err(invalid_envelope("sig is not an RSA signature"));
+    }
+    for (user, wrapped) in &env.keys {
+        if !is_valid_name(user) {
+            return Err(invalid_envelope(format!("keys names {user:?}, not a user")));
+        }
+        if !RSA_BLOCK_BYTES.contains(&decoded_len("a wrapped key", wrapped)?) {
+            return Err(invalid_envelope(format!(
+                "the key for {user} is not RSA-wrapped"
+            )));
+        }
+    }
+    Ok(())
+}
+
+#[derive(Insertable)]
+#[diesel(table_name = messages)]
+struct NewMessage {
+    sender_id: i64,
+    recipient_id: Option<i64>,
+    client_id: uuid::Uuid,
+    kind: String,
+    nonce: String,
+    ciphertext: String,
+    sig: String,
+    attachments: Vec<String>,
+}
+
+/// A member of the conversation: who gets a wrapped key.
+struct Member {
+    user_id: i64,
+    username: String,
+}
+
+/// `POST /v1/messages`
+pub async fn send(
+    state: web::Data<AppState>,
+    caller: AuthUser,
+    body: web::Json<SendMessage>,
+) -> Result<HttpResponse, ApiError> {
+    let SendMessage {
+        to,
+        group,
+        client_id,
+        kind,
+        envelope,
+        attachments,
+    } = body.into_inner();
+    let client_id = uuid::Uuid::parse_str(&client_id)
+        .map_err(|_| ApiError::bad_request("invalid_client_id", "client_id must be a UUID"))?;
+    let kind = Kind::parse(&kind)
+        .ok_or_else(|| ApiError::bad_request("invalid_kind", "kind is text or image"))?;
+    let to = match (to, group) {
+        (Some(to), None) => to,
+        (None, Some(_)) => {
+            return Err(ApiError::not_found("group_not_found", "no such group"));
+        }
+        _ => {
+            return Err(ApiError::bad_request(
+                "invalid_recipient",
+                "name exactly one of to and group",
+            ))
+        }
+    };
+    if to == caller.username {
+        return Err(ApiError::bad_request(
+            "invalid_recipient",
+            "you cannot send a message to yourself",
+        ));
+    }
+    check_envelope(&envelope, state.config.ciphertext_max_bytes)?;
+    if !attachments.is_empty() {
+        return Err(ApiError::bad_request(
+            "invalid_attachment",
+            "attachments must name blobs you uploaded",
+        ));
+    }
+
+    let sender = Member {
+        user_id: caller.user_id,
+        username: caller.username.clone(),
+    };
+    let sent = db::run(&state.pool, move |conn| {
+        let recipient = find_user(conn, &to)?;
+        let members = [sender, recipient];
+        check_recipients(&envelope, &members)?;
+        let new = NewMessage {
+            sender_id: members[0].user_id,
+            recipient_id: Some(members[1].user_id),
+            client_id,
+            kind: kind.as_str().to_owned(),
+            nonce: envelope.nonce.clone(),
+            ciphertext: envelope.ciphertext.clone(),
+            sig: envelope.sig.clone(),
+            attachments,
+        };
+        store(conn, &new, &members, &envelope)
+    })
+    .await?;
+    Ok(HttpResponse::Created().json(sent))
+}
+
+fn find_user(conn: &mut PgConn, username: &str) -> Result<Member, ApiError> {
+    if !is_valid_name(username) {
+        return Err(ApiError::not_found(
+            "user_not_found",
+            "no user has that name",
+        ));
+    }
+    users::table
+        .filter(users::username.eq(username))
+        .select(users::id)
+        .first::<i64>(conn)
+        .optional()?
+        .map(|user_id| Member {
+            user_id,
+            username: username.to_owned(),
+        })
+        .ok_or_else(|| ApiError::not_found("user_not_found", "no user has that name"))
+}
+
+/// The envelope must carry a key for exactly the conversation's members.
+fn check_recipients(envelope: &Envelope, members: &[Member]) -> Result<(), ApiError> {
+    let expected: BTreeSet<&str> = members.iter().map(|m| m.username.as_str()).collect();
+    let given: BTreeSet<&str> = envelope.keys.keys().map(String::as_str).collect();
+    if expected == given {
+        return Ok(());
+    }
+    Err(ApiError::RecipientsMismatch {
+        members: expected.into_iter().map(str::to_owned).collect(),
+    })
+}
+
+/// Stores a message, its keys and its inbox events in one transaction, and wakes the
+/// recipients. A message already stored under this client_id is answered as it is.
+fn store(
+    conn: &mut PgConn,
+    new: &NewMessage,
+    members: &[Member],
+    envelope: &Envelope,
+) -> Result<MessageSent, ApiError> {
+    conn.transaction(|conn| {
+        let inserted = diesel::insert_into(messages::table)
+            .values(new)
+            .on_conflict((messages::sender_id, messages::client_id))
+            .do_nothing()
+            .returning((messages::id, messages::sent_at))
+            .get_result::<(i64, DateTime<Utc>)>(conn)
+            .optional()?;
+        let Some((id, sent_at)) = inserted else {
+            return existing(conn, new);
+        };
+
+        let keys: Vec<_> = members
+            .iter()
+            .filter_map(|m| {
+                envelope.keys.get(&m.username).map(|k| {
+                    (
+                        message_keys::message_id.eq(id),
+                        message_keys::user_id.eq(m.user_id),
+                        message_keys::wrapped_key.eq(k),
+                    )
+                })
+            })
+            .collect();
+        diesel::insert_into(message_keys::table)
+            .values(&keys)
+            .execute(conn)?;
+
+        let recipients: Vec<i64> = members
+            .iter()
+            .map(|m| m.user_id)
+            .filter(|&u| u != new.sender_id)
+            .collect();
+        deliver(conn, &recipients, Some(id))?;
+        Ok(MessageSent { id, sent_at })
+    })
+}
+
+/// A retry: the same message again is answered as before; a different one is refused.
+fn existing(conn: &mut PgConn, new: &NewMessage) -> Result<MessageSent, ApiError> {
+    let (id, sent_at, recipient_id) = messages::table
+        .filter(messages::sender_id.eq(new.sender_id))
+        .filter(messages::client_id.eq(new.client_id))
+        .select((messages::id, messages::sent_at, messages::recipient_id))
+        .first::<(i64, DateTime<Utc>, Option<i64>)>(conn)?;
+    if recipient_id != new.recipient_id {
+        return Err(ApiError::conflict(
+            "client_id_reused",
+            "this client_id was used for another message",
+        ));
+    }
+    Ok(MessageSent { id, sent_at })
+}
+
+/// Appends an event to each user's inbox and wakes them, inside the caller's
+/// transaction. The inbox rows are locked in user id order (no deadlocks), and the
+/// locks are held until commit, so each inbox's seq follows commit order.
+pub fn deliver(conn: &mut PgConn, user_ids: &[i64], message_id: Option<i64>) -> QueryResult<()> {
+    if user_ids.is_empty() {
+        return Ok(());
+    }
+    #[derive(QueryableByName)]
+    struct Seq {
+        #[diesel(sql_type = BigInt)]
+        user_id: i64,
+        #[diesel(sql_type = BigInt)]
+        last_seq: i64,
+    }
+    let seqs: Vec<Seq> = diesel::sql_query(
+        "UPDATE inboxes SET last_seq = last_seq + 1
+          WHERE user_id IN (SELECT user_id FROM inboxes WHERE user_id = ANY($1)
+                             ORDER BY user_id FOR UPDATE)
+          RETURNING user_id, last_seq",
+    )
+    .bind::<Array<BigInt>, _>(user_ids)
+    .load(conn)?;
+    let events: Vec<_> = seqs
+        .iter()
+        .map(|s| {
+            (
+                inbox_events::user_id.eq(s.user_id),
+                inbox_events::seq.eq(s.last_seq),
+                inbox_events::message_id.eq(message_id),
+            )
+        })
+        .collect();
+    diesel::insert_into(inbox_events::table)
+        .values(&events)
+        .execute(conn)?;
+    wakeup::announce(conn, user_ids)
+}
+
+/// A message as one reader sees it, from the queries below.
+#[derive(QueryableByName)]
+pub struct MessageRow {
+    #[diesel(sql_type = BigInt)]
+    pub id: i64,
+    #[diesel(sql_type = Text)]
+    pub sender: String,
+    #[diesel(sql_type = Nullable<Text>)]
+    pub recipient: Option<String>,
+    #[diesel(sql_type = Text)]
+    pub kind: String,
+    #[diesel(sql_type = SqlUuid)]
+    pub client_id: uuid::Uuid,
+    #[diesel(sql_type = Timestamptz)]
+    pub sent_at: DateTime<Utc>,
+    #[diesel(sql_type = Text)]
+    pub nonce: String,
+    #[diesel(sql_type = Text)]
+    pub ciphertext: String,
+    #[diesel(sql_type = Text)]
+    pub sig: String,
+    #[diesel(sql_type = Array<Text>)]
+    pub attachments: Vec<String>,
+    #[diesel(sql_type = Text)]
+    pub wrapped_key: String,
+}
+
+/// The columns of [`MessageRow`], for queries over `messages m` joined with the
+/// reader's `message_keys k`, the sender `su` and the recipient `ru`.
+pub const MESSAGE_COLUMNS: &str = "m.id, su.username AS sender, ru.username AS recipient, \
+     m.kind, m.client_id, m.sent_at, m.nonce, m.ciphertext, m.sig, m.attachments, k.wrapped_key";
+
+impl MessageRow {
+    pub fn into_message(self, reader: &str) -> Message {
+        Message {
+            id: self.id,
+            from: self.sender,
+            to: self.recipient,
+            group: None,
+            kind: self.kind,
+            client_id: self.client_id,
+            sent_at: self.sent_at,
+            envelope: Envelope {
+                v: envelope::VERSION,
+                alg: envelope::ALGORITHM.to_owned(),
+                nonce: self.nonce,
+                ciphertext: self.ciphertext,
+                keys: [(reader.to_owned(), self.wrapped_key)].into(),
+                sig: self.sig,
+            },
+            attachments: self.attachments,
+        }
+    }
+}
+
+#[derive(Debug, Deserialize)]
+pub struct HistoryQuery {
+    before: Option<i64>,
+    limit: Option<i64>,
+}
+
+/// `GET /v1/conversations/{username}/messages`: both directions, newest first.
+pub async fn conversation(
+    state: web::Data<AppState>,
+    caller: AuthUser,
+    path: web::Path<String>,
+    query: web::Query<HistoryQuery>,
+) -> Result<web::Json<MessagePage>, ApiError> {
+    let other = path.into_inner();
+    let HistoryQuery { before, limit } = query.into_inner();
+    let limit = limit.unwrap_or(HISTORY_DEFAULT_LIMIT);
+    if !(1..=HISTORY_MAX_LIMIT).contains(&limit) {
+        return Err(ApiError::bad_request(
+            "invalid_query",
+            format!("limit is 1 to {HISTORY_MAX_LIMIT}"),
+        ));
+    }
+    let before = before.unwrap_or(i64::MAX);
+    let me = caller.user_id;
+    let rows = db::run(&state.pool, move |conn| {
+        let other = find_user(conn, &other)?;
+        let sql = format!(
+            "SELECT {MESSAGE_COLUMNS}
+               FROM messages m
+               JOIN message_keys k ON k.message_id = m.id AND k.user_id = $1
+               JOIN users su ON su.id = m.sender_id
+               JOIN users ru ON ru.id = m.recipient_id
+              WHERE m.pair_low = LEAST($1, $2) AND m.pair_high = GREATEST($1, $2)
+                AND m.recipient_id IS NOT NULL AND m.id < $3
+              ORDER BY m.id DESC
+              LIMIT $4"
+        );
+        Ok(diesel::sql_query(sql)
+            .bind::<BigInt, _>(me)
+            .bind::<BigInt, _>(other.user_id)
+            .bind::<BigInt, _>(before)
+            .bind::<BigInt, _>(limit)
+            .load::<MessageRow>(conn)?)
+    })
+    .await?;
+    Ok(web::Json(page(rows, limit, &caller.username)))
+}
+
+fn page(rows: Vec<MessageRow>, limit: i64, reader: &str) -> MessagePage {
+    let full = i64::try_from(rows.len()).is_ok_and(|n| n == limit);
+    let messages: Vec<Message> = rows.into_iter().map(|r| r.into_message(reader)).collect();
+    let next = if full {
+        messages.last().map(|m| m.id)
+    } else {
+        None
+    };
+    MessagePage { messages, next }
+}
