@@ -241,7 +241,7 @@ pub async fn users(ctx: &Context, prefix: Option<&str>, limit: u32) -> Result<()
     } else {
         for user in &list.users {
             let mark = if user.online { "  (online)" } else { "" };
-            println!("{}{mark}", user.username);
+            crate::output::line(&format!("{}{mark}", user.username));
         }
     }
     Ok(())

@@ -12,7 +12,8 @@ pub const DEFAULT_SERVER: &str = "http://127.0.0.1:8080";
     version,
     about = "End-to-end encrypted chat: every message is encrypted and signed on this machine.",
     after_help = "Exit codes: 0 success, 1 failure, 2 bad usage, 3 server unreachable, \
-                  4 not logged in or wrong credentials."
+                  4 not logged in or wrong credentials, 5 a received message failed \
+                  verification (it was not shown)."
 )]
 pub struct Cli {
     #[command(flatten)]
@@ -53,6 +54,31 @@ pub enum Command {
         #[arg(long, default_value_t = 50, value_parser = clap::value_parser!(u32).range(1..=200))]
         limit: u32,
     },
+    /// Send an end-to-end encrypted message.
+    Send {
+        /// Who to send it to.
+        to: String,
+        /// The message, or - to read it from standard input.
+        text: String,
+    },
+    /// Show the messages that arrived since the last recv, then exit.
+    Recv {
+        /// Keep running and show messages as they arrive (reconnects on its own).
+        #[arg(long, short)]
+        follow: bool,
+    },
+    /// Show your conversation with a user, oldest first.
+    History {
+        with: String,
+        /// How many messages.
+        #[arg(long, default_value_t = 20, value_parser = clap::value_parser!(u32).range(1..=500))]
+        limit: u32,
+        /// Only messages older than this message id (for paging back).
+        #[arg(long)]
+        before: Option<i64>,
+    },
+    /// Talk with a user live: type lines to send them; theirs appear as they arrive.
+    Chat { with: String },
 }
 
 #[derive(Debug, Args)]

@@ -4,8 +4,8 @@
 use std::time::Duration;
 
 use fastchat_protocol::wire::{
-    CreateSession, CreateUser, KeyBackup, Problem, SessionCreated, UserCreated, UserList,
-    UserProfile,
+    CreateSession, CreateUser, InboxPage, KeyBackup, MessagePage, MessageSent, Problem,
+    SendMessage, SessionCreated, UserCreated, UserList, UserProfile,
 };
 use reqwest::{Method, RequestBuilder, Response, StatusCode};
 use serde::de::DeserializeOwned;
@@ -102,6 +102,36 @@ impl Client {
             .await
     }
 
+    pub async fn send_message(&self, body: &SendMessage) -> Result<MessageSent> {
+        self.post("/v1/messages", body).await
+    }
+
+    pub async fn inbox(&self, after: i64, limit: u32) -> Result<InboxPage> {
+        let query = [("after", after.to_string()), ("limit", limit.to_string())];
+        self.json(self.request(Method::GET, "/v1/inbox").query(&query))
+            .await
+    }
+
+    /// History with `username`, newest first.
+    pub async fn conversation(
+        &self,
+        username: &str,
+        before: Option<i64>,
+        limit: u32,
+    ) -> Result<MessagePage> {
+        let mut query = vec![("limit", limit.to_string())];
+        if let Some(before) = before {
+            query.push(("before", before.to_string()));
+        }
+        let path = format!("/v1/conversations/{username}/messages");
+        self.json(self.request(Method::GET, &path).query(&query))
+            .await
+    }
+
+    pub fn token(&self) -> Option<&str> {
+        self.token.as_deref()
+    }
+
     pub async fn key_backup(&self) -> Result<KeyBackup> {
         self.json(self.request(Method::GET, "/v1/me/key-backup"))
             .await
@@ -117,11 +147,12 @@ async fn problem(response: Response) -> CliError {
         .and_then(|v| v.to_str().ok())
         .map(str::to_owned);
     let problem: Option<Problem> = response.json().await.ok();
-    let (code, detail) = match problem {
-        Some(p) => (p.code, p.detail.unwrap_or(p.title)),
+    let (code, detail, members) = match problem {
+        Some(p) => (p.code, p.detail.unwrap_or(p.title), p.members),
         None => (
             "unknown".to_owned(),
             format!("the server answered {status}"),
+            None,
         ),
     };
     match (status, code.as_str()) {
@@ -135,6 +166,9 @@ async fn problem(response: Response) -> CliError {
             Some(secs) => format!("too many failed logins; try again in {secs} seconds"),
             None => "too many failed logins; try again later".into(),
         }),
+        (StatusCode::CONFLICT, "recipients_mismatch") => CliError::RecipientsMismatch {
+            members: members.unwrap_or_default(),
+        },
         _ => CliError::Server {
             status: status.as_u16(),
             code,

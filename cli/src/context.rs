@@ -6,6 +6,7 @@ use crate::args::{Global, DEFAULT_SERVER};
 use crate::client::Client;
 use crate::error::{CliError, Result};
 use crate::home::{Home, Session};
+use crate::output;
 
 pub struct Context {
     pub home: Home,
@@ -43,11 +44,11 @@ impl Context {
     /// Prints `value` as one JSON line with `--json`, else the human text.
     pub fn print(&self, value: Value, text: impl FnOnce() -> String) {
         if self.json {
-            println!("{value}");
+            output::json(&value);
         } else {
             let text = text();
             if !text.is_empty() {
-                println!("{text}");
+                output::line(&text);
             }
         }
     }

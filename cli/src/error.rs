@@ -8,6 +8,7 @@ pub mod exit {
     pub const USAGE: u8 = 2;
     pub const UNREACHABLE: u8 = 3;
     pub const AUTH: u8 = 4;
+    pub const UNVERIFIED: u8 = 5;
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -29,6 +30,12 @@ pub enum CliError {
     },
     #[error("{0}")]
     Local(String),
+    /// The conversation's members changed under the sender.
+    #[error("the conversation's members changed ({})", members.join(", "))]
+    RecipientsMismatch { members: Vec<String> },
+    /// Messages were refused because their signature or encryption did not hold.
+    #[error("{0} message(s) failed verification and were not shown")]
+    Unverified(usize),
 }
 
 impl CliError {
@@ -37,8 +44,17 @@ impl CliError {
             CliError::Usage(_) => exit::USAGE,
             CliError::Unreachable { .. } => exit::UNREACHABLE,
             CliError::NotLoggedIn | CliError::Auth(_) => exit::AUTH,
-            CliError::Server { .. } | CliError::Local(_) => exit::FAILURE,
+            CliError::Server { .. } | CliError::Local(_) | CliError::RecipientsMismatch { .. } => {
+                exit::FAILURE
+            }
+            CliError::Unverified(_) => exit::UNVERIFIED,
         })
+    }
+
+    /// Worth retrying with the same client_id: the request may not have arrived.
+    pub fn is_transient(&self) -> bool {
+        matches!(self, CliError::Unreachable { .. })
+            || matches!(self, CliError::Server { status, .. } if *status >= 500)
     }
 
     pub fn local(context: &str, cause: impl std::fmt::Display) -> Self {

@@ -7,8 +7,7 @@ use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
 use chrono::{DateTime, Utc};
-use fastchat_protocol::keys;
-use fastchat_protocol::keys::RsaPrivateKey;
+use fastchat_protocol::keys::{self, RsaPrivateKey, RsaPublicKey};
 use serde::{Deserialize, Serialize};
 
 use crate::error::{CliError, Result};
@@ -122,5 +121,46 @@ impl Home {
     pub fn save_private_key(&self, username: &str, key: &RsaPrivateKey) -> Result<()> {
         let pem = keys::private_key_pem(key);
         self.write_private(&self.key_path(username), pem.as_bytes())
+    }
+
+    pub fn pinned_key_path(&self, username: &str) -> PathBuf {
+        self.dir.join("known_keys").join(format!("{username}.pem"))
+    }
+
+    pub fn pinned_key(&self, username: &str) -> Result<Option<RsaPublicKey>> {
+        let path = self.pinned_key_path(username);
+        match fs::read_to_string(&path) {
+            Ok(pem) => keys::parse_public_key_pem(&pem)
+                .map(Some)
+                .map_err(|e| CliError::local(&path.display().to_string(), e)),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(CliError::local(&format!("reading {}", path.display()), e)),
+        }
+    }
+
+    pub fn pin_key(&self, username: &str, key: &RsaPublicKey) -> Result<()> {
+        let pem = keys::public_key_pem(key);
+        self.write_private(&self.pinned_key_path(username), pem.as_bytes())
+    }
+
+    fn cursor_path(&self, username: &str) -> PathBuf {
+        self.dir.join("cursors").join(username)
+    }
+
+    /// The seq of the last inbox event `recv` showed `username` (0: none yet).
+    pub fn cursor(&self, username: &str) -> Result<i64> {
+        let path = self.cursor_path(username);
+        match fs::read_to_string(&path) {
+            Ok(text) => text
+                .trim()
+                .parse()
+                .map_err(|e| CliError::local(&format!("{} is damaged", path.display()), e)),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(0),
+            Err(e) => Err(CliError::local(&format!("reading {}", path.display()), e)),
+        }
+    }
+
+    pub fn save_cursor(&self, username: &str, seq: i64) -> Result<()> {
+        self.write_private(&self.cursor_path(username), seq.to_string().as_bytes())
     }
 }

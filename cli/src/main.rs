@@ -3,9 +3,13 @@
 mod account;
 mod args;
 mod client;
+mod contacts;
 mod context;
 mod error;
 mod home;
+mod messaging;
+mod output;
+mod stream;
 
 use std::process::ExitCode;
 
@@ -44,5 +48,13 @@ async fn run(cli: Cli) -> Result<()> {
         Command::Logout => account::logout(&ctx).await,
         Command::Whoami => account::whoami(&ctx).await,
         Command::Users { prefix, limit } => account::users(&ctx, prefix.as_deref(), *limit).await,
+        Command::Send { to, text } => messaging::send(&ctx, to, text).await,
+        Command::Recv { follow } => messaging::recv(&ctx, *follow).await,
+        Command::History {
+            with,
+            limit,
+            before,
+        } => messaging::history(&ctx, with, *limit, *before).await,
+        Command::Chat { with } => messaging::chat(&ctx, with).await,
     }
 }
