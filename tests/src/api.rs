@@ -95,14 +95,18 @@ impl Api {
         &self,
         method: Method,
         path: &str,
+        token: Option<&str>,
         content_type: &str,
         body: Vec<u8>,
     ) -> Answer {
-        let req = self
+        let mut req = self
             .http
             .request(method, format!("{}{path}", self.base))
             .header("content-type", content_type)
             .body(body);
+        if let Some(token) = token {
+            req = req.bearer_auth(token);
+        }
         Self::answer(req.send().await.expect("request sent")).await
     }
 
@@ -168,5 +172,47 @@ impl Api {
     pub async fn user(&self, username: &str) -> String {
         self.signup(username).await.assert_status(201);
         self.login(username).await
+    }
+}
+
+/// An envelope of the right shape with random bytes: what the server sees of any real
+/// one. For tests that exercise delivery, not cryptography.
+pub fn opaque_envelope(members: &[&str]) -> Value {
+    use base64::engine::general_purpose::STANDARD;
+    use base64::Engine;
+    use rand::RngCore;
+    let random = |n: usize| {
+        let mut bytes = vec![0u8; n];
+        rand::rngs::OsRng.fill_bytes(&mut bytes);
+        STANDARD.encode(bytes)
+    };
+    let keys: serde_json::Map<String, Value> = members
+        .iter()
+        .map(|m| ((*m).to_owned(), Value::String(random(256))))
+        .collect();
+    json!({
+        "v": 1,
+        "alg": "RSA-OAEP-256+A256GCM+PS256",
+        "nonce": random(12),
+        "ciphertext": random(200),
+        "keys": keys,
+        "sig": random(256),
+    })
+}
+
+impl Api {
+    /// `POST /v1/messages` to a user with an opaque envelope for `from` and `to`.
+    pub async fn send_opaque(&self, token: &str, from: &str, to: &str) -> Answer {
+        self.post(
+            "/v1/messages",
+            Some(token),
+            json!({
+                "to": to,
+                "client_id": uuid::Uuid::new_v4().to_string(),
+                "kind": "text",
+                "envelope": opaque_envelope(&[from, to]),
+            }),
+        )
+        .await
     }
 }

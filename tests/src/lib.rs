@@ -12,6 +12,7 @@ use serde_json::Value;
 use tokio_postgres::NoTls;
 
 pub mod api;
+pub mod sse;
 
 pub use api::Api;
 
@@ -247,8 +248,9 @@ impl PendingServer {
 
 /// A fresh database and `n` api servers on it, started together.
 pub struct Cluster {
-    pub db: TestDb,
+    // Fields drop in order: servers stop before their database is dropped.
     pub servers: Vec<ApiServer>,
+    pub db: TestDb,
 }
 
 impl Cluster {
@@ -260,7 +262,7 @@ impl Cluster {
         let db = TestDb::create().await;
         let pending: Vec<_> = (0..n).map(|_| ApiServer::spawn(&db.url, extra)).collect();
         let servers = pending.into_iter().map(PendingServer::ready).collect();
-        Cluster { db, servers }
+        Cluster { servers, db }
     }
 
     pub fn api(&self, i: usize) -> Api {
@@ -322,6 +324,89 @@ impl CliHome {
         input.write_all(stdin.as_bytes()).expect("writing stdin");
         drop(input);
         CliOutput(child.wait_with_output().expect("running fastchat"))
+    }
+}
+
+impl CliHome {
+    /// Starts a long-running `fastchat ARGS` (e.g. `recv --follow`) whose stdout lines
+    /// arrive on a channel and whose stdin stays open for writing.
+    pub fn spawn(&self, server: &str, args: &[&str]) -> RunningCli {
+        let mut child = self
+            .command(server)
+            .args(args)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("starting fastchat");
+        let stdout = child.stdout.take().expect("piped stdout");
+        let (tx, lines) = mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                if tx.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        let stdin = child.stdin.take();
+        RunningCli {
+            child,
+            lines,
+            stdin,
+        }
+    }
+}
+
+/// A `fastchat` process that keeps running; killed when dropped.
+pub struct RunningCli {
+    pub child: Child,
+    lines: mpsc::Receiver<String>,
+    stdin: Option<std::process::ChildStdin>,
+}
+
+impl RunningCli {
+    /// The next stdout line within `wait`.
+    pub fn next_line(&self, wait: Duration) -> Option<String> {
+        self.lines.recv_timeout(wait).ok()
+    }
+
+    /// The next stdout line, parsed as JSON; fails the test after `wait`.
+    #[track_caller]
+    pub fn next_json(&self, wait: Duration) -> Value {
+        let line = self
+            .next_line(wait)
+            .unwrap_or_else(|| panic!("fastchat printed nothing within {wait:?}"));
+        serde_json::from_str(&line).unwrap_or_else(|e| panic!("not JSON ({e}): {line}"))
+    }
+
+    pub fn write_line(&mut self, line: &str) {
+        use std::io::Write;
+        let stdin = self.stdin.as_mut().expect("stdin is open");
+        writeln!(stdin, "{line}").expect("writing to fastchat");
+        stdin.flush().expect("flushing fastchat's stdin");
+    }
+
+    /// Closes stdin and waits for the exit status.
+    pub fn finish(mut self, wait: Duration) -> std::process::ExitStatus {
+        drop(self.stdin.take());
+        let until = Instant::now() + wait;
+        loop {
+            if let Some(status) = self.child.try_wait().expect("waiting for fastchat") {
+                return status;
+            }
+            assert!(
+                Instant::now() < until,
+                "fastchat did not exit within {wait:?}"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+impl Drop for RunningCli {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
     }
 }
 

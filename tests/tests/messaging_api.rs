@@ -1,0 +1,540 @@
+//! Message delivery over HTTP and server-sent events: ordering, exactly-once across
+//! reconnects and server deaths, and every refusal.
+
+use std::collections::HashSet;
+use std::time::Duration;
+
+use fastchat_tests::api::opaque_envelope;
+use fastchat_tests::sse::SseClient;
+use fastchat_tests::{Api, Cluster};
+use reqwest::Method;
+use serde_json::{json, Value};
+
+const WAIT: Duration = Duration::from_secs(20);
+
+fn seq_of(event: &fastchat_tests::sse::SseEvent) -> i64 {
+    let seq = event.data["seq"].as_i64().expect("seq");
+    assert_eq!(
+        event.id.as_deref(),
+        Some(seq.to_string().as_str()),
+        "id is the seq"
+    );
+    seq
+}
+
+#[tokio::test]
+async fn a_resuming_reader_sees_every_message_once_in_seq_order_under_concurrent_writers() {
+    const WRITERS: usize = 4;
+    const PER_WRITER: usize = 600;
+    let cluster = Cluster::start(2).await;
+    let apis = [cluster.api(0), cluster.api(1)];
+    let reader = apis[0].user("reader").await;
+    let mut writers = Vec::new();
+    for w in 0..WRITERS {
+        let name = format!("writer{w}");
+        writers.push((name.clone(), apis[0].user(&name).await));
+    }
+
+    let senders: Vec<_> = writers
+        .into_iter()
+        .enumerate()
+        .map(|(w, (name, token))| {
+            let api = apis[w % 2].clone();
+            tokio::spawn(async move {
+                let mut acked = Vec::new();
+                for _ in 0..PER_WRITER {
+                    let answer = api.send_opaque(&token, &name, "reader").await;
+                    acked.push(answer.assert_status(201)["id"].as_i64().expect("id"));
+                }
+                acked
+            })
+        })
+        .collect();
+
+    // Read while they write, hopping between servers with Last-Event-ID.
+    let total = WRITERS * PER_WRITER;
+    let mut seqs = Vec::with_capacity(total);
+    let mut ids = Vec::with_capacity(total);
+    let mut hops = 0;
+    let mut stream = SseClient::connect(&apis[0].base, &reader, None, Some(0)).await;
+    while seqs.len() < total {
+        if seqs.len() >= (hops + 1) * 450 {
+            hops += 1;
+            let last = *seqs.last().expect("some seen");
+            stream = SseClient::connect(&apis[hops % 2].base, &reader, Some(last), None).await;
+        }
+        let event = stream
+            .next_event(WAIT)
+            .await
+            .unwrap_or_else(|| panic!("stream stalled after {} events", seqs.len()));
+        assert_eq!(event.event.as_deref(), Some("message"));
+        seqs.push(seq_of(&event));
+        ids.push(event.data["message"]["id"].as_i64().expect("message id"));
+    }
+    let mut acked = HashSet::new();
+    for sender in senders {
+        acked.extend(sender.await.expect("sender task"));
+    }
+
+    assert!(hops >= 4, "the reader should have resumed several times");
+    let expected: Vec<i64> = (1..=total as i64).collect();
+    assert_eq!(
+        seqs, expected,
+        "seqs must run 1, 2, 3, ... with no gap or repeat"
+    );
+    let unique: HashSet<i64> = ids.iter().copied().collect();
+    assert_eq!(unique.len(), total, "a message arrived twice");
+    assert_eq!(
+        unique, acked,
+        "what arrived is exactly what was acknowledged"
+    );
+    assert!(stream
+        .next_event(Duration::from_millis(300))
+        .await
+        .is_none());
+}
+
+#[tokio::test]
+async fn killing_the_server_that_holds_a_stream_loses_nothing() {
+    const MESSAGES: usize = 120;
+    let cluster = Cluster::start(2).await;
+    let (doomed, survivor) = (cluster.api(0), cluster.api(1));
+    let bob = survivor.user("bob").await;
+    let alice = survivor.user("alice").await;
+
+    let mut stream = SseClient::connect(&doomed.base, &bob, None, Some(0)).await;
+    let sender = {
+        let (api, alice) = (survivor.clone(), alice.clone());
+        tokio::spawn(async move {
+            let mut acked = Vec::new();
+            for _ in 0..MESSAGES {
+                let answer = api.send_opaque(&alice, "alice", "bob").await;
+                acked.push(answer.assert_status(201)["id"].as_i64().expect("id"));
+            }
+            acked
+        })
+    };
+    let mut seen = Vec::new();
+    while seen.len() < 10 {
+        let event = stream
+            .next_event(WAIT)
+            .await
+            .expect("events before the kill");
+        seen.push((
+            seq_of(&event),
+            event.data["message"]["id"].as_i64().expect("id"),
+        ));
+    }
+    cluster.servers[0].signal("KILL");
+    // The dead server's stream ends (its connection resets)...
+    while let Some(event) = stream.next_event(WAIT).await {
+        seen.push((
+            seq_of(&event),
+            event.data["message"]["id"].as_i64().expect("id"),
+        ));
+    }
+    // ...and bob resumes on the survivor from the last seq he saw.
+    let last = seen.last().expect("seen some").0;
+    let mut stream = SseClient::connect(&survivor.base, &bob, Some(last), None).await;
+    while seen.len() < MESSAGES {
+        let event = stream
+            .next_event(WAIT)
+            .await
+            .expect("events after the kill");
+        seen.push((
+            seq_of(&event),
+            event.data["message"]["id"].as_i64().expect("id"),
+        ));
+    }
+    let acked = sender.await.expect("sender");
+    let seqs: Vec<i64> = seen.iter().map(|(s, _)| *s).collect();
+    assert_eq!(seqs, (1..=MESSAGES as i64).collect::<Vec<_>>());
+    let ids: Vec<i64> = seen.iter().map(|(_, id)| *id).collect();
+    assert_eq!(
+        ids, acked,
+        "one writer's messages arrive in the order they were acknowledged"
+    );
+}
+
+#[tokio::test]
+async fn streams_replay_resume_or_start_now_and_keep_alive() {
+    let cluster = Cluster::start_with(2, &[("FASTCHAT_SSE_KEEPALIVE_SECS", "1")]).await;
+    let (one, two) = (cluster.api(0), cluster.api(1));
+    let alice = one.user("alice").await;
+    let bob = one.user("bob").await;
+    for _ in 0..3 {
+        one.send_opaque(&alice, "alice", "bob")
+            .await
+            .assert_status(201);
+    }
+
+    let mut replay = SseClient::connect(&two.base, &bob, None, Some(0)).await;
+    for seq in 1..=3 {
+        assert_eq!(
+            seq_of(&replay.next_event(WAIT).await.expect("replayed")),
+            seq
+        );
+    }
+    // Last-Event-ID wins over ?after= (browsers resend the original URL).
+    let mut resumed = SseClient::connect(&one.base, &bob, Some(2), Some(0)).await;
+    assert_eq!(seq_of(&resumed.next_event(WAIT).await.expect("resumed")), 3);
+    let mut fresh = SseClient::connect(&two.base, &bob, None, None).await;
+    // Keep-alives flow on an idle stream, and a retry hint was given.
+    // (No event is due: this reads until the deadline, counting comments.)
+    assert!(fresh
+        .next_event(Duration::from_millis(2500))
+        .await
+        .is_none());
+    assert!(
+        fresh.comments > 0,
+        "no keep-alive within 2.5 s at a 1 s interval"
+    );
+    assert_eq!(fresh.retry_hints, ["2000"]);
+
+    // The fresh stream starts now: it gets the fourth message, pushed across servers.
+    one.send_opaque(&alice, "alice", "bob")
+        .await
+        .assert_status(201);
+    let event = fresh.next_event(WAIT).await.expect("pushed");
+    assert_eq!(seq_of(&event), 4);
+    assert_eq!(event.data["message"]["from"], "alice");
+    assert_eq!(event.data["message"]["to"], "bob");
+    let keys = event.data["message"]["envelope"]["keys"]
+        .as_object()
+        .expect("keys");
+    assert_eq!(
+        keys.keys().collect::<Vec<_>>(),
+        ["bob"],
+        "a reader gets only its own key"
+    );
+
+    let page = two.get("/v1/inbox?after=1&limit=2", &bob).await;
+    let page = page.assert_status(200);
+    let seqs: Vec<i64> = page["events"]
+        .as_array()
+        .expect("events")
+        .iter()
+        .map(|e| e["seq"].as_i64().expect("seq"))
+        .collect();
+    assert_eq!(seqs, [2, 3]);
+    assert_eq!(page["next"], 3);
+}
+
+#[tokio::test]
+async fn a_server_whose_listener_reconnects_catches_up_from_the_table() {
+    let cluster = Cluster::start(2).await;
+    let (one, two) = (cluster.api(0), cluster.api(1));
+    let alice = one.user("alice").await;
+    let bob = one.user("bob").await;
+    let mut stream = SseClient::connect(&two.base, &bob, None, None).await;
+    // Give the stream something to prove it is live first.
+    one.send_opaque(&alice, "alice", "bob")
+        .await
+        .assert_status(201);
+    assert_eq!(seq_of(&stream.next_event(WAIT).await.expect("first")), 1);
+
+    // Cut every LISTEN connection; a message sent now has no listener to wake.
+    let db = cluster.db.client().await;
+    let cut: i64 = db
+        .query_one(
+            "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity
+              WHERE datname = current_database() AND query ILIKE 'LISTEN%'",
+            &[],
+        )
+        .await
+        .expect("terminate listeners")
+        .get(0);
+    assert_eq!(cut, 2, "each server holds one listener connection");
+    one.send_opaque(&alice, "alice", "bob")
+        .await
+        .assert_status(201);
+    let event = stream
+        .next_event(WAIT)
+        .await
+        .expect("caught up after reconnecting");
+    assert_eq!(seq_of(&event), 2);
+}
+
+#[tokio::test]
+async fn bad_messages_get_their_problem_and_store_nothing() {
+    let cluster = Cluster::start(1).await;
+    let api = cluster.api(0);
+    let alice = api.user("alice").await;
+    api.user("bob").await;
+    api.signup("carol").await.assert_status(201);
+
+    let base = |overrides: Value| {
+        let mut body = json!({
+            "to": "bob",
+            "client_id": uuid::Uuid::new_v4().to_string(),
+            "kind": "text",
+            "envelope": opaque_envelope(&["alice", "bob"]),
+        });
+        for (k, v) in overrides.as_object().expect("object") {
+            if v.is_null() {
+                body.as_object_mut().expect("object").remove(k);
+            } else {
+                body[k] = v.clone();
+            }
+        }
+        body
+    };
+    let envelope_with = |field: &str, value: Value| {
+        let mut envelope = opaque_envelope(&["alice", "bob"]);
+        envelope[field] = value;
+        json!({ "envelope": envelope })
+    };
+    let huge = {
+        use base64::Engine;
+        base64::engine::general_purpose::STANDARD.encode(vec![7u8; 64 * 1024 + 1])
+    };
+    let cases: Vec<(&str, Value, u16, &str)> = vec![
+        (
+            "a key missing",
+            json!({"envelope": opaque_envelope(&["alice"])}),
+            409,
+            "recipients_mismatch",
+        ),
+        (
+            "a key too many",
+            json!({"envelope": opaque_envelope(&["alice", "bob", "carol"])}),
+            409,
+            "recipients_mismatch",
+        ),
+        (
+            "unknown user",
+            json!({"to": "nobody"}),
+            404,
+            "user_not_found",
+        ),
+        (
+            "invalid user",
+            json!({"to": "No Body"}),
+            404,
+            "user_not_found",
+        ),
+        (
+            "to yourself",
+            json!({"to": "alice", "envelope": opaque_envelope(&["alice"])}),
+            400,
+            "invalid_recipient",
+        ),
+        (
+            "to and group",
+            json!({"group": "friends"}),
+            400,
+            "invalid_recipient",
+        ),
+        (
+            "no recipient",
+            json!({"to": null}),
+            400,
+            "invalid_recipient",
+        ),
+        (
+            "bad client_id",
+            json!({"client_id": "not-a-uuid"}),
+            400,
+            "invalid_client_id",
+        ),
+        ("bad kind", json!({"kind": "video"}), 400, "invalid_kind"),
+        (
+            "attachment",
+            json!({"attachments": ["nope"]}),
+            400,
+            "invalid_attachment",
+        ),
+        (
+            "version 2",
+            envelope_with("v", json!(2)),
+            400,
+            "invalid_envelope",
+        ),
+        (
+            "other alg",
+            envelope_with("alg", json!("ROT13")),
+            400,
+            "invalid_envelope",
+        ),
+        (
+            "bad base64",
+            envelope_with("nonce", json!("%%%")),
+            400,
+            "invalid_envelope",
+        ),
+        (
+            "short nonce",
+            envelope_with("nonce", json!("AAAA")),
+            400,
+            "invalid_envelope",
+        ),
+        (
+            "short sig",
+            envelope_with("sig", json!("AAAA")),
+            400,
+            "invalid_envelope",
+        ),
+        (
+            "oversized",
+            envelope_with("ciphertext", json!(huge)),
+            413,
+            "message_too_large",
+        ),
+        (
+            "unknown field",
+            json!({"priority": "high"}),
+            400,
+            "malformed_json",
+        ),
+        (
+            "missing envelope",
+            json!({"envelope": null}),
+            400,
+            "malformed_json",
+        ),
+    ];
+    let tables = ["messages", "message_keys", "inbox_events"];
+    let mut before = Vec::new();
+    for t in tables {
+        before.push(cluster.db.count(t).await);
+    }
+    for (what, overrides, status, code) in cases {
+        let answer = api
+            .post("/v1/messages", Some(&alice), base(overrides))
+            .await;
+        assert_eq!(answer.body["code"], code, "{what}: {}", answer.text);
+        answer.assert_problem(status, code);
+        if code == "recipients_mismatch" {
+            assert_eq!(answer.body["members"], json!(["alice", "bob"]), "{what}");
+        }
+    }
+    api.raw(
+        Method::POST,
+        "/v1/messages",
+        Some(&alice),
+        "application/json",
+        b"{\"to\":".to_vec(),
+    )
+    .await
+    .assert_problem(400, "malformed_json");
+    api.post("/v1/messages", None, base(json!({})))
+        .await
+        .assert_problem(401, "missing_token");
+    api.post("/v1/messages", Some("not-a-token"), base(json!({})))
+        .await
+        .assert_problem(401, "invalid_token");
+    for (i, t) in tables.iter().enumerate() {
+        assert_eq!(
+            cluster.db.count(t).await,
+            before[i],
+            "a refused message wrote to {t}"
+        );
+    }
+
+    // A retry with the same client_id is the same message, stored once.
+    let body = base(json!({}));
+    let first = api.post("/v1/messages", Some(&alice), body.clone()).await;
+    let retry = api.post("/v1/messages", Some(&alice), body.clone()).await;
+    assert_eq!(first.assert_status(201), retry.assert_status(201));
+    assert_eq!(cluster.db.count("messages").await, before[0] + 1);
+    assert_eq!(cluster.db.count("inbox_events").await, before[2] + 1);
+    let mut reused = body.clone();
+    reused["to"] = json!("carol");
+    reused["envelope"] = opaque_envelope(&["alice", "carol"]);
+    api.post("/v1/messages", Some(&alice), reused)
+        .await
+        .assert_problem(409, "client_id_reused");
+
+    // Reading: bad cursors and strangers.
+    for query in ["after=-1", "limit=0", "limit=1001", "after=x"] {
+        api.get(&format!("/v1/inbox?{query}"), &alice)
+            .await
+            .assert_problem(400, "invalid_query");
+    }
+    let bad_resume = reqwest::Client::new()
+        .get(format!("{}/v1/events", api.base))
+        .bearer_auth(&alice)
+        .header("last-event-id", "abc")
+        .send()
+        .await
+        .expect("request");
+    assert_eq!(bad_resume.status(), 400);
+    api.call(Method::GET, "/v1/events", None, None)
+        .await
+        .assert_problem(401, "missing_token");
+    api.get("/v1/conversations/nobody/messages", &alice)
+        .await
+        .assert_problem(404, "user_not_found");
+    api.get("/v1/conversations/bob/messages?limit=0", &alice)
+        .await
+        .assert_problem(400, "invalid_query");
+    let carol = api.login("carol").await;
+    let snooping = api.get("/v1/conversations/alice/messages", &carol).await;
+    assert_eq!(
+        snooping.assert_status(200)["messages"],
+        json!([]),
+        "carol reads nothing of alice and bob"
+    );
+    let bobs_view = api
+        .get("/v1/conversations/alice/messages", &api.login("bob").await)
+        .await;
+    assert_eq!(
+        bobs_view.assert_status(200)["messages"]
+            .as_array()
+            .expect("list")
+            .len(),
+        1
+    );
+}
+
+#[tokio::test]
+async fn history_pages_back_newest_first() {
+    let cluster = Cluster::start(1).await;
+    let api: Api = cluster.api(0);
+    let alice = api.user("alice").await;
+    let bob = api.user("bob").await;
+    let mut sent = Vec::new();
+    for i in 0..5 {
+        let (token, from, to) = if i % 2 == 0 {
+            (&alice, "alice", "bob")
+        } else {
+            (&bob, "bob", "alice")
+        };
+        sent.push(
+            api.send_opaque(token, from, to).await.assert_status(201)["id"]
+                .as_i64()
+                .expect("id"),
+        );
+    }
+    let page = api
+        .get("/v1/conversations/bob/messages?limit=3", &alice)
+        .await;
+    let page = page.assert_status(200).clone();
+    let ids: Vec<i64> = page["messages"]
+        .as_array()
+        .expect("list")
+        .iter()
+        .map(|m| m["id"].as_i64().expect("id"))
+        .collect();
+    assert_eq!(ids, [sent[4], sent[3], sent[2]]);
+    assert_eq!(page["next"], sent[2]);
+    let older = api
+        .get(
+            &format!("/v1/conversations/bob/messages?limit=3&before={}", sent[2]),
+            &alice,
+        )
+        .await;
+    let older = older.assert_status(200);
+    let ids: Vec<i64> = older["messages"]
+        .as_array()
+        .expect("list")
+        .iter()
+        .map(|m| m["id"].as_i64().expect("id"))
+        .collect();
+    assert_eq!(ids, [sent[1], sent[0]]);
+    assert_eq!(older["next"], Value::Null);
+    for message in older["messages"].as_array().expect("list") {
+        let keys = message["envelope"]["keys"].as_object().expect("keys");
+        assert_eq!(keys.keys().collect::<Vec<_>>(), ["alice"]);
+    }
+}
