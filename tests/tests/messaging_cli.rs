@@ -300,3 +300,48 @@ async fn chat_shows_each_side_the_others_lines_live() {
     assert!(alice_chat.finish(WAIT).success());
     assert!(bob_chat.finish(WAIT).success());
 }
+
+#[tokio::test]
+async fn recv_follow_reconnects_on_its_own_and_resumes_where_it_left_off() {
+    let mut cluster = Cluster::start_with(2, &[("FASTCHAT_SSE_KEEPALIVE_SECS", "1")]).await;
+    let (one, two) = (
+        cluster.servers[0].url.clone(),
+        cluster.servers[1].url.clone(),
+    );
+    let alice = user(&two, "alice");
+    let bob = user(&one, "bob");
+    let bob_live = bob.spawn(&one, &["recv", "--follow", "--json"]);
+    let alice_token = token(&alice);
+    eventually(WAIT, "bob to be online", || async {
+        online(&cluster, &alice_token, "bob").await.then_some(())
+    })
+    .await;
+    alice
+        .run(&two, &["send", "bob", "before the crash"], "")
+        .success();
+    assert_eq!(bob_live.next_json(WAIT)["text"], "before the crash");
+
+    // Bob's server dies; while it is down alice keeps writing through the other one.
+    cluster.servers[0].signal("KILL");
+    cluster.servers[0].wait_exit(WAIT);
+    for i in 1..=3 {
+        alice
+            .run(&two, &["send", "bob", &format!("while down {i}")], "")
+            .success();
+    }
+    // It comes back on the same address; bob's CLI reconnects by itself with
+    // Last-Event-ID and gets exactly what it missed.
+    let listen = one.trim_start_matches("http://").to_owned();
+    let restarted =
+        fastchat_tests::ApiServer::spawn(&cluster.db.url, &[("FASTCHAT_LISTEN", &listen)]).ready();
+    cluster.servers[0] = restarted;
+    for i in 1..=3 {
+        let got = bob_live.next_json(WAIT);
+        assert_eq!(got["text"], format!("while down {i}"));
+        assert_eq!(got["seq"], 1 + i);
+    }
+    assert!(
+        bob_live.next_line(Duration::from_millis(500)).is_none(),
+        "something arrived twice"
+    );
+}
