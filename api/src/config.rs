@@ -68,6 +68,10 @@ pub struct Config {
     #[arg(long, env = "FASTCHAT_CIPHERTEXT_MAX_BYTES", default_value_t = 64 * 1024)]
     pub ciphertext_max_bytes: usize,
 
+    /// Largest group, counting every member.
+    #[arg(long, env = "FASTCHAT_GROUP_MAX_MEMBERS", default_value_t = 1000)]
+    pub group_max_members: usize,
+
     /// Seconds between keep-alive comments on idle event streams.
     #[arg(long, env = "FASTCHAT_SSE_KEEPALIVE_SECS", default_value_t = 15,
           value_parser = clap::value_parser!(u64).range(1..=300))]

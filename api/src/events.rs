@@ -2,13 +2,14 @@
 //! (`GET /v1/events`). Both read the `inbox_events` table by cursor, so a stream that
 //! resumes after seq n gets exactly the events after n, whichever server it lands on.
 
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
 use actix_web::{web, HttpRequest, Responder};
 use actix_web_lab::sse::{self, Sse};
 use diesel::prelude::*;
-use diesel::sql_types::BigInt;
+use diesel::sql_types::{BigInt, Jsonb, Nullable};
 use fastchat_protocol::wire::{Event, EventBody, InboxPage};
 use serde::Deserialize;
 use tokio::sync::mpsc;
@@ -17,7 +18,7 @@ use crate::auth::AuthUser;
 use crate::db::{self, PgPool};
 use crate::error::ApiError;
 use crate::hub::Subscription;
-use crate::messages::{MessageRow, MESSAGE_COLUMNS};
+use crate::messages::{load_for_reader, MessageRow};
 use crate::schema::inboxes;
 use crate::startup::AppState;
 
@@ -32,8 +33,10 @@ const RETRY_HINT: Duration = Duration::from_secs(2);
 struct EventRow {
     #[diesel(sql_type = BigInt)]
     seq: i64,
-    #[diesel(embed)]
-    message: MessageRow,
+    #[diesel(sql_type = Nullable<BigInt>)]
+    message_id: Option<i64>,
+    #[diesel(sql_type = Nullable<Jsonb>)]
+    group_event: Option<serde_json::Value>,
 }
 
 /// Up to `limit` events of `user_id`'s inbox after `after`, in seq order.
@@ -44,34 +47,49 @@ async fn load_events(
     after: i64,
     limit: i64,
 ) -> Result<Vec<Event>, ApiError> {
-    let rows = db::run(pool, move |conn| {
-        let sql = format!(
-            "SELECT e.seq, {MESSAGE_COLUMNS}
-               FROM inbox_events e
-               JOIN messages m ON m.id = e.message_id
-               JOIN message_keys k ON k.message_id = m.id AND k.user_id = e.user_id
-               JOIN users su ON su.id = m.sender_id
-               LEFT JOIN users ru ON ru.id = m.recipient_id
-              WHERE e.user_id = $1 AND e.seq > $2
-              ORDER BY e.seq
-              LIMIT $3"
-        );
-        Ok(diesel::sql_query(sql)
-            .bind::<BigInt, _>(user_id)
-            .bind::<BigInt, _>(after)
-            .bind::<BigInt, _>(limit)
-            .load::<EventRow>(conn)?)
+    let (rows, mut messages) = db::run(pool, move |conn| {
+        let rows: Vec<EventRow> = diesel::sql_query(
+            "SELECT seq, message_id, group_event FROM inbox_events
+              WHERE user_id = $1 AND seq > $2 ORDER BY seq LIMIT $3",
+        )
+        .bind::<BigInt, _>(user_id)
+        .bind::<BigInt, _>(after)
+        .bind::<BigInt, _>(limit)
+        .load(conn)?;
+        let ids: Vec<i64> = rows.iter().filter_map(|r| r.message_id).collect();
+        let messages: HashMap<i64, MessageRow> = load_for_reader(conn, user_id, &ids)?
+            .into_iter()
+            .map(|m| (m.id, m))
+            .collect();
+        Ok((rows, messages))
     })
     .await?;
-    Ok(rows
-        .into_iter()
-        .map(|row| Event {
-            seq: row.seq,
-            body: EventBody::Message {
-                message: row.message.into_message(reader),
+    let mut events = Vec::with_capacity(rows.len());
+    for row in rows {
+        let body = match (row.message_id, row.group_event) {
+            (Some(id), _) => match messages.remove(&id) {
+                Some(message) => EventBody::Message {
+                    message: message.into_message(reader),
+                },
+                None => {
+                    return Err(ApiError::Internal(anyhow::anyhow!(
+                        "inbox event {} names message {id}, which has no key for its reader",
+                        row.seq
+                    )))
+                }
             },
-        })
-        .collect())
+            (None, Some(event)) => serde_json::from_value(event)
+                .map_err(|e| ApiError::Internal(anyhow::anyhow!("inbox event {}: {e}", row.seq)))?,
+            (None, None) => {
+                return Err(ApiError::Internal(anyhow::anyhow!(
+                    "inbox event {} is empty",
+                    row.seq
+                )))
+            }
+        };
+        events.push(Event { seq: row.seq, body });
+    }
+    Ok(events)
 }
 
 #[derive(Debug, Deserialize)]

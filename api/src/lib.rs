@@ -6,6 +6,7 @@ pub mod config;
 pub mod db;
 pub mod error;
 pub mod events;
+pub mod groups;
 pub mod health;
 pub mod hub;
 pub mod messages;

@@ -11,7 +11,7 @@ use base64::Engine;
 use chrono::{DateTime, Utc};
 use diesel::prelude::*;
 use diesel::sql_types::{Array, BigInt, Nullable, Text, Timestamptz, Uuid as SqlUuid};
-use fastchat_protocol::envelope::{self, Envelope, Kind};
+use fastchat_protocol::envelope::{self, Destination, Envelope, Kind};
 use fastchat_protocol::names::is_valid_name;
 use fastchat_protocol::wire::{Message, MessagePage, MessageSent, SendMessage};
 use serde::Deserialize;
@@ -19,6 +19,7 @@ use serde::Deserialize;
 use crate::auth::AuthUser;
 use crate::db::{self, PgConn};
 use crate::error::ApiError;
+use crate::groups::{self, Lock};
 use crate::schema::{inbox_events, message_keys, messages, users};
 use crate::startup::AppState;
 use crate::wakeup;
@@ -82,6 +83,7 @@ fn check_envelope(env: &Envelope, max_ciphertext: usize) -> Result<(), ApiError>
 struct NewMessage {
     sender_id: i64,
     recipient_id: Option<i64>,
+    group_id: Option<i64>,
     client_id: uuid::Uuid,
     kind: String,
     nonce: String,
@@ -114,11 +116,9 @@ pub async fn send(
         .map_err(|_| ApiError::bad_request("invalid_client_id", "client_id must be a UUID"))?;
     let kind = Kind::parse(&kind)
         .ok_or_else(|| ApiError::bad_request("invalid_kind", "kind is text or image"))?;
-    let to = match (to, group) {
-        (Some(to), None) => to,
-        (None, Some(_)) => {
-            return Err(ApiError::not_found("group_not_found", "no such group"));
-        }
+    let destination = match (to, group) {
+        (Some(to), None) => Destination::User(to),
+        (None, Some(group)) => Destination::Group(group),
         _ => {
             return Err(ApiError::bad_request(
                 "invalid_recipient",
@@ -126,7 +126,7 @@ pub async fn send(
             ))
         }
     };
-    if to == caller.username {
+    if destination == Destination::User(caller.username.clone()) {
         return Err(ApiError::bad_request(
             "invalid_recipient",
             "you cannot send a message to yourself",
@@ -145,12 +145,10 @@ pub async fn send(
         username: caller.username.clone(),
     };
     let sent = db::run(&state.pool, move |conn| {
-        let recipient = find_user(conn, &to)?;
-        let members = [sender, recipient];
-        check_recipients(&envelope, &members)?;
-        let new = NewMessage {
-            sender_id: members[0].user_id,
-            recipient_id: Some(members[1].user_id),
+        let mut new = NewMessage {
+            sender_id: sender.user_id,
+            recipient_id: None,
+            group_id: None,
             client_id,
             kind: kind.as_str().to_owned(),
             nonce: envelope.nonce.clone(),
@@ -158,7 +156,31 @@ pub async fn send(
             sig: envelope.sig.clone(),
             attachments,
         };
-        store(conn, &new, &members, &envelope)
+        match destination {
+            Destination::User(to) => {
+                let recipient = find_user(conn, &to)?;
+                new.recipient_id = Some(recipient.user_id);
+                let members = [sender, recipient];
+                check_recipients(&envelope, &members)?;
+                conn.transaction(|conn| store(conn, &new, &members, &envelope))
+            }
+            // The group's row stays share-locked until commit: membership cannot change
+            // between checking the keys and delivering.
+            Destination::Group(name) => conn.transaction(|conn| {
+                let group = groups::lock(conn, &name, sender.user_id, Lock::Share)?;
+                new.group_id = Some(group.id);
+                let members: Vec<Member> = group
+                    .members
+                    .into_iter()
+                    .map(|m| Member {
+                        user_id: m.user_id,
+                        username: m.username,
+                    })
+                    .collect();
+                check_recipients(&envelope, &members)?;
+                store(conn, &new, &members, &envelope)
+            }),
+        }
     })
     .await?;
     Ok(HttpResponse::Created().json(sent))
@@ -195,15 +217,16 @@ fn check_recipients(envelope: &Envelope, members: &[Member]) -> Result<(), ApiEr
     })
 }
 
-/// Stores a message, its keys and its inbox events in one transaction, and wakes the
-/// recipients. A message already stored under this client_id is answered as it is.
+/// Stores a message, its keys and its inbox events, and wakes the recipients; run
+/// inside the caller's transaction. A message already stored under this client_id is
+/// answered as it is.
 fn store(
     conn: &mut PgConn,
     new: &NewMessage,
     members: &[Member],
     envelope: &Envelope,
 ) -> Result<MessageSent, ApiError> {
-    conn.transaction(|conn| {
+    {
         let inserted = diesel::insert_into(messages::table)
             .values(new)
             .on_conflict((messages::sender_id, messages::client_id))
@@ -236,19 +259,24 @@ fn store(
             .map(|m| m.user_id)
             .filter(|&u| u != new.sender_id)
             .collect();
-        deliver(conn, &recipients, Some(id))?;
+        deliver(conn, &recipients, Delivery::Message(id))?;
         Ok(MessageSent { id, sent_at })
-    })
+    }
 }
 
 /// A retry: the same message again is answered as before; a different one is refused.
 fn existing(conn: &mut PgConn, new: &NewMessage) -> Result<MessageSent, ApiError> {
-    let (id, sent_at, recipient_id) = messages::table
+    let (id, sent_at, recipient_id, group_id) = messages::table
         .filter(messages::sender_id.eq(new.sender_id))
         .filter(messages::client_id.eq(new.client_id))
-        .select((messages::id, messages::sent_at, messages::recipient_id))
-        .first::<(i64, DateTime<Utc>, Option<i64>)>(conn)?;
-    if recipient_id != new.recipient_id {
+        .select((
+            messages::id,
+            messages::sent_at,
+            messages::recipient_id,
+            messages::group_id,
+        ))
+        .first::<(i64, DateTime<Utc>, Option<i64>, Option<i64>)>(conn)?;
+    if (recipient_id, group_id) != (new.recipient_id, new.group_id) {
         return Err(ApiError::conflict(
             "client_id_reused",
             "this client_id was used for another message",
@@ -257,10 +285,17 @@ fn existing(conn: &mut PgConn, new: &NewMessage) -> Result<MessageSent, ApiError
     Ok(MessageSent { id, sent_at })
 }
 
+/// What an inbox event holds.
+pub enum Delivery {
+    Message(i64),
+    /// A group event, stored as its JSON (`{type, group, username, by}`).
+    Event(serde_json::Value),
+}
+
 /// Appends an event to each user's inbox and wakes them, inside the caller's
 /// transaction. The inbox rows are locked in user id order (no deadlocks), and the
 /// locks are held until commit, so each inbox's seq follows commit order.
-pub fn deliver(conn: &mut PgConn, user_ids: &[i64], message_id: Option<i64>) -> QueryResult<()> {
+pub fn deliver(conn: &mut PgConn, user_ids: &[i64], what: Delivery) -> QueryResult<()> {
     if user_ids.is_empty() {
         return Ok(());
     }
@@ -279,6 +314,10 @@ pub fn deliver(conn: &mut PgConn, user_ids: &[i64], message_id: Option<i64>) -> 
     )
     .bind::<Array<BigInt>, _>(user_ids)
     .load(conn)?;
+    let (message_id, group_event) = match what {
+        Delivery::Message(id) => (Some(id), None),
+        Delivery::Event(event) => (None, Some(event)),
+    };
     let events: Vec<_> = seqs
         .iter()
         .map(|s| {
@@ -286,6 +325,7 @@ pub fn deliver(conn: &mut PgConn, user_ids: &[i64], message_id: Option<i64>) -> 
                 inbox_events::user_id.eq(s.user_id),
                 inbox_events::seq.eq(s.last_seq),
                 inbox_events::message_id.eq(message_id),
+                inbox_events::group_event.eq(group_event.clone()),
             )
         })
         .collect();
@@ -304,6 +344,8 @@ pub struct MessageRow {
     pub sender: String,
     #[diesel(sql_type = Nullable<Text>)]
     pub recipient: Option<String>,
+    #[diesel(sql_type = Nullable<Text>)]
+    pub group_name: Option<String>,
     #[diesel(sql_type = Text)]
     pub kind: String,
     #[diesel(sql_type = SqlUuid)]
@@ -322,10 +364,47 @@ pub struct MessageRow {
     pub wrapped_key: String,
 }
 
-/// The columns of [`MessageRow`], for queries over `messages m` joined with the
-/// reader's `message_keys k`, the sender `su` and the recipient `ru`.
-pub const MESSAGE_COLUMNS: &str = "m.id, su.username AS sender, ru.username AS recipient, \
-     m.kind, m.client_id, m.sent_at, m.nonce, m.ciphertext, m.sig, m.attachments, k.wrapped_key";
+/// `SELECT` and `FROM` of every query for [`MessageRow`]s: the messages that carry a
+/// key for the reader, `$1`. A reader sees nothing sent to a conversation it was not in.
+const MESSAGES_FOR_READER: &str = "
+    SELECT m.id, su.username AS sender, ru.username AS recipient, g.name AS group_name,
+           m.kind, m.client_id, m.sent_at, m.nonce, m.ciphertext, m.sig, m.attachments,
+           k.wrapped_key
+      FROM messages m
+      JOIN message_keys k ON k.message_id = m.id AND k.user_id = $1
+      JOIN users su ON su.id = m.sender_id
+      LEFT JOIN users ru ON ru.id = m.recipient_id
+      LEFT JOIN groups g ON g.id = m.group_id";
+
+/// The reader's view of these messages (any order).
+pub fn load_for_reader(
+    conn: &mut PgConn,
+    reader: i64,
+    ids: &[i64],
+) -> QueryResult<Vec<MessageRow>> {
+    diesel::sql_query(format!("{MESSAGES_FOR_READER} WHERE m.id = ANY($2)"))
+        .bind::<BigInt, _>(reader)
+        .bind::<Array<BigInt>, _>(ids)
+        .load(conn)
+}
+
+/// A page of a group's history for `reader`, newest first.
+pub fn load_group_history(
+    conn: &mut PgConn,
+    reader: i64,
+    group_id: i64,
+    before: i64,
+    limit: i64,
+) -> QueryResult<Vec<MessageRow>> {
+    diesel::sql_query(format!(
+        "{MESSAGES_FOR_READER} WHERE m.group_id = $2 AND m.id < $3 ORDER BY m.id DESC LIMIT $4"
+    ))
+    .bind::<BigInt, _>(reader)
+    .bind::<BigInt, _>(group_id)
+    .bind::<BigInt, _>(before)
+    .bind::<BigInt, _>(limit)
+    .load(conn)
+}
 
 impl MessageRow {
     pub fn into_message(self, reader: &str) -> Message {
@@ -333,7 +412,7 @@ impl MessageRow {
             id: self.id,
             from: self.sender,
             to: self.recipient,
-            group: None,
+            group: self.group_name,
             kind: self.kind,
             client_id: self.client_id,
             sent_at: self.sent_at,
@@ -356,6 +435,20 @@ pub struct HistoryQuery {
     limit: Option<i64>,
 }
 
+impl HistoryQuery {
+    /// `(before, limit)`, checked, with their defaults.
+    pub fn validated(self) -> Result<(i64, i64), ApiError> {
+        let limit = self.limit.unwrap_or(HISTORY_DEFAULT_LIMIT);
+        if !(1..=HISTORY_MAX_LIMIT).contains(&limit) {
+            return Err(ApiError::bad_request(
+                "invalid_query",
+                format!("limit is 1 to {HISTORY_MAX_LIMIT}"),
+            ));
+        }
+        Ok((self.before.unwrap_or(i64::MAX), limit))
+    }
+}
+
 /// `GET /v1/conversations/{username}/messages`: both directions, newest first.
 pub async fn conversation(
     state: web::Data<AppState>,
@@ -364,41 +457,28 @@ pub async fn conversation(
     query: web::Query<HistoryQuery>,
 ) -> Result<web::Json<MessagePage>, ApiError> {
     let other = path.into_inner();
-    let HistoryQuery { before, limit } = query.into_inner();
-    let limit = limit.unwrap_or(HISTORY_DEFAULT_LIMIT);
-    if !(1..=HISTORY_MAX_LIMIT).contains(&limit) {
-        return Err(ApiError::bad_request(
-            "invalid_query",
-            format!("limit is 1 to {HISTORY_MAX_LIMIT}"),
-        ));
-    }
-    let before = before.unwrap_or(i64::MAX);
+    let (before, limit) = query.into_inner().validated()?;
     let me = caller.user_id;
     let rows = db::run(&state.pool, move |conn| {
         let other = find_user(conn, &other)?;
-        let sql = format!(
-            "SELECT {MESSAGE_COLUMNS}
-               FROM messages m
-               JOIN message_keys k ON k.message_id = m.id AND k.user_id = $1
-               JOIN users su ON su.id = m.sender_id
-               JOIN users ru ON ru.id = m.recipient_id
+        Ok(diesel::sql_query(format!(
+            "{MESSAGES_FOR_READER}
               WHERE m.pair_low = LEAST($1, $2) AND m.pair_high = GREATEST($1, $2)
                 AND m.recipient_id IS NOT NULL AND m.id < $3
               ORDER BY m.id DESC
               LIMIT $4"
-        );
-        Ok(diesel::sql_query(sql)
-            .bind::<BigInt, _>(me)
-            .bind::<BigInt, _>(other.user_id)
-            .bind::<BigInt, _>(before)
-            .bind::<BigInt, _>(limit)
-            .load::<MessageRow>(conn)?)
+        ))
+        .bind::<BigInt, _>(me)
+        .bind::<BigInt, _>(other.user_id)
+        .bind::<BigInt, _>(before)
+        .bind::<BigInt, _>(limit)
+        .load::<MessageRow>(conn)?)
     })
     .await?;
     Ok(web::Json(page(rows, limit, &caller.username)))
 }
 
-fn page(rows: Vec<MessageRow>, limit: i64, reader: &str) -> MessagePage {
+pub fn page(rows: Vec<MessageRow>, limit: i64, reader: &str) -> MessagePage {
     let full = i64::try_from(rows.len()).is_ok_and(|n| n == limit);
     let messages: Vec<Message> = rows.into_iter().map(|r| r.into_message(reader)).collect();
     let next = if full {

@@ -4,7 +4,7 @@
 use actix_web::http::Method;
 use actix_web::web;
 
-use crate::{error, events, health, messages, sessions, users};
+use crate::{error, events, groups, health, messages, sessions, users};
 
 /// A resource whose unsupported methods answer a 405 problem.
 fn resource(path: &str) -> actix_web::Resource {
@@ -35,6 +35,12 @@ route_table! {
     "/v1/conversations/{username}/messages" => { GET => messages::conversation }
     "/v1/inbox" => { GET => events::inbox }
     "/v1/events" => { GET => events::stream }
+    "/v1/groups" => { POST => groups::create, GET => groups::list }
+    "/v1/groups/{name}" => { GET => groups::get }
+    "/v1/groups/{name}/members" => { POST => groups::add_member }
+    "/v1/groups/{name}/members/{username}" => { DELETE => groups::remove_member }
+    "/v1/groups/{name}/admins" => { POST => groups::add_admin }
+    "/v1/groups/{name}/messages" => { GET => groups::history }
 }
 
 #[cfg(test)]

@@ -52,6 +52,7 @@ diesel::table! {
         sent_at -> Timestamptz,
         pair_low -> Nullable<Int8>,
         pair_high -> Nullable<Int8>,
+        group_id -> Nullable<Int8>,
     }
 }
 
@@ -68,6 +69,7 @@ diesel::table! {
         user_id -> Int8,
         seq -> Int8,
         message_id -> Nullable<Int8>,
+        group_event -> Nullable<Jsonb>,
     }
 }
 
@@ -87,7 +89,26 @@ diesel::table! {
     }
 }
 
+diesel::table! {
+    groups (id) {
+        id -> Int8,
+        name -> Text,
+        created_at -> Timestamptz,
+    }
+}
+
+diesel::table! {
+    group_members (group_id, user_id) {
+        group_id -> Int8,
+        user_id -> Int8,
+        is_admin -> Bool,
+        joined_at -> Timestamptz,
+    }
+}
+
 diesel::joinable!(inboxes -> users (user_id));
+diesel::joinable!(group_members -> groups (group_id));
+diesel::joinable!(group_members -> users (user_id));
 diesel::joinable!(message_keys -> messages (message_id));
 diesel::joinable!(inbox_events -> messages (message_id));
 diesel::joinable!(presence -> servers (server_id));
@@ -101,4 +122,6 @@ diesel::allow_tables_to_appear_in_same_query!(
     inbox_events,
     servers,
     presence,
+    groups,
+    group_members,
 );

@@ -54,12 +54,14 @@ pub enum Command {
         #[arg(long, default_value_t = 50, value_parser = clap::value_parser!(u32).range(1..=200))]
         limit: u32,
     },
-    /// Send an end-to-end encrypted message.
+    /// Send an end-to-end encrypted message: `send <user> <text>`, or
+    /// `send --group <name> <text>`; the text `-` reads it from standard input.
     Send {
-        /// Who to send it to.
-        to: String,
-        /// The message, or - to read it from standard input.
-        text: String,
+        /// Send to this group instead of a user.
+        #[arg(long)]
+        group: Option<String>,
+        #[arg(num_args = 1..=2, value_names = ["USER", "TEXT"], required = true)]
+        args: Vec<String>,
     },
     /// Show the messages that arrived since the last recv, then exit.
     Recv {
@@ -67,9 +69,12 @@ pub enum Command {
         #[arg(long, short)]
         follow: bool,
     },
-    /// Show your conversation with a user, oldest first.
+    /// Show your conversation with a user (or a group), oldest first.
     History {
-        with: String,
+        #[arg(required_unless_present = "group")]
+        with: Option<String>,
+        #[arg(long, conflicts_with = "with")]
+        group: Option<String>,
         /// How many messages.
         #[arg(long, default_value_t = 20, value_parser = clap::value_parser!(u32).range(1..=500))]
         limit: u32,
@@ -77,8 +82,34 @@ pub enum Command {
         #[arg(long)]
         before: Option<i64>,
     },
-    /// Talk with a user live: type lines to send them; theirs appear as they arrive.
-    Chat { with: String },
+    /// Talk live with a user (or a group): type lines to send; theirs appear as they arrive.
+    Chat {
+        #[arg(required_unless_present = "group")]
+        with: Option<String>,
+        #[arg(long, conflicts_with = "with")]
+        group: Option<String>,
+    },
+    /// Groups: create them, manage members and admins, see who is in them.
+    #[command(subcommand)]
+    Group(GroupCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum GroupCommand {
+    /// Create a group (you become its admin) with these members.
+    Create { name: String, members: Vec<String> },
+    /// Add a member (admins only).
+    Add { name: String, username: String },
+    /// Remove a member (admins only).
+    Remove { name: String, username: String },
+    /// Leave a group. If you were its last admin, the longest-standing member takes over.
+    Leave { name: String },
+    /// Make a member an admin (admins only).
+    Admin { name: String, username: String },
+    /// The groups you are in.
+    List,
+    /// A group's members and admins.
+    Info { name: String },
 }
 
 #[derive(Debug, Args)]

@@ -4,8 +4,9 @@
 use std::time::Duration;
 
 use fastchat_protocol::wire::{
-    CreateSession, CreateUser, InboxPage, KeyBackup, MessagePage, MessageSent, Problem,
-    SendMessage, SessionCreated, UserCreated, UserList, UserProfile,
+    CreateGroup, CreateSession, CreateUser, Group, GroupList, GroupUser, InboxPage, KeyBackup,
+    MessagePage, MessageSent, Problem, SendMessage, SessionCreated, UserCreated, UserList,
+    UserProfile,
 };
 use reqwest::{Method, RequestBuilder, Response, StatusCode};
 use serde::de::DeserializeOwned;
@@ -124,6 +125,58 @@ impl Client {
             query.push(("before", before.to_string()));
         }
         let path = format!("/v1/conversations/{username}/messages");
+        self.json(self.request(Method::GET, &path).query(&query))
+            .await
+    }
+
+    pub async fn create_group(&self, body: &CreateGroup) -> Result<Group> {
+        self.post("/v1/groups", body).await
+    }
+
+    pub async fn groups(&self) -> Result<GroupList> {
+        self.json(self.request(Method::GET, "/v1/groups")).await
+    }
+
+    pub async fn group(&self, name: &str) -> Result<Group> {
+        self.json(self.request(Method::GET, &format!("/v1/groups/{name}")))
+            .await
+    }
+
+    pub async fn add_member(&self, group: &str, username: &str) -> Result<Group> {
+        let body = GroupUser {
+            username: username.to_owned(),
+        };
+        self.post(&format!("/v1/groups/{group}/members"), &body)
+            .await
+    }
+
+    pub async fn remove_member(&self, group: &str, username: &str) -> Result<()> {
+        let path = format!("/v1/groups/{group}/members/{username}");
+        self.send(self.request(Method::DELETE, &path))
+            .await
+            .map(drop)
+    }
+
+    pub async fn add_admin(&self, group: &str, username: &str) -> Result<Group> {
+        let body = GroupUser {
+            username: username.to_owned(),
+        };
+        self.post(&format!("/v1/groups/{group}/admins"), &body)
+            .await
+    }
+
+    /// A group's history, newest first.
+    pub async fn group_history(
+        &self,
+        group: &str,
+        before: Option<i64>,
+        limit: u32,
+    ) -> Result<MessagePage> {
+        let mut query = vec![("limit", limit.to_string())];
+        if let Some(before) = before {
+            query.push(("before", before.to_string()));
+        }
+        let path = format!("/v1/groups/{group}/messages");
         self.json(self.request(Method::GET, &path).query(&query))
             .await
     }

@@ -163,4 +163,32 @@ impl Home {
     pub fn save_cursor(&self, username: &str, seq: i64) -> Result<()> {
         self.write_private(&self.cursor_path(username), seq.to_string().as_bytes())
     }
+
+    fn group_path(&self, group: &str) -> PathBuf {
+        self.dir.join("groups").join(format!("{group}.json"))
+    }
+
+    /// The members last seen for `group`, to encrypt for without asking the server
+    /// each time (the server says when they changed).
+    pub fn group_members(&self, group: &str) -> Result<Option<Vec<String>>> {
+        match fs::read_to_string(self.group_path(group)) {
+            Ok(text) => Ok(serde_json::from_str(&text).ok()),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(CliError::local("reading the group's members", e)),
+        }
+    }
+
+    pub fn save_group_members(&self, group: &str, members: &[String]) -> Result<()> {
+        let json =
+            serde_json::to_vec(members).map_err(|e| CliError::local("encoding members", e))?;
+        self.write_private(&self.group_path(group), &json)
+    }
+
+    pub fn forget_group_members(&self, group: &str) -> Result<()> {
+        match fs::remove_file(self.group_path(group)) {
+            Ok(()) => Ok(()),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+            Err(e) => Err(CliError::local("forgetting the group's members", e)),
+        }
+    }
 }

@@ -6,6 +6,7 @@ mod client;
 mod contacts;
 mod context;
 mod error;
+mod groups;
 mod home;
 mod messaging;
 mod output;
@@ -48,13 +49,17 @@ async fn run(cli: Cli) -> Result<()> {
         Command::Logout => account::logout(&ctx).await,
         Command::Whoami => account::whoami(&ctx).await,
         Command::Users { prefix, limit } => account::users(&ctx, prefix.as_deref(), *limit).await,
-        Command::Send { to, text } => messaging::send(&ctx, to, text).await,
+        Command::Send { group, args } => messaging::send(&ctx, group.as_deref(), args).await,
         Command::Recv { follow } => messaging::recv(&ctx, *follow).await,
         Command::History {
             with,
+            group,
             limit,
             before,
-        } => messaging::history(&ctx, with, *limit, *before).await,
-        Command::Chat { with } => messaging::chat(&ctx, with).await,
+        } => messaging::history(&ctx, with.as_deref(), group.as_deref(), *limit, *before).await,
+        Command::Chat { with, group } => {
+            messaging::chat(&ctx, with.as_deref(), group.as_deref()).await
+        }
+        Command::Group(command) => groups::run(&ctx, command).await,
     }
 }

@@ -86,64 +86,191 @@ fn message_text(arg: &str) -> Result<String> {
     Ok(text)
 }
 
-/// Encrypts `text` for `peer` and the sender, signs it, and posts it; retries that may
-/// or may not have arrived reuse the client_id, so the message is stored once.
-async fn send_text(
+/// Where a message goes, as the user named it.
+pub enum Target {
+    User(Username),
+    Group(String),
+}
+
+impl Target {
+    fn destination(&self) -> Destination {
+        match self {
+            Target::User(user) => Destination::User(user.to_string()),
+            Target::Group(group) => Destination::Group(group.clone()),
+        }
+    }
+
+    fn label(&self) -> String {
+        match self {
+            Target::User(user) => user.to_string(),
+            Target::Group(group) => format!("group {group}"),
+        }
+    }
+}
+
+fn no_such_group(group: &str) -> CliError {
+    CliError::Local(format!(
+        "there is no group called {group}, or you are not in it"
+    ))
+}
+
+/// The group's members: as last seen, else as the server says now.
+async fn group_members(ctx: &Context, client: &Client, group: &str) -> Result<Vec<String>> {
+    if let Some(members) = ctx.home.group_members(group)? {
+        return Ok(members);
+    }
+    let info = client.group(group).await.map_err(|e| match e {
+        CliError::Server { code, .. } if code == "group_not_found" => no_such_group(group),
+        other => other,
+    })?;
+    ctx.home.save_group_members(group, &info.members)?;
+    Ok(info.members)
+}
+
+/// Encrypts `plaintext` for every member of the conversation (the sender included),
+/// signs it, and posts it. Retries that may or may not have arrived reuse the
+/// client_id, so the message is stored once; if a group's members changed, it is
+/// encrypted again for the members the server names.
+pub async fn send_plaintext(
+    ctx: &Context,
     me: &Me,
     client: &Client,
     contacts: &mut Contacts<'_>,
-    peer: &Username,
-    text: String,
+    target: &Target,
+    kind: Kind,
+    plaintext: Plaintext,
 ) -> Result<(MessageSent, uuid::Uuid)> {
-    let plaintext = Plaintext::Text { text };
     let size = serde_json::to_vec(&plaintext).map_or(0, |v| v.len());
     if size > MAX_PLAINTEXT {
         return Err(CliError::Usage(format!(
             "the message is too long ({size} bytes; at most {MAX_PLAINTEXT})"
         )));
     }
-    let recipients = vec![
-        (me.name().to_owned(), me.public.clone()),
-        (peer.to_string(), contacts.public_key(peer.as_str()).await?),
-    ];
+    let mut members = match target {
+        Target::User(peer) => vec![me.name().to_owned(), peer.to_string()],
+        Target::Group(group) => group_members(ctx, client, group).await?,
+    };
     let client_id = uuid::Uuid::new_v4();
     let header = Header {
         from: me.name().to_owned(),
-        to: Destination::User(peer.to_string()),
-        kind: Kind::Text,
+        to: target.destination(),
+        kind,
         client_id,
     };
-    let envelope = envelope::seal(&header, &plaintext, &me.key, &recipients)
-        .map_err(|e| CliError::local("encrypting the message", e))?;
-    let body = SendMessage {
-        to: Some(peer.to_string()),
-        group: None,
-        client_id: client_id.to_string(),
-        kind: Kind::Text.as_str().to_owned(),
-        envelope,
-        attachments: Vec::new(),
-    };
-    let mut attempt = 1;
+    let mut membership_changes = 0;
     loop {
-        match client.send_message(&body).await {
-            Err(e) if e.is_transient() && attempt < SEND_ATTEMPTS => {
-                tokio::time::sleep(Duration::from_millis(250 << attempt)).await;
-                attempt += 1;
+        let mut recipients = Vec::with_capacity(members.len());
+        for member in &members {
+            let key = if member == me.name() {
+                me.public.clone()
+            } else {
+                contacts.public_key(member).await?
+            };
+            recipients.push((member.clone(), key));
+        }
+        let envelope = envelope::seal(&header, &plaintext, &me.key, &recipients)
+            .map_err(|e| CliError::local("encrypting the message", e))?;
+        let (to, group) = match target {
+            Target::User(peer) => (Some(peer.to_string()), None),
+            Target::Group(group) => (None, Some(group.clone())),
+        };
+        let body = SendMessage {
+            to,
+            group,
+            client_id: client_id.to_string(),
+            kind: kind.as_str().to_owned(),
+            envelope,
+            attachments: Vec::new(),
+        };
+        match post(client, &body).await {
+            Err(CliError::RecipientsMismatch { members: current })
+                if membership_changes < 3 && matches!(target, Target::Group(_)) =>
+            {
+                membership_changes += 1;
+                if let Target::Group(group) = target {
+                    ctx.home.save_group_members(group, &current)?;
+                }
+                members = current;
+            }
+            Err(CliError::Server { code, .. }) if code == "group_not_found" => {
+                if let Target::Group(group) = target {
+                    ctx.home.forget_group_members(group)?;
+                    return Err(no_such_group(group));
+                }
+                return Err(CliError::Local("no such group".into()));
             }
             result => return result.map(|sent| (sent, client_id)),
         }
     }
 }
 
-pub async fn send(ctx: &Context, to: &str, text: &str) -> Result<()> {
+/// Posts a message, retrying (with the same client_id) when it may not have arrived.
+async fn post(client: &Client, body: &SendMessage) -> Result<MessageSent> {
+    let mut attempt = 1;
+    loop {
+        match client.send_message(body).await {
+            Err(e) if e.is_transient() && attempt < SEND_ATTEMPTS => {
+                tokio::time::sleep(Duration::from_millis(250 << attempt)).await;
+                attempt += 1;
+            }
+            result => return result,
+        }
+    }
+}
+
+pub fn parse_group(name: &str) -> Result<String> {
+    if fastchat_protocol::names::is_valid_name(name) {
+        Ok(name.to_owned())
+    } else {
+        Err(CliError::Usage(format!(
+            "{name:?} is not a group name (3 to 32 characters of a-z, 0-9 and _)"
+        )))
+    }
+}
+
+/// `send <user> <text>` or `send --group <name> <text>`.
+pub fn parse_target(me: &Me, group: Option<&str>, to: Option<&str>) -> Result<Target> {
+    match (group, to) {
+        (Some(group), None) => Ok(Target::Group(parse_group(group)?)),
+        (None, Some(to)) => Ok(Target::User(parse_peer(me, to)?)),
+        (Some(_), Some(_)) => Err(CliError::Usage("name a user or --group, not both".into())),
+        (None, None) => Err(CliError::Usage("name a user, or --group <name>".into())),
+    }
+}
+
+pub async fn send(ctx: &Context, group: Option<&str>, args: &[String]) -> Result<()> {
     let (me, client) = Me::load(ctx)?;
-    let peer = parse_peer(&me, to)?;
+    let (to, text) = match (group, args) {
+        (Some(_), [text]) => (None, text),
+        (None, [to, text]) => (Some(to.as_str()), text),
+        (Some(_), _) => {
+            return Err(CliError::Usage(
+                "usage: fastchat send --group <name> <text|->".into(),
+            ))
+        }
+        (None, _) => {
+            return Err(CliError::Usage(
+                "usage: fastchat send <user> <text|->".into(),
+            ))
+        }
+    };
+    let target = parse_target(&me, group, to)?;
     let text = message_text(text)?;
     let mut contacts = Contacts::new(&ctx.home, &client);
-    let (sent, client_id) = send_text(&me, &client, &mut contacts, &peer, text).await?;
+    let (sent, client_id) = send_plaintext(
+        ctx,
+        &me,
+        &client,
+        &mut contacts,
+        &target,
+        Kind::Text,
+        Plaintext::Text { text },
+    )
+    .await?;
+    let label = target.label();
     ctx.print(
-        json!({"type": "sent", "id": sent.id, "to": peer, "client_id": client_id, "sent_at": sent.sent_at}),
-        || format!("Sent to {peer}."),
+        json!({"type": "sent", "id": sent.id, "to": to, "group": group, "client_id": client_id, "sent_at": sent.sent_at}),
+        || format!("Sent to {label}."),
     );
     Ok(())
 }
@@ -250,10 +377,36 @@ impl<'a> Reader<'a> {
         Ok(())
     }
 
-    async fn show_event(&mut self, event: &Event) -> Result<()> {
-        match &event.body {
-            EventBody::Message { message } => self.show(Some(event.seq), message).await,
+    async fn show_event(&mut self, ctx: &Context, event: &Event) -> Result<()> {
+        let (group_event, text) = match &event.body {
+            EventBody::Message { message } => return self.show(Some(event.seq), message).await,
+            EventBody::GroupCreated(e) => (e, format!("{} created group {}", e.by, e.group)),
+            EventBody::MemberAdded(e) => {
+                (e, format!("{} added {} to {}", e.by, e.username, e.group))
+            }
+            EventBody::MemberRemoved(e) if e.by == e.username => {
+                (e, format!("{} left {}", e.username, e.group))
+            }
+            EventBody::MemberRemoved(e) => (
+                e,
+                format!("{} removed {} from {}", e.by, e.username, e.group),
+            ),
+            EventBody::AdminAdded(e) => (
+                e,
+                format!("{} is now an admin of {} ({})", e.username, e.group, e.by),
+            ),
+        };
+        // The member list changed: encrypt the next message for the new one.
+        ctx.home.forget_group_members(&group_event.group)?;
+        if self.json {
+            output::json(&json!({
+                "type": event.body.type_name(), "seq": event.seq, "group": group_event.group,
+                "username": group_event.username, "by": group_event.by,
+            }));
+        } else {
+            output::line(&format!("* {text}"));
         }
+        Ok(())
     }
 
     fn finish(&self) -> Result<()> {
@@ -276,7 +429,7 @@ pub async fn recv(ctx: &Context, follow: bool) -> Result<()> {
             break;
         }
         for event in &page.events {
-            reader.show_event(event).await?;
+            reader.show_event(ctx, event).await?;
             cursor = event.seq;
         }
         ctx.home.save_cursor(me.name(), cursor)?;
@@ -289,7 +442,7 @@ pub async fn recv(ctx: &Context, follow: bool) -> Result<()> {
             if event.seq <= cursor {
                 continue;
             }
-            reader.show_event(&event).await?;
+            reader.show_event(ctx, &event).await?;
             cursor = event.seq;
             ctx.home.save_cursor(me.name(), cursor)?;
         }
@@ -297,38 +450,79 @@ pub async fn recv(ctx: &Context, follow: bool) -> Result<()> {
     reader.finish()
 }
 
-/// `history <user>`: a page of the conversation, oldest first.
-pub async fn history(ctx: &Context, with: &str, limit: u32, before: Option<i64>) -> Result<()> {
+/// A page of history with `target`, newest first.
+async fn fetch_history(
+    client: &Client,
+    target: &Target,
+    before: Option<i64>,
+    limit: u32,
+) -> Result<fastchat_protocol::wire::MessagePage> {
+    match target {
+        Target::User(peer) => client
+            .conversation(peer.as_str(), before, limit)
+            .await
+            .map_err(|e| match e {
+                CliError::Server { code, .. } if code == "user_not_found" => {
+                    CliError::Local(format!("there is no user called {peer}"))
+                }
+                other => other,
+            }),
+        Target::Group(group) => {
+            client
+                .group_history(group, before, limit)
+                .await
+                .map_err(|e| match e {
+                    CliError::Server { code, .. } if code == "group_not_found" => {
+                        no_such_group(group)
+                    }
+                    other => other,
+                })
+        }
+    }
+}
+
+/// `history <user>` or `history --group <name>`: a page, oldest first.
+pub async fn history(
+    ctx: &Context,
+    with: Option<&str>,
+    group: Option<&str>,
+    limit: u32,
+    before: Option<i64>,
+) -> Result<()> {
     let (me, client) = Me::load(ctx)?;
-    let peer = parse_peer(&me, with)?;
-    let page = client
-        .conversation(peer.as_str(), before, limit)
-        .await
-        .map_err(|e| match e {
-            CliError::Server { code, .. } if code == "user_not_found" => {
-                CliError::Local(format!("there is no user called {peer}"))
-            }
-            other => other,
-        })?;
+    let target = parse_target(&me, group, with)?;
+    let page = fetch_history(&client, &target, before, limit).await?;
     let mut reader = Reader::new(ctx, &me, &client);
     for message in page.messages.iter().rev() {
         reader.show(None, message).await?;
     }
     if let Some(next) = page.next {
         if !ctx.json {
-            eprintln!("(older messages: fastchat history {peer} --before {next})");
+            eprintln!("(older messages: add --before {next})");
         }
     }
     reader.finish()
 }
 
-/// `chat <user>`: the recent conversation, then live: lines typed are sent, the other
-/// side's arrive as they are sent. Leaves the `recv` cursor alone.
-pub async fn chat(ctx: &Context, with: &str) -> Result<()> {
+/// True when `message` belongs in a chat with `target` and was not sent by me.
+fn in_chat(target: &Target, me: &Me, message: &Message) -> bool {
+    match target {
+        Target::User(peer) => message.from == peer.as_str() && message.group.is_none(),
+        Target::Group(group) => {
+            message.group.as_deref() == Some(group.as_str()) && message.from != me.name()
+        }
+    }
+}
+
+/// `chat <user>` or `chat --group <name>`: the recent conversation, then live: lines
+/// typed are sent, the others' arrive as they are sent. Leaves the `recv` cursor alone.
+pub async fn chat(ctx: &Context, with: Option<&str>, group: Option<&str>) -> Result<()> {
     let (me, client) = Me::load(ctx)?;
-    let peer = parse_peer(&me, with)?;
+    let target = parse_target(&me, group, with)?;
     let mut contacts = Contacts::new(&ctx.home, &client);
-    contacts.public_key(peer.as_str()).await?;
+    if let Target::User(peer) = &target {
+        contacts.public_key(peer.as_str()).await?;
+    }
 
     // Connect first, then read the history, so nothing falls between the two.
     let token = client.token().unwrap_or_default();
@@ -346,42 +540,53 @@ pub async fn chat(ctx: &Context, with: &str) -> Result<()> {
             }
         }
     }
-    let recent = client.conversation(peer.as_str(), None, 20).await?;
+    let recent = fetch_history(&client, &target, None, 20).await?;
     let mut reader = Reader::new(ctx, &me, &client);
     for message in recent.messages.iter().rev() {
         reader.show(None, message).await?;
     }
     let newest_shown = recent.messages.first().map_or(0, |m| m.id);
     if !ctx.json {
-        eprintln!("-- chatting with {peer}: type a line and press Enter to send; Ctrl-D leaves --");
+        eprintln!(
+            "-- chatting with {}: type a line and press Enter to send; Ctrl-D leaves --",
+            target.label()
+        );
     }
 
     let mut lines = tokio::io::BufReader::new(tokio::io::stdin()).lines();
-    let mut stdin_open = true;
     loop {
         tokio::select! {
-            line = lines.next_line(), if stdin_open => {
-                match line.map_err(|e| CliError::local("reading your input", e))? {
-                    Some(text) if text.trim().is_empty() => {}
-                    Some(text) => {
-                        let (sent, client_id) = send_text(&me, &client, &mut contacts, &peer, text).await?;
-                        if ctx.json {
-                            output::json(&json!({"type": "sent", "id": sent.id, "to": peer, "client_id": client_id}));
-                        }
-                    }
-                    None => stdin_open = false,
-                }
-                if !stdin_open {
+            line = lines.next_line() => {
+                let Some(text) = line.map_err(|e| CliError::local("reading your input", e))? else {
                     break;
+                };
+                if text.trim().is_empty() {
+                    continue;
+                }
+                let plaintext = Plaintext::Text { text };
+                let (sent, client_id) =
+                    send_plaintext(ctx, &me, &client, &mut contacts, &target, Kind::Text, plaintext).await?;
+                if ctx.json {
+                    output::json(&json!({"type": "sent", "id": sent.id, "client_id": client_id}));
                 }
             }
             item = events.next() => {
                 let Some(item) = item else { break };
                 let Item::Event(event) = item? else { continue };
-                let EventBody::Message { message } = &event.body;
-                let in_conversation = message.from == peer.as_str() && message.group.is_none();
-                if in_conversation && message.id > newest_shown {
-                    reader.show(Some(event.seq), message).await?;
+                match &event.body {
+                    EventBody::Message { message } => {
+                        if in_chat(&target, &me, message) && message.id > newest_shown {
+                            reader.show(Some(event.seq), message).await?;
+                        }
+                    }
+                    EventBody::GroupCreated(e)
+                    | EventBody::MemberAdded(e)
+                    | EventBody::MemberRemoved(e)
+                    | EventBody::AdminAdded(e) => {
+                        if matches!(&target, Target::Group(g) if *g == e.group) {
+                            reader.show_event(ctx, &event).await?;
+                        }
+                    }
                 }
             }
         }

@@ -139,15 +139,66 @@ pub struct Event {
 pub enum EventBody {
     #[serde(rename = "message")]
     Message { message: Message },
+    #[serde(rename = "group.created")]
+    GroupCreated(GroupEvent),
+    #[serde(rename = "group.member_added")]
+    MemberAdded(GroupEvent),
+    #[serde(rename = "group.member_removed")]
+    MemberRemoved(GroupEvent),
+    #[serde(rename = "group.admin_added")]
+    AdminAdded(GroupEvent),
 }
 
 impl EventBody {
-    /// The SSE `event:` name.
+    /// The SSE `event:` name, the same as `type`.
     pub fn type_name(&self) -> &'static str {
         match self {
             EventBody::Message { .. } => "message",
+            EventBody::GroupCreated(_) => "group.created",
+            EventBody::MemberAdded(_) => "group.member_added",
+            EventBody::MemberRemoved(_) => "group.member_removed",
+            EventBody::AdminAdded(_) => "group.admin_added",
         }
     }
+}
+
+/// A change to a group: `username` is who was added, removed or made admin (for
+/// `group.created`, the creator); `by` is who did it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct GroupEvent {
+    pub group: String,
+    pub username: String,
+    pub by: String,
+}
+
+/// `POST /v1/groups`
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CreateGroup {
+    pub name: String,
+    #[serde(default)]
+    pub members: Vec<String>,
+}
+
+/// `POST /v1/groups/{name}/members` and `/admins`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct GroupUser {
+    pub username: String,
+}
+
+/// A group as its members see it; names sorted.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Group {
+    pub name: String,
+    pub admins: Vec<String>,
+    pub members: Vec<String>,
+    pub created_at: DateTime<Utc>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct GroupList {
+    pub groups: Vec<Group>,
 }
 
 /// `GET /v1/inbox`: `next` is the `after` of the following page.
