@@ -69,7 +69,7 @@ async fn load_events(
         let body = match (row.message_id, row.group_event) {
             (Some(id), _) => match messages.remove(&id) {
                 Some(message) => EventBody::Message {
-                    message: message.into_message(reader),
+                    message: Box::new(message.into_message(reader)),
                 },
                 None => {
                     return Err(ApiError::Internal(anyhow::anyhow!(

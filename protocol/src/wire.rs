@@ -138,7 +138,7 @@ pub struct Event {
 #[serde(tag = "type")]
 pub enum EventBody {
     #[serde(rename = "message")]
-    Message { message: Message },
+    Message { message: Box<Message> },
     #[serde(rename = "group.created")]
     GroupCreated(GroupEvent),
     #[serde(rename = "group.member_added")]
