@@ -1,0 +1,762 @@
+//! Groups against real api servers: delivery to every member, admin powers, who may
+//! read what, and concurrent membership changes.
+
+use std::collections::{BTreeSet, HashMap, HashSet};
+use std::time::Duration;
+
+use fastchat_tests::api::opaque_envelope;
+use fastchat_tests::sse::SseClient;
+use fastchat_tests::{Api, CliHome, Cluster};
+use reqwest::Method;
+use serde_json::{json, Value};
+
+const WAIT: Duration = Duration::from_secs(20);
+
+async fn create_group(api: &Api, token: &str, name: &str, members: &[&str]) -> Value {
+    api.post(
+        "/v1/groups",
+        Some(token),
+        json!({"name": name, "members": members}),
+    )
+    .await
+    .assert_status(201)
+    .clone()
+}
+
+/// Sends an opaque group message whose keys name `members`.
+async fn send_group(
+    api: &Api,
+    token: &str,
+    group: &str,
+    members: &[&str],
+) -> fastchat_tests::api::Answer {
+    api.post(
+        "/v1/messages",
+        Some(token),
+        json!({
+            "group": group,
+            "client_id": uuid::Uuid::new_v4().to_string(),
+            "kind": "text",
+            "envelope": opaque_envelope(members),
+        }),
+    )
+    .await
+}
+
+async fn inbox(api: &Api, token: &str) -> Vec<Value> {
+    let page = api.get("/v1/inbox?limit=1000", token).await;
+    page.assert_status(200)["events"]
+        .as_array()
+        .expect("events")
+        .clone()
+}
+
+fn types(events: &[Value]) -> Vec<String> {
+    events
+        .iter()
+        .map(|e| e["type"].as_str().expect("type").to_owned())
+        .collect()
+}
+
+#[tokio::test]
+async fn a_group_spread_over_two_servers_gets_every_message_once() {
+    const EACH: usize = 5;
+    let cluster = Cluster::start(2).await;
+    let apis = [cluster.api(0), cluster.api(1)];
+    let names = ["alice", "bob", "carol", "dave"];
+    let mut tokens = HashMap::new();
+    for (i, name) in names.iter().enumerate() {
+        tokens.insert(*name, apis[i % 2].user(name).await);
+    }
+    let group = create_group(
+        &apis[0],
+        &tokens["alice"],
+        "team",
+        &["bob", "carol", "dave"],
+    )
+    .await;
+    assert_eq!(group["admins"], json!(["alice"]));
+    assert_eq!(group["members"], json!(["alice", "bob", "carol", "dave"]));
+
+    let mut streams = Vec::new();
+    for (i, name) in names.iter().enumerate() {
+        streams
+            .push(SseClient::connect(&apis[(i + 1) % 2].base, &tokens[name], None, Some(0)).await);
+    }
+    let senders: Vec<_> = names
+        .iter()
+        .enumerate()
+        .map(|(i, name)| {
+            let (api, token, name) = (apis[i % 2].clone(), tokens[name].clone(), name.to_string());
+            tokio::spawn(async move {
+                let mut ids = Vec::new();
+                for _ in 0..EACH {
+                    let answer = send_group(&api, &token, "team", &names).await;
+                    ids.push(answer.assert_status(201)["id"].as_i64().expect("id"));
+                }
+                (name, ids)
+            })
+        })
+        .collect();
+    let mut sent_by: HashMap<String, Vec<i64>> = HashMap::new();
+    for sender in senders {
+        let (name, ids) = sender.await.expect("sender");
+        sent_by.insert(name, ids);
+    }
+
+    for (i, name) in names.iter().enumerate() {
+        let stream = &mut streams[i];
+        let created = stream.next_event(WAIT).await.expect("group.created");
+        assert_eq!(created.event.as_deref(), Some("group.created"));
+        assert_eq!(created.data["group"], "team");
+        assert_eq!(created.data["by"], "alice");
+        let mut got = Vec::new();
+        let mut seqs = vec![created.data["seq"].as_i64().expect("seq")];
+        while got.len() < EACH * (names.len() - 1) {
+            let event = stream
+                .next_event(WAIT)
+                .await
+                .unwrap_or_else(|| panic!("{name} stalled"));
+            assert_eq!(event.data["message"]["group"], "team");
+            seqs.push(event.data["seq"].as_i64().expect("seq"));
+            got.push(event.data["message"]["id"].as_i64().expect("id"));
+        }
+        assert!(
+            stream
+                .next_event(Duration::from_millis(300))
+                .await
+                .is_none(),
+            "{name} got extra"
+        );
+        let expected: HashSet<i64> = sent_by
+            .iter()
+            .filter(|(sender, _)| sender.as_str() != *name)
+            .flat_map(|(_, ids)| ids.iter().copied())
+            .collect();
+        let got_set: HashSet<i64> = got.iter().copied().collect();
+        assert_eq!(got_set.len(), got.len(), "{name} got a message twice");
+        assert_eq!(
+            got_set, expected,
+            "{name} did not get exactly the others' messages"
+        );
+        assert_eq!(
+            seqs,
+            (1..=seqs.len() as i64).collect::<Vec<_>>(),
+            "{name}'s seqs have a gap"
+        );
+    }
+}
+
+#[tokio::test]
+async fn only_admins_change_membership_and_outsiders_see_nothing() {
+    let cluster = Cluster::start(1).await;
+    let api = cluster.api(0);
+    let alice = api.user("alice").await;
+    let bob = api.user("bob").await;
+    let eve = api.user("eve").await;
+    api.signup("carol").await.assert_status(201);
+    api.signup("dave").await.assert_status(201);
+    create_group(&api, &alice, "team", &["bob", "carol"]).await;
+
+    let tables = ["group_members", "groups", "messages", "inbox_events"];
+    let mut before = Vec::new();
+    for t in tables {
+        before.push(cluster.db.count(t).await);
+    }
+    let members = |name: &str| json!({ "username": name });
+    /// What is tried, by whom, how, and the refusal expected.
+    type Refusal<'a> = (
+        &'a str,
+        &'a String,
+        Method,
+        &'a str,
+        Option<Value>,
+        u16,
+        &'a str,
+    );
+    let refusals: Vec<Refusal> = vec![
+        (
+            "member adds",
+            &bob,
+            Method::POST,
+            "/v1/groups/team/members",
+            Some(members("dave")),
+            403,
+            "not_admin",
+        ),
+        (
+            "member removes",
+            &bob,
+            Method::DELETE,
+            "/v1/groups/team/members/carol",
+            None,
+            403,
+            "not_admin",
+        ),
+        (
+            "member promotes",
+            &bob,
+            Method::POST,
+            "/v1/groups/team/admins",
+            Some(members("bob")),
+            403,
+            "not_admin",
+        ),
+        (
+            "outsider reads",
+            &eve,
+            Method::GET,
+            "/v1/groups/team",
+            None,
+            404,
+            "group_not_found",
+        ),
+        (
+            "outsider history",
+            &eve,
+            Method::GET,
+            "/v1/groups/team/messages",
+            None,
+            404,
+            "group_not_found",
+        ),
+        (
+            "outsider adds",
+            &eve,
+            Method::POST,
+            "/v1/groups/team/members",
+            Some(members("eve")),
+            404,
+            "group_not_found",
+        ),
+        (
+            "outsider removes",
+            &eve,
+            Method::DELETE,
+            "/v1/groups/team/members/bob",
+            None,
+            404,
+            "group_not_found",
+        ),
+        (
+            "no such group",
+            &alice,
+            Method::GET,
+            "/v1/groups/nothing",
+            None,
+            404,
+            "group_not_found",
+        ),
+        (
+            "add unknown",
+            &alice,
+            Method::POST,
+            "/v1/groups/team/members",
+            Some(members("nobody")),
+            404,
+            "user_not_found",
+        ),
+        (
+            "add twice",
+            &alice,
+            Method::POST,
+            "/v1/groups/team/members",
+            Some(members("bob")),
+            409,
+            "already_member",
+        ),
+        (
+            "remove stranger",
+            &alice,
+            Method::DELETE,
+            "/v1/groups/team/members/dave",
+            None,
+            404,
+            "member_not_found",
+        ),
+        (
+            "admin twice",
+            &alice,
+            Method::POST,
+            "/v1/groups/team/admins",
+            Some(members("alice")),
+            409,
+            "already_admin",
+        ),
+        (
+            "admin a stranger",
+            &alice,
+            Method::POST,
+            "/v1/groups/team/admins",
+            Some(members("dave")),
+            404,
+            "member_not_found",
+        ),
+        (
+            "bad name",
+            &alice,
+            Method::POST,
+            "/v1/groups",
+            Some(json!({"name": "Bad Name"})),
+            400,
+            "invalid_group_name",
+        ),
+        (
+            "name taken",
+            &alice,
+            Method::POST,
+            "/v1/groups",
+            Some(json!({"name": "team"})),
+            409,
+            "group_name_taken",
+        ),
+        (
+            "unknown member",
+            &alice,
+            Method::POST,
+            "/v1/groups",
+            Some(json!({"name": "other", "members": ["nobody"]})),
+            404,
+            "user_not_found",
+        ),
+        (
+            "extra field",
+            &alice,
+            Method::POST,
+            "/v1/groups",
+            Some(json!({"name": "other", "topic": "x"})),
+            400,
+            "malformed_json",
+        ),
+    ];
+    for (what, token, method, path, body, status, code) in refusals {
+        let answer = api.call(method, path, Some(token), body).await;
+        assert_eq!(answer.body["code"], code, "{what}: {}", answer.text);
+        answer.assert_problem(status, code);
+    }
+    // Sending: outsiders may not, and the keys must name exactly the members.
+    send_group(&api, &eve, "team", &["alice", "bob", "carol", "eve"])
+        .await
+        .assert_problem(404, "group_not_found");
+    let stale = send_group(&api, &alice, "team", &["alice", "bob"]).await;
+    stale.assert_problem(409, "recipients_mismatch");
+    assert_eq!(stale.body["members"], json!(["alice", "bob", "carol"]));
+    for (i, t) in tables.iter().enumerate() {
+        assert_eq!(
+            cluster.db.count(t).await,
+            before[i],
+            "a refusal changed {t}"
+        );
+    }
+    let eves = api.get("/v1/groups", &eve).await;
+    assert_eq!(eves.assert_status(200)["groups"], json!([]));
+    let bobs = api.get("/v1/groups", &bob).await;
+    assert_eq!(bobs.assert_status(200)["groups"][0]["name"], "team");
+}
+
+#[tokio::test]
+async fn a_removed_member_gets_nothing_new_and_a_new_member_only_what_follows() {
+    let cluster = Cluster::start(1).await;
+    let api = cluster.api(0);
+    let alice = api.user("alice").await;
+    let bob = api.user("bob").await;
+    let carol = api.user("carol").await;
+    create_group(&api, &alice, "team", &["bob"]).await;
+    let m1 = send_group(&api, &alice, "team", &["alice", "bob"])
+        .await
+        .assert_status(201)["id"]
+        .clone();
+    api.call(
+        Method::DELETE,
+        "/v1/groups/team/members/bob",
+        Some(&alice),
+        None,
+    )
+    .await
+    .assert_status(204);
+    let m2 = send_group(&api, &alice, "team", &["alice"])
+        .await
+        .assert_status(201)["id"]
+        .clone();
+    api.post(
+        "/v1/groups/team/members",
+        Some(&alice),
+        json!({"username": "carol"}),
+    )
+    .await
+    .assert_status(200);
+    let m3 = send_group(&api, &alice, "team", &["alice", "carol"])
+        .await
+        .assert_status(201)["id"]
+        .clone();
+
+    let bobs = inbox(&api, &bob).await;
+    assert_eq!(
+        types(&bobs),
+        ["group.created", "message", "group.member_removed"]
+    );
+    assert_eq!(bobs[1]["message"]["id"], m1);
+    assert_eq!(bobs[2]["username"], "bob");
+    assert_eq!(bobs[2]["by"], "alice");
+    // Nothing sent after his removal carries a key he could use.
+    let db = cluster.db.client().await;
+    let bobs_keys: i64 = db
+        .query_one(
+            "SELECT count(*) FROM message_keys k JOIN users u ON u.id = k.user_id
+              WHERE u.username = 'bob' AND k.message_id = ANY($1)",
+            &[&vec![m2.as_i64().expect("id"), m3.as_i64().expect("id")]],
+        )
+        .await
+        .expect("count")
+        .get(0);
+    assert_eq!(bobs_keys, 0);
+    api.get("/v1/groups/team/messages", &bob)
+        .await
+        .assert_problem(404, "group_not_found");
+
+    let carols = inbox(&api, &carol).await;
+    assert_eq!(types(&carols), ["group.member_added", "message"]);
+    assert_eq!(carols[1]["message"]["id"], m3);
+    let history = api.get("/v1/groups/team/messages", &carol).await;
+    let ids: Vec<Value> = history.assert_status(200)["messages"]
+        .as_array()
+        .expect("list")
+        .iter()
+        .map(|m| m["id"].clone())
+        .collect();
+    assert_eq!(
+        ids,
+        std::slice::from_ref(&m3),
+        "carol reads only what was sent after she joined"
+    );
+    let alices: Vec<Value> = api.get("/v1/groups/team/messages", &alice).await.body["messages"]
+        .as_array()
+        .expect("list")
+        .iter()
+        .map(|m| m["id"].clone())
+        .collect();
+    assert_eq!(alices, [m3, m2, m1]);
+}
+
+#[tokio::test]
+async fn concurrent_membership_changes_leave_a_consistent_group_with_an_admin() {
+    const USERS: usize = 16;
+    let cluster = Cluster::start(2).await;
+    let (one, two) = (cluster.api(0), cluster.api(1));
+    let alice = one.user("alice").await;
+    let admin2 = one.user("admin2").await;
+    let sender = one.user("sender").await;
+    for i in 0..USERS {
+        one.signup(&format!("user{i}")).await.assert_status(201);
+    }
+    create_group(&one, &alice, "team", &["admin2", "sender"]).await;
+    one.post(
+        "/v1/groups/team/admins",
+        Some(&alice),
+        json!({"username": "admin2"}),
+    )
+    .await
+    .assert_status(200);
+
+    // Two admins on two servers add (and remove again) users at once, while a member
+    // keeps sending with whatever member list it last heard of.
+    let admin_task = |api: Api, token: String, users: Vec<String>| {
+        tokio::spawn(async move {
+            for user in &users {
+                let added = api
+                    .post(
+                        "/v1/groups/team/members",
+                        Some(&token),
+                        json!({"username": user}),
+                    )
+                    .await;
+                added.assert_status(200);
+            }
+            // Remove every other one again.
+            for user in users.iter().step_by(2) {
+                let path = format!("/v1/groups/team/members/{user}");
+                api.call(Method::DELETE, &path, Some(&token), None)
+                    .await
+                    .assert_status(204);
+            }
+        })
+    };
+    let names: Vec<String> = (0..USERS).map(|i| format!("user{i}")).collect();
+    let first = admin_task(one.clone(), alice.clone(), names[..USERS / 2].to_vec());
+    let second = admin_task(two.clone(), admin2.clone(), names[USERS / 2..].to_vec());
+    let messages = {
+        let (api, sender) = (two.clone(), sender.clone());
+        tokio::spawn(async move {
+            let mut members: Vec<String> = vec!["alice".into(), "admin2".into(), "sender".into()];
+            let mut sent = 0;
+            let mut mismatches = 0;
+            while sent < 30 {
+                let keys: Vec<&str> = members.iter().map(String::as_str).collect();
+                let answer = send_group(&api, &sender, "team", &keys).await;
+                match answer.status.as_u16() {
+                    201 => sent += 1,
+                    409 => {
+                        mismatches += 1;
+                        members = serde_json::from_value(answer.body["members"].clone())
+                            .expect("members");
+                    }
+                    other => panic!("a group send answered {other}: {}", answer.text),
+                }
+            }
+            mismatches
+        })
+    };
+    first.await.expect("first admin");
+    second.await.expect("second admin");
+    messages.await.expect("sender");
+
+    let group = one.get("/v1/groups/team", &alice).await;
+    let group = group.assert_status(200).clone();
+    let mut expected: BTreeSet<String> = ["alice", "admin2", "sender"]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+    expected.extend(names.iter().skip(1).step_by(2).cloned());
+    let members: BTreeSet<String> =
+        serde_json::from_value(group["members"].clone()).expect("members");
+    assert_eq!(members, expected);
+    let rows: i64 = cluster
+        .db
+        .client()
+        .await
+        .query_one("SELECT count(*) FROM group_members", &[])
+        .await
+        .expect("count")
+        .get(0);
+    assert_eq!(rows as usize, expected.len());
+    // Every message went to exactly the members at the time: each has one key per
+    // recipient, and its recipients were all members then (no key for a stranger).
+    let orphans: i64 = cluster
+        .db
+        .client()
+        .await
+        .query_one(
+            "SELECT count(*) FROM messages m
+              WHERE m.group_id IS NOT NULL
+                AND (SELECT count(*) FROM message_keys k WHERE k.message_id = m.id)
+                    <> (SELECT count(*) FROM inbox_events e WHERE e.message_id = m.id) + 1",
+            &[],
+        )
+        .await
+        .expect("count")
+        .get(0);
+    assert_eq!(orphans, 0, "a message's keys and deliveries disagree");
+
+    // Both admins leave at the same moment: the group still has an admin.
+    let (a, b) = tokio::join!(
+        one.call(
+            Method::DELETE,
+            "/v1/groups/team/members/alice",
+            Some(&alice),
+            None
+        ),
+        two.call(
+            Method::DELETE,
+            "/v1/groups/team/members/admin2",
+            Some(&admin2),
+            None
+        ),
+    );
+    a.assert_status(204);
+    b.assert_status(204);
+    let group = one.get("/v1/groups/team", &sender).await;
+    let admins = group.assert_status(200)["admins"]
+        .as_array()
+        .expect("admins")
+        .clone();
+    assert_eq!(
+        admins,
+        [json!("sender")],
+        "the longest-standing member takes over"
+    );
+}
+
+#[tokio::test]
+async fn one_message_reaches_every_member_of_a_group_of_several_hundred() {
+    const MEMBERS: usize = 300;
+    let cluster = Cluster::start(2).await;
+    let api = cluster.api(0);
+    let owner = api.user("owner").await;
+    let names: Vec<String> = (1..MEMBERS).map(|i| format!("member{i:03}")).collect();
+    let mut signups = tokio::task::JoinSet::new();
+    for chunk in names.chunks(30) {
+        let (api, chunk) = (cluster.api(1), chunk.to_vec());
+        signups.spawn(async move {
+            for name in chunk {
+                api.signup(&name).await.assert_status(201);
+            }
+        });
+    }
+    while let Some(done) = signups.join_next().await {
+        done.expect("signup task");
+    }
+    let member_refs: Vec<&str> = names.iter().map(String::as_str).collect();
+    let group = create_group(&api, &owner, "crowd", &member_refs).await;
+    assert_eq!(group["members"].as_array().expect("members").len(), MEMBERS);
+
+    // A few members listen live, on the other server.
+    let mut listeners = Vec::new();
+    for name in names.iter().step_by(60) {
+        let token = cluster.api(1).login(name).await;
+        listeners.push(SseClient::connect(&cluster.servers[1].url, &token, None, None).await);
+    }
+    let mut keys = member_refs.clone();
+    keys.push("owner");
+    let sent = send_group(&api, &owner, "crowd", &keys).await;
+    let id = sent.assert_status(201)["id"].as_i64().expect("id");
+    for listener in &mut listeners {
+        let event = listener
+            .next_event(WAIT)
+            .await
+            .expect("pushed to a listener");
+        assert_eq!(event.data["message"]["id"], id);
+        assert_eq!(
+            event.data["message"]["envelope"]["keys"]
+                .as_object()
+                .expect("keys")
+                .len(),
+            1
+        );
+    }
+    // And every member's inbox holds it, once.
+    let deliveries: i64 = cluster
+        .db
+        .client()
+        .await
+        .query_one(
+            "SELECT count(DISTINCT user_id) FROM inbox_events WHERE message_id = $1",
+            &[&id],
+        )
+        .await
+        .expect("count")
+        .get(0);
+    assert_eq!(deliveries as usize, MEMBERS - 1);
+}
+
+#[tokio::test]
+async fn group_commands_work_as_a_person_would_use_them() {
+    let cluster = Cluster::start(2).await;
+    let (one, two) = (
+        cluster.servers[0].url.clone(),
+        cluster.servers[1].url.clone(),
+    );
+    let home = |server: &str, name: &str| {
+        let home = CliHome::new();
+        home.run(
+            server,
+            &["signup", name, "--password-stdin"],
+            &format!("password of {name}\n"),
+        )
+        .success();
+        home
+    };
+    let alice = home(&one, "alice");
+    let bob = home(&two, "bob");
+    let carol = home(&one, "carol");
+    let dave = home(&two, "dave");
+
+    let created = alice.run(&one, &["group", "create", "team", "bob", "carol"], "");
+    created.success();
+    assert!(
+        created.stdout().contains("Created group team"),
+        "{}",
+        created.stdout()
+    );
+    bob.run(&two, &["send", "--group", "team", "hi team"], "")
+        .success();
+
+    let got = carol.run(&one, &["recv", "--json"], "");
+    got.success();
+    let lines: Vec<Value> = got
+        .stdout()
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("json"))
+        .collect();
+    assert_eq!(lines[0]["type"], "group.created");
+    assert_eq!(lines[1]["group"], "team");
+    assert_eq!(lines[1]["from"], "bob");
+    assert_eq!(lines[1]["text"], "hi team");
+
+    // Refusals are said plainly.
+    let denied = bob.run(&two, &["group", "add", "team", "dave"], "");
+    assert_eq!(denied.code(), 1);
+    assert!(
+        denied
+            .stderr()
+            .contains("only an admin of team can do that"),
+        "{}",
+        denied.stderr()
+    );
+    let outsider = dave.run(&two, &["send", "--group", "team", "let me in"], "");
+    assert_eq!(outsider.code(), 1);
+    assert!(
+        outsider.stderr().contains("no group called team"),
+        "{}",
+        outsider.stderr()
+    );
+
+    // Bob knows the members from his last send; alice adds dave behind his back. His
+    // next send is refused by the server, and the CLI re-encrypts for dave on its own.
+    alice
+        .run(&one, &["group", "add", "team", "dave"], "")
+        .success();
+    bob.run(&two, &["send", "--group", "team", "welcome dave"], "")
+        .success();
+    let daves = dave.run(&two, &["recv", "--json"], "");
+    daves.success();
+    assert!(
+        daves.stdout().contains("\"text\":\"welcome dave\""),
+        "{}",
+        daves.stdout()
+    );
+
+    // Carol is removed: she hears of it, and nothing after.
+    alice
+        .run(&one, &["group", "remove", "team", "carol"], "")
+        .success();
+    alice
+        .run(&one, &["send", "--group", "team", "carol is gone"], "")
+        .success();
+    let carols = carol.run(&one, &["recv"], "");
+    carols.success();
+    assert!(
+        carols.stdout().contains("alice removed carol from team"),
+        "{}",
+        carols.stdout()
+    );
+    assert!(
+        !carols.stdout().contains("carol is gone"),
+        "{}",
+        carols.stdout()
+    );
+    let barred = carol.run(&one, &["history", "--group", "team"], "");
+    assert_eq!(barred.code(), 1);
+
+    let history = bob.run(&two, &["history", "--group", "team", "--json"], "");
+    let texts: Vec<String> = history
+        .stdout()
+        .lines()
+        .map(|l| {
+            serde_json::from_str::<Value>(l).expect("json")["text"]
+                .as_str()
+                .expect("text")
+                .to_owned()
+        })
+        .collect();
+    assert_eq!(texts, ["hi team", "welcome dave", "carol is gone"]);
+
+    // Alice leaves; bob, the longest-standing member, becomes admin.
+    alice.run(&one, &["group", "leave", "team"], "").success();
+    let info = bob
+        .run(&two, &["group", "info", "team", "--json"], "")
+        .json();
+    assert_eq!(info["admins"], json!(["bob"]));
+    assert_eq!(info["members"], json!(["bob", "dave"]));
+    let list = dave.run(&two, &["group", "list"], "");
+    assert_eq!(list.stdout().trim(), "team (2 members)");
+}
