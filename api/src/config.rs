@@ -68,6 +68,20 @@ pub struct Config {
     #[arg(long, env = "FASTCHAT_CIPHERTEXT_MAX_BYTES", default_value_t = 64 * 1024)]
     pub ciphertext_max_bytes: usize,
 
+    /// Largest blob (an encrypted image), in bytes; larger uploads get 413.
+    #[arg(long, env = "FASTCHAT_BLOB_MAX_BYTES", default_value_t = 10 * 1024 * 1024)]
+    pub blob_max_bytes: usize,
+
+    /// Blobs no message lists are deleted after this many seconds.
+    #[arg(long, env = "FASTCHAT_BLOB_UNREFERENCED_TTL_SECS", default_value_t = 24 * 3600,
+          value_parser = clap::value_parser!(i64).range(1..=MAX_DURATION_SECS))]
+    pub blob_unreferenced_ttl_secs: i64,
+
+    /// Seconds between sweeps for expired sessions and unused blobs.
+    #[arg(long, env = "FASTCHAT_PURGE_INTERVAL_SECS", default_value_t = 600,
+          value_parser = clap::value_parser!(u64).range(1..=86400))]
+    pub purge_interval_secs: u64,
+
     /// Largest group, counting every member.
     #[arg(long, env = "FASTCHAT_GROUP_MAX_MEMBERS", default_value_t = 1000)]
     pub group_max_members: usize,

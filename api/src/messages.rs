@@ -17,6 +17,7 @@ use fastchat_protocol::wire::{Message, MessagePage, MessageSent, SendMessage};
 use serde::Deserialize;
 
 use crate::auth::AuthUser;
+use crate::blobs;
 use crate::db::{self, PgConn};
 use crate::error::ApiError;
 use crate::groups::{self, Lock};
@@ -133,18 +134,13 @@ pub async fn send(
         ));
     }
     check_envelope(&envelope, state.config.ciphertext_max_bytes)?;
-    if !attachments.is_empty() {
-        return Err(ApiError::bad_request(
-            "invalid_attachment",
-            "attachments must name blobs you uploaded",
-        ));
-    }
 
     let sender = Member {
         user_id: caller.user_id,
         username: caller.username.clone(),
     };
     let sent = db::run(&state.pool, move |conn| {
+        let blob_ids = blobs::check_attachments(conn, sender.user_id, &attachments)?;
         let mut new = NewMessage {
             sender_id: sender.user_id,
             recipient_id: None,
@@ -162,7 +158,7 @@ pub async fn send(
                 new.recipient_id = Some(recipient.user_id);
                 let members = [sender, recipient];
                 check_recipients(&envelope, &members)?;
-                conn.transaction(|conn| store(conn, &new, &members, &envelope))
+                conn.transaction(|conn| store(conn, &new, &members, &envelope, &blob_ids))
             }
             // The group's row stays share-locked until commit: membership cannot change
             // between checking the keys and delivering.
@@ -178,7 +174,7 @@ pub async fn send(
                     })
                     .collect();
                 check_recipients(&envelope, &members)?;
-                store(conn, &new, &members, &envelope)
+                store(conn, &new, &members, &envelope, &blob_ids)
             }),
         }
     })
@@ -225,6 +221,7 @@ fn store(
     new: &NewMessage,
     members: &[Member],
     envelope: &Envelope,
+    blob_ids: &[uuid::Uuid],
 ) -> Result<MessageSent, ApiError> {
     {
         let inserted = diesel::insert_into(messages::table)
@@ -253,6 +250,7 @@ fn store(
         diesel::insert_into(message_keys::table)
             .values(&keys)
             .execute(conn)?;
+        blobs::attach(conn, id, blob_ids)?;
 
         let recipients: Vec<i64> = members
             .iter()

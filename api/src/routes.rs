@@ -4,7 +4,7 @@
 use actix_web::http::Method;
 use actix_web::web;
 
-use crate::{error, events, groups, health, messages, sessions, users};
+use crate::{blobs, error, events, groups, health, messages, sessions, users};
 
 /// A resource whose unsupported methods answer a 405 problem.
 fn resource(path: &str) -> actix_web::Resource {
@@ -41,6 +41,8 @@ route_table! {
     "/v1/groups/{name}/members/{username}" => { DELETE => groups::remove_member }
     "/v1/groups/{name}/admins" => { POST => groups::add_admin }
     "/v1/groups/{name}/messages" => { GET => groups::history }
+    "/v1/blobs" => { POST => blobs::upload }
+    "/v1/blobs/{id}" => { GET => blobs::download }
 }
 
 #[cfg(test)]

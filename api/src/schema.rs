@@ -106,7 +106,26 @@ diesel::table! {
     }
 }
 
+diesel::table! {
+    blobs (id) {
+        id -> Uuid,
+        uploader_id -> Int8,
+        size -> Int8,
+        data -> Bytea,
+        created_at -> Timestamptz,
+    }
+}
+
+diesel::table! {
+    message_attachments (message_id, blob_id) {
+        message_id -> Int8,
+        blob_id -> Uuid,
+    }
+}
+
 diesel::joinable!(inboxes -> users (user_id));
+diesel::joinable!(message_attachments -> blobs (blob_id));
+diesel::joinable!(message_attachments -> messages (message_id));
 diesel::joinable!(group_members -> groups (group_id));
 diesel::joinable!(group_members -> users (user_id));
 diesel::joinable!(message_keys -> messages (message_id));
@@ -124,4 +143,6 @@ diesel::allow_tables_to_appear_in_same_query!(
     presence,
     groups,
     group_members,
+    blobs,
+    message_attachments,
 );

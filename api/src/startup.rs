@@ -15,7 +15,7 @@ use crate::db::{self, PgPool};
 use crate::hub::Hub;
 use crate::metrics::{self, Metrics};
 use crate::presence::{self, ServerIdentity};
-use crate::{error, routes, sessions, wakeup};
+use crate::{blobs, error, routes, sessions, wakeup};
 
 /// What every handler can reach.
 pub struct AppState {
@@ -33,9 +33,6 @@ pub struct Application {
     state: web::Data<AppState>,
     identity: ServerIdentity,
 }
-
-/// How often expired sessions and stale login-failure counts are deleted.
-const PURGE_INTERVAL: Duration = Duration::from_secs(600);
 
 impl Application {
     pub async fn build(config: Config) -> anyhow::Result<Self> {
@@ -162,18 +159,20 @@ async fn stop_on_signal(handle: ServerHandle, hub: Arc<Hub>) {
 
 fn spawn_purger(state: web::Data<AppState>) {
     actix_web::rt::spawn(async move {
-        let mut tick = tokio::time::interval(PURGE_INTERVAL);
+        let mut tick = tokio::time::interval(Duration::from_secs(state.config.purge_interval_secs));
         loop {
             tick.tick().await;
             let window = state.config.login_window_secs;
+            let blob_ttl = state.config.blob_unreferenced_ttl_secs;
             match db::run(&state.pool, move |conn| {
-                Ok(sessions::purge_expired(conn, window)?)
+                Ok(sessions::purge_expired(conn, window)?
+                    + blobs::purge_unreferenced(conn, blob_ttl)?)
             })
             .await
             {
                 Ok(0) => {}
-                Ok(deleted) => tracing::info!(deleted, "purged expired sessions"),
-                Err(e) => tracing::warn!(error = %e, "purging expired sessions"),
+                Ok(deleted) => tracing::info!(deleted, "purged expired sessions and unused blobs"),
+                Err(e) => tracing::warn!(error = %e, "purging expired sessions and unused blobs"),
             }
         }
     });
