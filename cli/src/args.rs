@@ -35,6 +35,10 @@ pub struct Global {
     /// Print machine-readable JSON instead of text.
     #[arg(long, global = true)]
     pub json: bool,
+
+    /// Where received images are saved [default: <home>/downloads]
+    #[arg(long, global = true, env = "FASTCHAT_DOWNLOADS")]
+    pub downloads: Option<PathBuf>,
 }
 
 #[derive(Debug, Subcommand)]
@@ -56,11 +60,15 @@ pub enum Command {
     },
     /// Send an end-to-end encrypted message: `send <user> <text>`, or
     /// `send --group <name> <text>`; the text `-` reads it from standard input.
+    /// With `--image <path>`, send that image instead of text.
     Send {
         /// Send to this group instead of a user.
         #[arg(long)]
         group: Option<String>,
-        #[arg(num_args = 1..=2, value_names = ["USER", "TEXT"], required = true)]
+        /// Send this image (PNG, JPEG, GIF or WebP), encrypted.
+        #[arg(long)]
+        image: Option<PathBuf>,
+        #[arg(num_args = 0..=2, value_names = ["USER", "TEXT"])]
         args: Vec<String>,
     },
     /// Show the messages that arrived since the last recv, then exit.

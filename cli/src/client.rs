@@ -8,6 +8,13 @@ use fastchat_protocol::wire::{
     MessagePage, MessageSent, Problem, SendMessage, SessionCreated, UserCreated, UserList,
     UserProfile,
 };
+use serde::Deserialize;
+
+/// `POST /v1/blobs` answers this.
+#[derive(Debug, Deserialize)]
+pub struct BlobCreated {
+    pub id: String,
+}
 use reqwest::{Method, RequestBuilder, Response, StatusCode};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
@@ -179,6 +186,50 @@ impl Client {
         let path = format!("/v1/groups/{group}/messages");
         self.json(self.request(Method::GET, &path).query(&query))
             .await
+    }
+
+    /// Uploads an encrypted blob; with `progress`, shows how far it got on stderr.
+    pub async fn upload_blob(&self, bytes: Vec<u8>, progress: bool) -> Result<BlobCreated> {
+        const CHUNK: usize = 64 * 1024;
+        let total = bytes.len();
+        let chunks: Vec<Vec<u8>> = bytes.chunks(CHUNK).map(<[u8]>::to_vec).collect();
+        let mut sent = 0usize;
+        let stream = futures_util::stream::iter(chunks.into_iter().map(move |chunk| {
+            sent += chunk.len();
+            if progress {
+                let percent = sent * 100 / total.max(1);
+                eprint!(
+                    "\ruploading {percent:>3}% ({} of {} KiB)",
+                    sent / 1024,
+                    total / 1024
+                );
+                if sent == total {
+                    eprintln!();
+                }
+            }
+            Ok::<_, std::io::Error>(chunk)
+        }));
+        let request = self
+            .request(Method::POST, "/v1/blobs")
+            .header(reqwest::header::CONTENT_TYPE, "application/octet-stream")
+            .header(reqwest::header::CONTENT_LENGTH, total)
+            .body(reqwest::Body::wrap_stream(stream));
+        self.json(request).await
+    }
+
+    /// Downloads a blob's (encrypted) bytes.
+    pub async fn blob(&self, id: &str) -> Result<Vec<u8>> {
+        let response = self
+            .send(self.request(Method::GET, &format!("/v1/blobs/{id}")))
+            .await?;
+        response
+            .bytes()
+            .await
+            .map(|b| b.to_vec())
+            .map_err(|e| CliError::Unreachable {
+                server: self.server.clone(),
+                cause: describe(&e),
+            })
     }
 
     pub fn token(&self) -> Option<&str> {

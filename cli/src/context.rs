@@ -11,6 +11,8 @@ use crate::output;
 pub struct Context {
     pub home: Home,
     pub json: bool,
+    /// Where received images go.
+    pub downloads: std::path::PathBuf,
     server: Option<String>,
 }
 
@@ -20,9 +22,11 @@ impl Context {
             Some(dir) => dir,
             None => Home::default_dir()?,
         };
+        let downloads = global.downloads.unwrap_or_else(|| dir.join("downloads"));
         Ok(Self {
             home: Home::new(dir),
             json: global.json,
+            downloads,
             server: global.server,
         })
     }

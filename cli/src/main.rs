@@ -49,7 +49,9 @@ async fn run(cli: Cli) -> Result<()> {
         Command::Logout => account::logout(&ctx).await,
         Command::Whoami => account::whoami(&ctx).await,
         Command::Users { prefix, limit } => account::users(&ctx, prefix.as_deref(), *limit).await,
-        Command::Send { group, args } => messaging::send(&ctx, group.as_deref(), args).await,
+        Command::Send { group, image, args } => {
+            messaging::send(&ctx, group.as_deref(), image.as_deref(), args).await
+        }
         Command::Recv { follow } => messaging::recv(&ctx, *follow).await,
         Command::History {
             with,

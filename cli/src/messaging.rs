@@ -3,7 +3,13 @@
 
 use std::time::Duration;
 
-use fastchat_protocol::envelope::{self, Destination, Header, Kind, OpenError, Plaintext};
+use std::io::IsTerminal;
+use std::path::{Path, PathBuf};
+
+use fastchat_protocol::envelope::{
+    self, Destination, Header, ImageRef, Kind, OpenError, Plaintext,
+};
+use fastchat_protocol::image;
 use fastchat_protocol::keys::{RsaPrivateKey, RsaPublicKey};
 use fastchat_protocol::names::Username;
 use fastchat_protocol::wire::{Event, EventBody, Message, MessageSent, SendMessage};
@@ -21,6 +27,8 @@ use crate::stream::{self, Item};
 
 /// The server refuses ciphertexts over 64 KiB; AES-GCM adds a 16-byte tag.
 const MAX_PLAINTEXT: usize = 64 * 1024 - 16;
+/// The server keeps blobs up to 10 MiB; encryption adds a 16-byte tag.
+const MAX_IMAGE: usize = 10 * 1024 * 1024 - 16;
 const INBOX_PAGE: u32 = 200;
 const SEND_ATTEMPTS: u32 = 4;
 
@@ -127,6 +135,23 @@ async fn group_members(ctx: &Context, client: &Client, group: &str) -> Result<Ve
     Ok(info.members)
 }
 
+/// A message about to be sealed: what it says, and the blobs it lists.
+pub struct Outgoing {
+    pub kind: Kind,
+    pub plaintext: Plaintext,
+    pub attachments: Vec<String>,
+}
+
+impl Outgoing {
+    pub fn text(text: String) -> Self {
+        Outgoing {
+            kind: Kind::Text,
+            plaintext: Plaintext::Text { text },
+            attachments: Vec::new(),
+        }
+    }
+}
+
 /// Encrypts `plaintext` for every member of the conversation (the sender included),
 /// signs it, and posts it. Retries that may or may not have arrived reuse the
 /// client_id, so the message is stored once; if a group's members changed, it is
@@ -137,9 +162,13 @@ pub async fn send_plaintext(
     client: &Client,
     contacts: &mut Contacts<'_>,
     target: &Target,
-    kind: Kind,
-    plaintext: Plaintext,
+    outgoing: Outgoing,
 ) -> Result<(MessageSent, uuid::Uuid)> {
+    let Outgoing {
+        kind,
+        plaintext,
+        attachments,
+    } = outgoing;
     let size = serde_json::to_vec(&plaintext).map_or(0, |v| v.len());
     if size > MAX_PLAINTEXT {
         return Err(CliError::Usage(format!(
@@ -180,7 +209,7 @@ pub async fn send_plaintext(
             client_id: client_id.to_string(),
             kind: kind.as_str().to_owned(),
             envelope,
-            attachments: Vec::new(),
+            attachments: attachments.clone(),
         };
         match post(client, &body).await {
             Err(CliError::RecipientsMismatch { members: current })
@@ -238,48 +267,122 @@ pub fn parse_target(me: &Me, group: Option<&str>, to: Option<&str>) -> Result<Ta
     }
 }
 
-pub async fn send(ctx: &Context, group: Option<&str>, args: &[String]) -> Result<()> {
+/// Reads and checks an image before anything is uploaded.
+fn read_image(path: &Path) -> Result<(Vec<u8>, &'static str, String)> {
+    let bytes = std::fs::read(path)
+        .map_err(|e| CliError::Usage(format!("cannot read {}: {e}", path.display())))?;
+    let mime = image::sniff(&bytes).ok_or_else(|| {
+        CliError::Usage(format!(
+            "{} is not a PNG, JPEG, GIF or WebP image",
+            path.display()
+        ))
+    })?;
+    if bytes.len() > MAX_IMAGE {
+        return Err(CliError::Usage(format!(
+            "{} is too large ({} bytes; at most {MAX_IMAGE})",
+            path.display(),
+            bytes.len()
+        )));
+    }
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_else(|| "image".to_owned());
+    Ok((bytes, mime, name))
+}
+
+pub async fn send(
+    ctx: &Context,
+    group: Option<&str>,
+    image_path: Option<&Path>,
+    args: &[String],
+) -> Result<()> {
     let (me, client) = Me::load(ctx)?;
-    let (to, text) = match (group, args) {
-        (Some(_), [text]) => (None, text),
-        (None, [to, text]) => (Some(to.as_str()), text),
-        (Some(_), _) => {
-            return Err(CliError::Usage(
-                "usage: fastchat send --group <name> <text|->".into(),
-            ))
-        }
-        (None, _) => {
-            return Err(CliError::Usage(
-                "usage: fastchat send <user> <text|->".into(),
-            ))
-        }
+    let usage = |how: &str| CliError::Usage(format!("usage: fastchat send {how}"));
+    let (to, text) = match (group, image_path, args) {
+        (Some(_), None, [text]) => (None, Some(text)),
+        (None, None, [to, text]) => (Some(to.as_str()), Some(text)),
+        (Some(_), Some(_), []) => (None, None),
+        (None, Some(_), [to]) => (Some(to.as_str()), None),
+        (Some(_), None, _) => return Err(usage("--group <name> <text|->")),
+        (Some(_), Some(_), _) => return Err(usage("--group <name> --image <path>")),
+        (None, None, _) => return Err(usage("<user> <text|->")),
+        (None, Some(_), _) => return Err(usage("<user> --image <path>")),
     };
     let target = parse_target(&me, group, to)?;
-    let text = message_text(text)?;
     let mut contacts = Contacts::new(&ctx.home, &client);
-    let (sent, client_id) = send_plaintext(
-        ctx,
-        &me,
-        &client,
-        &mut contacts,
-        &target,
-        Kind::Text,
-        Plaintext::Text { text },
-    )
-    .await?;
+    let outgoing = match (text, image_path) {
+        (Some(text), _) => Outgoing::text(message_text(text)?),
+        (None, Some(path)) => {
+            let (bytes, mime, name) = read_image(path)?;
+            let size = bytes.len() as u64;
+            let sealed = image::seal(&bytes);
+            let progress = std::io::stderr().is_terminal() && !ctx.json;
+            let blob = client.upload_blob(sealed.ciphertext, progress).await?;
+            let image = ImageRef {
+                blob: blob.id.clone(),
+                key: sealed.key,
+                nonce: sealed.nonce,
+                name,
+                mime: mime.to_owned(),
+                size,
+                sha256: sealed.sha256,
+            };
+            Outgoing {
+                kind: Kind::Image,
+                plaintext: Plaintext::Image { image },
+                attachments: vec![blob.id],
+            }
+        }
+        (None, None) => return Err(usage("<user> <text|->")),
+    };
+    let kind = outgoing.kind;
+    let (sent, client_id) =
+        send_plaintext(ctx, &me, &client, &mut contacts, &target, outgoing).await?;
     let label = target.label();
     ctx.print(
-        json!({"type": "sent", "id": sent.id, "to": to, "group": group, "client_id": client_id, "sent_at": sent.sent_at}),
+        json!({"type": "sent", "id": sent.id, "to": to, "group": group, "kind": kind.as_str(),
+               "client_id": client_id, "sent_at": sent.sent_at}),
         || format!("Sent to {label}."),
     );
     Ok(())
 }
 
+/// A file name for a received image: the sender's name stripped of any path, made
+/// unique in `dir` so nothing is overwritten.
+fn download_path(dir: &Path, name: &str) -> PathBuf {
+    let base: String = Path::new(name)
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default()
+        .chars()
+        .filter(|c| !c.is_control() && *c != '/' && *c != '\\')
+        .collect();
+    let base = if base.is_empty() || base.starts_with('.') {
+        format!("image{base}")
+    } else {
+        base
+    };
+    let (stem, ext) = match base.rsplit_once('.') {
+        Some((stem, ext)) if !stem.is_empty() => (stem.to_owned(), format!(".{ext}")),
+        _ => (base.clone(), String::new()),
+    };
+    let mut candidate = dir.join(&base);
+    let mut n = 1;
+    while candidate.exists() {
+        candidate = dir.join(format!("{stem}-{n}{ext}"));
+        n += 1;
+    }
+    candidate
+}
+
 /// Shows messages, verified, as text or JSON Lines; counts those refused.
 struct Reader<'a> {
     me: &'a Me,
+    client: &'a Client,
     contacts: Contacts<'a>,
     json: bool,
+    downloads: &'a Path,
     rejected: usize,
 }
 
@@ -287,10 +390,33 @@ impl<'a> Reader<'a> {
     fn new(ctx: &'a Context, me: &'a Me, client: &'a Client) -> Self {
         Self {
             me,
+            client,
             contacts: Contacts::new(&ctx.home, client),
             json: ctx.json,
+            downloads: &ctx.downloads,
             rejected: 0,
         }
+    }
+
+    /// Downloads, decrypts and checks an image, and saves it; the error says why not.
+    async fn save_image(&self, image: &ImageRef) -> Result<std::result::Result<PathBuf, String>> {
+        let blob = match self.client.blob(&image.blob).await {
+            Ok(blob) => blob,
+            Err(CliError::Server { code, .. }) if code == "blob_not_found" => {
+                return Ok(Err("its image is not on the server".into()))
+            }
+            Err(e) => return Err(e),
+        };
+        let bytes = match image::open(&blob, image) {
+            Ok(bytes) => bytes,
+            Err(e) => return Ok(Err(e.to_string())),
+        };
+        std::fs::create_dir_all(self.downloads)
+            .map_err(|e| CliError::local(&format!("creating {}", self.downloads.display()), e))?;
+        let path = download_path(self.downloads, &image.name);
+        std::fs::write(&path, bytes)
+            .map_err(|e| CliError::local(&format!("saving {}", path.display()), e))?;
+        Ok(Ok(path))
     }
 
     /// Verifies and decrypts; `Err` only for failures that are not the message's fault.
@@ -327,7 +453,14 @@ impl<'a> Reader<'a> {
     }
 
     async fn show(&mut self, seq: Option<i64>, message: &Message) -> Result<()> {
-        let opened = self.open(message).await?;
+        let mut opened = self.open(message).await?.map_err(|e| e.to_string());
+        let mut saved = None;
+        if let Ok(Plaintext::Image { image }) = &opened {
+            match self.save_image(image).await? {
+                Ok(path) => saved = Some(path),
+                Err(reason) => opened = Err(reason),
+            }
+        }
         let place = match (&message.to, &message.group) {
             (_, Some(group)) => format!(" @{group}"),
             (Some(to), None) if to != self.me.name() => format!(" → {to}"),
@@ -343,16 +476,23 @@ impl<'a> Reader<'a> {
                     });
                     match &plaintext {
                         Plaintext::Text { text } => line["text"] = json!(text),
-                        Plaintext::Image { image } => line["image"] = json!(image),
+                        Plaintext::Image { image } => {
+                            line["image"] = json!({"name": image.name, "mime": image.mime,
+                                                   "size": image.size, "sha256": image.sha256});
+                            line["saved"] = json!(saved);
+                        }
                     }
                     output::json(&line);
                 } else {
                     let body = match &plaintext {
                         Plaintext::Text { text } => output::sanitize(text),
                         Plaintext::Image { image } => format!(
-                            "[image {} ({} bytes)]",
+                            "[image {} ({} bytes) saved to {}]",
                             output::sanitize(&image.name),
-                            image.size
+                            image.size,
+                            saved
+                                .as_ref()
+                                .map_or(String::new(), |p| p.display().to_string())
                         ),
                     };
                     let when = message.sent_at.format("%Y-%m-%d %H:%M:%S");
@@ -563,9 +703,9 @@ pub async fn chat(ctx: &Context, with: Option<&str>, group: Option<&str>) -> Res
                 if text.trim().is_empty() {
                     continue;
                 }
-                let plaintext = Plaintext::Text { text };
                 let (sent, client_id) =
-                    send_plaintext(ctx, &me, &client, &mut contacts, &target, Kind::Text, plaintext).await?;
+                    send_plaintext(ctx, &me, &client, &mut contacts, &target, Outgoing::text(text))
+                        .await?;
                 if ctx.json {
                     output::json(&json!({"type": "sent", "id": sent.id, "client_id": client_id}));
                 }

@@ -4,6 +4,7 @@
 //! `docs/crypto.md`.
 
 pub mod envelope;
+pub mod image;
 pub mod keys;
 pub mod names;
 pub mod wire;
