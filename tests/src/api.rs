@@ -201,6 +201,19 @@ pub fn opaque_envelope(members: &[&str]) -> Value {
 }
 
 impl Api {
+    /// A POST that tolerates a failing connection: `None` instead of a panic.
+    pub async fn post_raw(&self, path: &str, token: &str, body: &Value) -> Option<Answer> {
+        let response = self
+            .http
+            .post(format!("{}{path}", self.base))
+            .bearer_auth(token)
+            .json(body)
+            .send()
+            .await
+            .ok()?;
+        Some(Self::answer(response).await)
+    }
+
     /// `POST /v1/messages` to a user with an opaque envelope for `from` and `to`.
     pub async fn send_opaque(&self, token: &str, from: &str, to: &str) -> Answer {
         self.post(

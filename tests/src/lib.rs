@@ -246,6 +246,122 @@ impl PendingServer {
     }
 }
 
+/// A running `fastchat-balancer`.
+pub struct BalancerProcess {
+    child: Child,
+    pub url: String,
+}
+
+impl BalancerProcess {
+    /// Starts a balancer on a free port, routing to `backends` (host:port) and, with a
+    /// database URL, to the servers registered there; quick health checks.
+    pub fn spawn(database_url: Option<&str>, backends: &[&str]) -> Self {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .expect("a free port")
+            .port();
+        let mut cmd = Command::new(bin("fastchat-balancer"));
+        cmd.env("FASTCHAT_BALANCER_LISTEN", format!("127.0.0.1:{port}"))
+            .env("FASTCHAT_HEALTH_INTERVAL_MS", "200")
+            .env("FASTCHAT_HEALTH_TIMEOUT_MS", "400")
+            .env("FASTCHAT_LOG", "warn,pingora_proxy=off")
+            .env("FASTCHAT_BALANCER_THREADS", "2")
+            .env_remove("FASTCHAT_DATABASE_URL")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::inherit());
+        if let Some(url) = database_url {
+            cmd.env("FASTCHAT_DATABASE_URL", url);
+        }
+        if !backends.is_empty() {
+            cmd.env("FASTCHAT_BACKENDS", backends.join(","));
+        }
+        let child = cmd.spawn().expect("starting fastchat-balancer");
+        BalancerProcess {
+            child,
+            url: format!("http://127.0.0.1:{port}"),
+        }
+    }
+
+    /// The balancer's metrics text, once it answers.
+    pub async fn metrics(&self) -> Option<String> {
+        reqwest::get(format!("{}/metrics", self.url))
+            .await
+            .ok()?
+            .text()
+            .await
+            .ok()
+    }
+
+    /// Waits until exactly these servers (host:port) are in rotation.
+    pub async fn wait_healthy(&self, servers: &[&str]) {
+        let want: std::collections::BTreeSet<String> =
+            servers.iter().map(|s| s.to_string()).collect();
+        eventually(
+            Duration::from_secs(30),
+            &format!("healthy servers {want:?}"),
+            || async {
+                let text = self.metrics().await?;
+                let healthy: std::collections::BTreeSet<String> =
+                    metric_values(&text, "fastchat_balancer_backend_healthy")
+                        .into_iter()
+                        .filter(|(_, v)| *v == 1.0)
+                        .map(|(backend, _)| backend)
+                        .collect();
+                (healthy == want).then_some(())
+            },
+        )
+        .await;
+    }
+}
+
+impl Drop for BalancerProcess {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// `(backend label, value)` for every sample of a metric with a `backend` label.
+pub fn metric_values(text: &str, name: &str) -> Vec<(String, f64)> {
+    text.lines()
+        .filter(|l| l.starts_with(name) && l[name.len()..].starts_with('{'))
+        .filter_map(|l| {
+            let backend = l.split("backend=\"").nth(1)?.split('"').next()?.to_owned();
+            let value = l.rsplit(' ').next()?.parse().ok()?;
+            Some((backend, value))
+        })
+        .collect()
+}
+
+/// The value of an unlabelled metric (or the sum over its labels).
+pub fn metric_sum(text: &str, name: &str) -> f64 {
+    text.lines()
+        .filter(|l| {
+            l.starts_with(name) && matches!(l.as_bytes().get(name.len()), Some(b' ' | b'{'))
+        })
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum()
+}
+
+impl ApiServer {
+    /// host:port, as the balancer names it.
+    pub fn addr(&self) -> String {
+        self.url.trim_start_matches("http://").to_owned()
+    }
+
+    /// Event streams this server holds now.
+    pub async fn open_streams(&self) -> Option<f64> {
+        let text = reqwest::get(format!("{}/metrics", self.url))
+            .await
+            .ok()?
+            .text()
+            .await
+            .ok()?;
+        Some(metric_sum(&text, "fastchat_sse_streams_open"))
+    }
+}
+
 /// A fresh database and `n` api servers on it, started together.
 pub struct Cluster {
     // Fields drop in order: servers stop before their database is dropped.

@@ -55,6 +55,31 @@ impl SseClient {
         }
     }
 
+    /// Like [`connect`](Self::connect), but `None` instead of a panic when the stream
+    /// cannot be opened (a server or balancer that is going away).
+    pub async fn try_connect(
+        base: &str,
+        token: &str,
+        last_event_id: Option<i64>,
+        after: Option<i64>,
+    ) -> Option<Self> {
+        let mut url = format!("{base}/v1/events");
+        if let Some(after) = after {
+            url.push_str(&format!("?after={after}"));
+        }
+        let mut request = reqwest::Client::new().get(url).bearer_auth(token);
+        if let Some(id) = last_event_id {
+            request = request.header("last-event-id", id.to_string());
+        }
+        let response = request.send().await.ok()?;
+        (response.status() == 200).then(|| SseClient {
+            response,
+            buffer: String::new(),
+            retry_hints: Vec::new(),
+            comments: 0,
+        })
+    }
+
     /// The next event with data, or `None` if none comes within `wait` or the stream ends.
     pub async fn next_event(&mut self, wait: Duration) -> Option<SseEvent> {
         let deadline = tokio::time::Instant::now() + wait;
