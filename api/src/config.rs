@@ -12,7 +12,7 @@ use clap::{Parser, ValueEnum};
 )]
 pub struct Config {
     /// Address to listen on; port 0 picks a free port (printed on stdout at start).
-    #[arg(long, env = "FASTCHAT_LISTEN", default_value = "127.0.0.1:8080")]
+    #[arg(long, env = "FASTCHAT_LISTEN", default_value = "127.0.0.1:8081")]
     pub listen: SocketAddr,
 
     /// PostgreSQL connection URL.
