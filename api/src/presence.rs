@@ -1,4 +1,5 @@
-//! Who is online: this server's row in `servers` (kept fresh by a heartbeat) and a
+//! Who is online: this server's row in `servers` (kept fresh by a heartbeat that also
+//! reports its open streams, for operators and the balancer) and a
 //! `presence` row for every user holding a stream here. A server that dies stops
 //! counting once its heartbeat is stale, with no one having to clean up after it.
 
@@ -111,9 +112,13 @@ pub async fn run(
             }
             _ = heartbeat.tick() => {
                 let (me, local) = (me.clone(), hub.local_users());
+                let streams = i32::try_from(hub.stream_count()).unwrap_or(i32::MAX);
                 let result = db::run(&pool, move |conn| {
                     let updated = diesel::update(servers::table.find(me.id))
-                        .set(servers::heartbeat_at.eq(Utc::now()))
+                        .set((
+                            servers::heartbeat_at.eq(Utc::now()),
+                            servers::open_streams.eq(streams),
+                        ))
                         .execute(conn)?;
                     if updated == 0 {
                         // Someone took us for dead: come back with our streams.

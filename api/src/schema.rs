@@ -79,6 +79,7 @@ diesel::table! {
         address -> Text,
         started_at -> Timestamptz,
         heartbeat_at -> Timestamptz,
+        open_streams -> Int4,
     }
 }
 

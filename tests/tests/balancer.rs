@@ -254,3 +254,32 @@ async fn a_client_that_leaves_closes_its_upstream_stream() {
         .sum();
     assert_eq!(open, 0.0);
 }
+
+#[tokio::test]
+async fn servers_register_with_address_start_time_and_load_and_leave_on_shutdown() {
+    let mut cluster = Cluster::start_with(2, QUICK).await;
+    let api = cluster.api(0);
+    let token = api.user("alice").await;
+    let _stream = SseClient::connect(&cluster.servers[0].url, &token, None, None).await;
+    let db = cluster.db.client().await;
+    let first = cluster.servers[0].url.clone();
+    eventually(WAIT, "the heartbeat to report the stream", || async {
+        let row = db
+            .query_one(
+                "SELECT open_streams, started_at <= now() FROM servers WHERE address = $1",
+                &[&first],
+            )
+            .await
+            .ok()?;
+        (row.get::<_, i32>(0) == 1 && row.get::<_, bool>(1)).then_some(())
+    })
+    .await;
+    assert_eq!(cluster.db.count("servers").await, 2);
+    cluster.servers[1].signal("TERM");
+    assert!(cluster.servers[1].wait_exit(WAIT).success());
+    assert_eq!(
+        cluster.db.count("servers").await,
+        1,
+        "a stopped server leaves the registry"
+    );
+}
