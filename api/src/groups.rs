@@ -142,6 +142,16 @@ pub fn lock(
     Ok(group)
 }
 
+/// [`lock`] for a change only admins may make.
+fn lock_as_admin(conn: &mut PgConn, name: &str, caller: i64) -> Result<LockedGroup, ApiError> {
+    let group = lock(conn, name, caller, Lock::Update)?;
+    if group.member(caller).is_some_and(|m| m.is_admin) {
+        Ok(group)
+    } else {
+        Err(not_admin())
+    }
+}
+
 fn find_user(conn: &mut PgConn, username: &str) -> Result<(i64, String), ApiError> {
     let id = if is_valid_name(username) {
         users::table
@@ -275,10 +285,7 @@ pub async fn add_member(
     let max = state.config.group_max_members;
     let group = db::run(&state.pool, move |conn| {
         conn.transaction(|conn| {
-            let mut group = lock(conn, &name, caller.user_id, Lock::Update)?;
-            if !group.member(caller.user_id).is_some_and(|m| m.is_admin) {
-                return Err(not_admin());
-            }
+            let mut group = lock_as_admin(conn, &name, caller.user_id)?;
             let (user_id, username) = find_user(conn, &username)?;
             if group.member(user_id).is_some() {
                 return Err(ApiError::conflict(
@@ -366,10 +373,7 @@ pub async fn add_admin(
     let username = body.into_inner().username;
     let group = db::run(&state.pool, move |conn| {
         conn.transaction(|conn| {
-            let mut group = lock(conn, &name, caller.user_id, Lock::Update)?;
-            if !group.member(caller.user_id).is_some_and(|m| m.is_admin) {
-                return Err(not_admin());
-            }
+            let mut group = lock_as_admin(conn, &name, caller.user_id)?;
             let target = group
                 .members
                 .iter_mut()

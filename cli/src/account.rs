@@ -13,6 +13,7 @@ use crate::client::Client;
 use crate::context::Context;
 use crate::error::{CliError, Result};
 use crate::home::Session;
+use crate::messaging::Me;
 
 /// The CLI's own rule, since the server only ever sees a derived key.
 const PASSWORD_MIN_CHARS: usize = 8;
@@ -191,21 +192,12 @@ pub async fn logout(ctx: &Context) -> Result<()> {
 }
 
 pub async fn whoami(ctx: &Context) -> Result<()> {
-    let session = ctx.session()?;
-    let profile = ctx.client(Some(&session))?.user(&session.username).await?;
-    let local = ctx
-        .home
-        .load_private_key(&session.username)?
-        .ok_or_else(|| {
-            CliError::Local(format!(
-                "no private key for {} in {}: log in again to restore it",
-                session.username,
-                ctx.home.dir().display()
-            ))
-        })?;
+    let (me, client) = Me::load(ctx)?;
+    let session = &me.session;
+    let profile = client.user(&session.username).await?;
     let server_key = keys::parse_public_key_pem(&profile.public_key)
         .map_err(|e| CliError::local("the server's copy of your public key", e))?;
-    if local.to_public_key() != server_key {
+    if me.public != server_key {
         return Err(CliError::Local(format!(
             "WARNING: the server's public key for {} is not the one in this home; \
              do not trust this server",

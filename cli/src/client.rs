@@ -120,6 +120,15 @@ impl Client {
             .await
     }
 
+    async fn history(&self, path: &str, before: Option<i64>, limit: u32) -> Result<MessagePage> {
+        let mut query = vec![("limit", limit.to_string())];
+        if let Some(before) = before {
+            query.push(("before", before.to_string()));
+        }
+        self.json(self.request(Method::GET, path).query(&query))
+            .await
+    }
+
     /// History with `username`, newest first.
     pub async fn conversation(
         &self,
@@ -127,13 +136,12 @@ impl Client {
         before: Option<i64>,
         limit: u32,
     ) -> Result<MessagePage> {
-        let mut query = vec![("limit", limit.to_string())];
-        if let Some(before) = before {
-            query.push(("before", before.to_string()));
-        }
-        let path = format!("/v1/conversations/{username}/messages");
-        self.json(self.request(Method::GET, &path).query(&query))
-            .await
+        self.history(
+            &format!("/v1/conversations/{username}/messages"),
+            before,
+            limit,
+        )
+        .await
     }
 
     pub async fn create_group(&self, body: &CreateGroup) -> Result<Group> {
@@ -179,12 +187,7 @@ impl Client {
         before: Option<i64>,
         limit: u32,
     ) -> Result<MessagePage> {
-        let mut query = vec![("limit", limit.to_string())];
-        if let Some(before) = before {
-            query.push(("before", before.to_string()));
-        }
-        let path = format!("/v1/groups/{group}/messages");
-        self.json(self.request(Method::GET, &path).query(&query))
+        self.history(&format!("/v1/groups/{group}/messages"), before, limit)
             .await
     }
 

@@ -175,6 +175,20 @@ impl Api {
     }
 }
 
+/// `base` with each member of `overrides` set, or removed where it is null.
+pub fn with_overrides(mut base: Value, overrides: Value) -> Value {
+    if let (Some(body), Some(changes)) = (base.as_object_mut(), overrides.as_object()) {
+        for (key, value) in changes {
+            if value.is_null() {
+                body.remove(key);
+            } else {
+                body.insert(key.clone(), value.clone());
+            }
+        }
+    }
+    base
+}
+
 /// An envelope of the right shape with random bytes: what the server sees of any real
 /// one. For tests that exercise delivery, not cryptography.
 pub fn opaque_envelope(members: &[&str]) -> Value {

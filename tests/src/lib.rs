@@ -444,6 +444,24 @@ impl CliHome {
 }
 
 impl CliHome {
+    /// A new home in which `name` has signed up (password: "password of <name>").
+    pub fn signed_up(server: &str, name: &str) -> Self {
+        let home = CliHome::new();
+        let password = format!("password of {name}\n");
+        home.run(server, &["signup", name, "--password-stdin"], &password)
+            .success();
+        home
+    }
+
+    /// The session token the CLI saved.
+    pub fn token(&self) -> String {
+        let session: Value = serde_json::from_str(
+            &std::fs::read_to_string(self.dir.join("session.json")).expect("session file"),
+        )
+        .expect("session json");
+        session["token"].as_str().expect("token").to_owned()
+    }
+
     /// Starts a long-running `fastchat ARGS` (e.g. `recv --follow`) whose stdout lines
     /// arrive on a channel and whose stdin stays open for writing.
     pub fn spawn(&self, server: &str, args: &[&str]) -> RunningCli {
@@ -539,6 +557,13 @@ impl Drop for CliHome {
 }
 
 pub struct CliOutput(pub Output);
+
+/// Parses `--json` output: one JSON value per line.
+pub fn json_lines(text: &str) -> Vec<Value> {
+    text.lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not JSON ({e}): {l}")))
+        .collect()
+}
 
 impl CliOutput {
     pub fn code(&self) -> i32 {

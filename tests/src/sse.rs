@@ -27,32 +27,20 @@ impl SseClient {
         last_event_id: Option<i64>,
         after: Option<i64>,
     ) -> Self {
-        let mut url = format!("{base}/v1/events");
-        if let Some(after) = after {
-            url.push_str(&format!("?after={after}"));
-        }
-        let mut request = reqwest::Client::new().get(url).bearer_auth(token);
-        if let Some(id) = last_event_id {
-            request = request.header("last-event-id", id.to_string());
-        }
-        let response = request.send().await.expect("connecting the event stream");
-        assert_eq!(response.status(), 200, "event stream refused");
-        let content_type = response
+        let stream = Self::try_connect(base, token, last_event_id, after)
+            .await
+            .expect("the event stream to open with 200");
+        let content_type = stream
+            .response
             .headers()
             .get("content-type")
             .and_then(|v| v.to_str().ok())
-            .unwrap_or_default()
-            .to_owned();
+            .unwrap_or_default();
         assert!(
             content_type.starts_with("text/event-stream"),
             "{content_type}"
         );
-        SseClient {
-            response,
-            buffer: String::new(),
-            retry_hints: Vec::new(),
-            comments: 0,
-        }
+        stream
     }
 
     /// Like [`connect`](Self::connect), but `None` instead of a panic when the stream

@@ -3,7 +3,7 @@
 use std::time::Duration;
 
 use fastchat_protocol::keys;
-use fastchat_tests::api::{test_public_key, TEST_PASSWORD};
+use fastchat_tests::api::{test_public_key, with_overrides, TEST_PASSWORD};
 use fastchat_tests::{eventually, Cluster};
 use reqwest::Method;
 use serde_json::{json, Value};
@@ -58,15 +58,8 @@ async fn bad_signups_get_their_code_and_change_nothing() {
         keys::public_key_pem(&key.to_public_key())
     };
     let good = |overrides: Value| {
-        let mut body = json!({"username": "newuser", "password": TEST_PASSWORD, "public_key": test_public_key()});
-        for (k, v) in overrides.as_object().expect("object") {
-            if v.is_null() {
-                body.as_object_mut().expect("object").remove(k);
-            } else {
-                body[k] = v.clone();
-            }
-        }
-        body
+        let body = json!({"username": "newuser", "password": TEST_PASSWORD, "public_key": test_public_key()});
+        with_overrides(body, overrides)
     };
     let cases: Vec<(&str, Value, u16, &str)> = vec![
         (

@@ -645,20 +645,10 @@ async fn group_commands_work_as_a_person_would_use_them() {
         cluster.servers[0].url.clone(),
         cluster.servers[1].url.clone(),
     );
-    let home = |server: &str, name: &str| {
-        let home = CliHome::new();
-        home.run(
-            server,
-            &["signup", name, "--password-stdin"],
-            &format!("password of {name}\n"),
-        )
-        .success();
-        home
-    };
-    let alice = home(&one, "alice");
-    let bob = home(&two, "bob");
-    let carol = home(&one, "carol");
-    let dave = home(&two, "dave");
+    let alice = CliHome::signed_up(&one, "alice");
+    let bob = CliHome::signed_up(&two, "bob");
+    let carol = CliHome::signed_up(&one, "carol");
+    let dave = CliHome::signed_up(&two, "dave");
 
     let created = alice.run(&one, &["group", "create", "team", "bob", "carol"], "");
     created.success();

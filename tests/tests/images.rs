@@ -5,7 +5,7 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use fastchat_tests::{eventually, Api, CliHome, Cluster};
+use fastchat_tests::{eventually, json_lines, Api, CliHome, Cluster};
 use reqwest::Method;
 use serde_json::Value;
 
@@ -15,23 +15,6 @@ fn fixture(name: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
         .join("fixtures")
         .join(name)
-}
-
-fn user(server: &str, name: &str) -> CliHome {
-    let home = CliHome::new();
-    home.run(
-        server,
-        &["signup", name, "--password-stdin"],
-        &format!("password of {name}\n"),
-    )
-    .success();
-    home
-}
-
-fn json_lines(text: &str) -> Vec<Value> {
-    text.lines()
-        .map(|l| serde_json::from_str(l).expect("json line"))
-        .collect()
 }
 
 /// The one image message in `recv --json` output, and the file it was saved to.
@@ -45,14 +28,6 @@ fn received_image(out: &str) -> (Value, Vec<u8>) {
     (line, bytes)
 }
 
-fn token(home: &CliHome) -> String {
-    let session: Value = serde_json::from_str(
-        &std::fs::read_to_string(home.dir.join("session.json")).expect("session"),
-    )
-    .expect("json");
-    session["token"].as_str().expect("token").to_owned()
-}
-
 #[tokio::test]
 async fn png_and_jpeg_arrive_byte_for_byte_to_a_person_and_a_group_and_nobody_else() {
     let cluster = Cluster::start(2).await;
@@ -60,9 +35,9 @@ async fn png_and_jpeg_arrive_byte_for_byte_to_a_person_and_a_group_and_nobody_el
         cluster.servers[0].url.clone(),
         cluster.servers[1].url.clone(),
     );
-    let alice = user(&one, "alice");
-    let bob = user(&two, "bob");
-    let carol = user(&one, "carol");
+    let alice = CliHome::signed_up(&one, "alice");
+    let bob = CliHome::signed_up(&two, "bob");
+    let carol = CliHome::signed_up(&one, "carol");
     let png = std::fs::read(fixture("drawing.png")).expect("png fixture");
     let jpeg = std::fs::read(fixture("photo.jpg")).expect("jpeg fixture");
 
@@ -94,15 +69,15 @@ async fn png_and_jpeg_arrive_byte_for_byte_to_a_person_and_a_group_and_nobody_el
         .get(0);
     let api = Api::new(&one);
     let path = format!("/v1/blobs/{blob_id}");
-    assert_eq!(api.get(&path, &token(&alice)).await.status, 200);
-    assert_eq!(api.get(&path, &token(&bob)).await.status, 200);
-    api.get(&path, &token(&carol))
+    assert_eq!(api.get(&path, &alice.token()).await.status, 200);
+    assert_eq!(api.get(&path, &bob.token()).await.status, 200);
+    api.get(&path, &carol.token())
         .await
         .assert_problem(404, "blob_not_found");
-    api.get(&format!("/v1/blobs/{}", uuid::Uuid::new_v4()), &token(&bob))
+    api.get(&format!("/v1/blobs/{}", uuid::Uuid::new_v4()), &bob.token())
         .await
         .assert_problem(404, "blob_not_found");
-    api.get("/v1/blobs/not-an-id", &token(&bob))
+    api.get("/v1/blobs/not-an-id", &bob.token())
         .await
         .assert_problem(404, "blob_not_found");
 
@@ -154,8 +129,8 @@ async fn png_and_jpeg_arrive_byte_for_byte_to_a_person_and_a_group_and_nobody_el
 async fn not_images_missing_files_and_damaged_blobs_are_reported_and_never_saved() {
     let cluster = Cluster::start(1).await;
     let server = cluster.servers[0].url.clone();
-    let alice = user(&server, "alice");
-    let bob = user(&server, "bob");
+    let alice = CliHome::signed_up(&server, "alice");
+    let bob = CliHome::signed_up(&server, "bob");
 
     let text_file = alice.dir.join("notes.png");
     std::fs::write(&text_file, "this is not a picture").expect("write");
@@ -367,8 +342,8 @@ async fn uploads_no_message_lists_are_cleaned_up() {
     )
     .await;
     let server = cluster.servers[0].url.clone();
-    let alice = user(&server, "alice");
-    let _bob = user(&server, "bob");
+    let alice = CliHome::signed_up(&server, "alice");
+    let _bob = CliHome::signed_up(&server, "bob");
     let png_path = fixture("drawing.png");
     alice
         .run(
@@ -382,7 +357,7 @@ async fn uploads_no_message_lists_are_cleaned_up() {
         .raw(
             Method::POST,
             "/v1/blobs",
-            Some(&token(&alice)),
+            Some(&alice.token()),
             "application/octet-stream",
             vec![5; 100],
         )

@@ -4,7 +4,7 @@
 use std::collections::HashSet;
 use std::time::Duration;
 
-use fastchat_tests::api::opaque_envelope;
+use fastchat_tests::api::{opaque_envelope, with_overrides};
 use fastchat_tests::sse::SseClient;
 use fastchat_tests::{Api, Cluster};
 use reqwest::Method;
@@ -264,20 +264,13 @@ async fn bad_messages_get_their_problem_and_store_nothing() {
     api.signup("carol").await.assert_status(201);
 
     let base = |overrides: Value| {
-        let mut body = json!({
+        let body = json!({
             "to": "bob",
             "client_id": uuid::Uuid::new_v4().to_string(),
             "kind": "text",
             "envelope": opaque_envelope(&["alice", "bob"]),
         });
-        for (k, v) in overrides.as_object().expect("object") {
-            if v.is_null() {
-                body.as_object_mut().expect("object").remove(k);
-            } else {
-                body[k] = v.clone();
-            }
-        }
-        body
+        with_overrides(body, overrides)
     };
     let envelope_with = |field: &str, value: Value| {
         let mut envelope = opaque_envelope(&["alice", "bob"]);

@@ -8,28 +8,12 @@ use serde_json::Value;
 const WAIT: Duration = Duration::from_secs(20);
 
 /// Signs `name` up on `server` in a home of their own.
-fn user(server: &str, name: &str) -> CliHome {
-    let home = CliHome::new();
-    let pw = format!("password of {name}\n");
-    home.run(server, &["signup", name, "--password-stdin"], &pw)
-        .success();
-    home
-}
-
 async fn online(cluster: &Cluster, token_of: &str, who: &str) -> bool {
     let answer = cluster
         .api(0)
         .get(&format!("/v1/users/{who}"), token_of)
         .await;
     answer.body["online"] == true
-}
-
-fn token(home: &CliHome) -> String {
-    let session: Value = serde_json::from_str(
-        &std::fs::read_to_string(home.dir.join("session.json")).expect("session file"),
-    )
-    .expect("session json");
-    session["token"].as_str().expect("token").to_owned()
 }
 
 #[tokio::test]
@@ -40,9 +24,9 @@ async fn alice_and_bob_on_different_servers_talk_live_in_both_directions() {
         cluster.servers[0].url.clone(),
         cluster.servers[1].url.clone(),
     );
-    let alice = user(&one, "alice");
-    let bob = user(&two, "bob");
-    let alice_token = token(&alice);
+    let alice = CliHome::signed_up(&one, "alice");
+    let bob = CliHome::signed_up(&two, "bob");
+    let alice_token = alice.token();
 
     let alice_live = alice.spawn(&one, &["recv", "--follow", "--json"]);
     let bob_live = bob.spawn(&two, &["recv", "--follow", "--json"]);
@@ -83,8 +67,8 @@ async fn messages_to_an_offline_user_wait_and_arrive_in_order_once() {
         cluster.servers[0].url.clone(),
         cluster.servers[1].url.clone(),
     );
-    let alice = user(&one, "alice");
-    let bob = user(&two, "bob");
+    let alice = CliHome::signed_up(&one, "alice");
+    let bob = CliHome::signed_up(&two, "bob");
 
     for i in 1..=5 {
         alice
@@ -155,8 +139,8 @@ async fn a_canary_sent_through_the_system_never_reaches_the_database_in_clear() 
         cluster.servers[0].url.clone(),
         cluster.servers[1].url.clone(),
     );
-    let alice = user(&one, "alice");
-    let bob = user(&two, "bob");
+    let alice = CliHome::signed_up(&one, "alice");
+    let bob = CliHome::signed_up(&two, "bob");
     let canary = format!("CANARY-{}", uuid::Uuid::new_v4());
     alice.run(&one, &["send", "bob", &canary], "").success();
     let got = bob.run(&two, &["recv", "--json"], "");
@@ -186,9 +170,9 @@ async fn a_canary_sent_through_the_system_never_reaches_the_database_in_clear() 
 async fn a_tampered_message_is_refused_loudly_and_the_rest_still_arrive() {
     let cluster = Cluster::start(1).await;
     let server = cluster.servers[0].url.clone();
-    let alice = user(&server, "alice");
-    let bob = user(&server, "bob");
-    let _carol = user(&server, "carol");
+    let alice = CliHome::signed_up(&server, "alice");
+    let bob = CliHome::signed_up(&server, "bob");
+    let _carol = CliHome::signed_up(&server, "carol");
     for text in [
         "changed ciphertext",
         "changed sender",
@@ -269,12 +253,12 @@ async fn chat_shows_each_side_the_others_lines_live() {
         cluster.servers[0].url.clone(),
         cluster.servers[1].url.clone(),
     );
-    let alice = user(&one, "alice");
-    let bob = user(&two, "bob");
+    let alice = CliHome::signed_up(&one, "alice");
+    let bob = CliHome::signed_up(&two, "bob");
     alice
         .run(&one, &["send", "bob", "before the chat"], "")
         .success();
-    let alice_token = token(&alice);
+    let alice_token = alice.token();
 
     let mut alice_chat = alice.spawn(&one, &["chat", "bob"]);
     let mut bob_chat = bob.spawn(&two, &["chat", "alice"]);
@@ -308,10 +292,10 @@ async fn recv_follow_reconnects_on_its_own_and_resumes_where_it_left_off() {
         cluster.servers[0].url.clone(),
         cluster.servers[1].url.clone(),
     );
-    let alice = user(&two, "alice");
-    let bob = user(&one, "bob");
+    let alice = CliHome::signed_up(&two, "alice");
+    let bob = CliHome::signed_up(&one, "bob");
     let bob_live = bob.spawn(&one, &["recv", "--follow", "--json"]);
-    let alice_token = token(&alice);
+    let alice_token = alice.token();
     eventually(WAIT, "bob to be online", || async {
         online(&cluster, &alice_token, "bob").await.then_some(())
     })
