@@ -42,17 +42,30 @@ as_pg() {
   if [ "$(id -u)" = 0 ]; then runuser -u postgres -- "$@"; else "$@"; fi
 }
 
-# pg_start NAME PORT: starts (creating it the first time) the cluster in .data/NAME,
-# listening on 127.0.0.1:PORT only, and prints its admin URL on stdout.
-pg_start() {
-  local name="$1" port="$2"
-  local dir="$ROOT/.data/$name"
-  local data="$dir/pgdata"
+# The folder for cluster NAME: .data/NAME in the project, or, when the project sits where
+# the postgres user cannot reach (under /root, say), a folder of its own under /tmp.
+pg_dir() {
+  local dir="$ROOT/.data/$1"
   mkdir -p "$dir"
   if [ "$(id -u)" = 0 ]; then
     chown "$(pg_user)" "$dir"
-    as_pg test -w "$dir" || die "user postgres cannot write $dir: move the project to a folder other users can enter"
+    if ! as_pg test -w "$dir" 2>/dev/null; then
+      dir="${TMPDIR:-/tmp}/fastchat-$(printf %s "$ROOT" | md5sum | cut -c1-12)/$1"
+      mkdir -p "$dir"
+      chmod 711 "$(dirname "$dir")"
+      chown "$(pg_user)" "$dir"
+    fi
   fi
+  echo "$dir"
+}
+
+# pg_start NAME PORT: starts (creating it the first time) the cluster NAME, listening on
+# 127.0.0.1:PORT only, and prints its admin URL on stdout.
+pg_start() {
+  local name="$1" port="$2"
+  local dir
+  dir="$(pg_dir "$name")"
+  local data="$dir/pgdata"
   if [ ! -s "$dir/password" ]; then
     (umask 077; head -c 24 /dev/urandom | od -An -tx1 | tr -d ' \n' > "$dir/password")
   fi
@@ -75,7 +88,8 @@ pg_start() {
 }
 
 pg_stop() {
-  local data="$ROOT/.data/$1/pgdata"
+  local data
+  data="$(pg_dir "$1")/pgdata"
   if [ -f "$data/PG_VERSION" ]; then
     as_pg "$PG_BIN/pg_ctl" -D "$data" -m fast -w stop >/dev/null 2>&1 || true
   fi
