@@ -750,3 +750,52 @@ async fn group_commands_work_as_a_person_would_use_them() {
     let list = dave.run(&two, &["group", "list"], "");
     assert_eq!(list.stdout().trim(), "team (2 members)");
 }
+
+#[tokio::test]
+async fn a_group_chat_shows_everyone_the_others_lines_live() {
+    let cluster = Cluster::start(2).await;
+    let (one, two) = (
+        cluster.servers[0].url.clone(),
+        cluster.servers[1].url.clone(),
+    );
+    let alice = CliHome::signed_up(&one, "alice");
+    let bob = CliHome::signed_up(&two, "bob");
+    let carol = CliHome::signed_up(&one, "carol");
+    alice
+        .run(&one, &["group", "create", "team", "bob", "carol"], "")
+        .success();
+
+    let mut chats = vec![
+        alice.spawn(&one, &["chat", "--group", "team"]),
+        bob.spawn(&two, &["chat", "--group", "team"]),
+        carol.spawn(&one, &["chat", "--group", "team"]),
+    ];
+    let token = alice.token();
+    for who in ["alice", "bob", "carol"] {
+        fastchat_tests::eventually(WAIT, &format!("{who}'s chat to connect"), || async {
+            let answer = cluster
+                .api(0)
+                .get(&format!("/v1/users/{who}"), &token)
+                .await;
+            (answer.body["online"] == true).then_some(())
+        })
+        .await;
+    }
+    chats[1].write_line("bob says hi to the team");
+    for (i, who) in [(0, "alice"), (2, "carol")] {
+        let line = chats[i]
+            .next_line(WAIT)
+            .unwrap_or_else(|| panic!("{who} saw nothing"));
+        assert!(
+            line.ends_with(" bob @team: bob says hi to the team"),
+            "{who}: {line}"
+        );
+    }
+    assert!(
+        chats[1].next_line(Duration::from_millis(300)).is_none(),
+        "bob sees his own line echoed"
+    );
+    for chat in chats.drain(..) {
+        assert!(chat.finish(WAIT).success());
+    }
+}
