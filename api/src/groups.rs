@@ -167,6 +167,22 @@ fn find_user(conn: &mut PgConn, username: &str) -> Result<(i64, String), ApiErro
     })
 }
 
+/// Makes the member at `index` an admin and tells every member.
+fn promote(
+    conn: &mut PgConn,
+    group: &mut LockedGroup,
+    index: usize,
+    by: &str,
+) -> Result<(), ApiError> {
+    let member = &mut group.members[index];
+    member.is_admin = true;
+    diesel::update(group_members::table.find((group.id, member.user_id)))
+        .set(group_members::is_admin.eq(true))
+        .execute(conn)?;
+    let event = group.event(&group.members[index].username, by);
+    announce(conn, &group.member_ids(), EventBody::AdminAdded(event))
+}
+
 fn announce(conn: &mut PgConn, to: &[i64], body: EventBody) -> Result<(), ApiError> {
     let event = serde_json::to_value(&body).map_err(|e| ApiError::Internal(e.into()))?;
     messages::deliver(conn, to, Delivery::Event(event))?;
@@ -348,12 +364,7 @@ pub async fn remove_member(
             if group.members.is_empty() {
                 diesel::delete(groups::table.find(group.id)).execute(conn)?;
             } else if !group.members.iter().any(|m| m.is_admin) {
-                let heir = group.members[0].clone();
-                diesel::update(group_members::table.find((group.id, heir.user_id)))
-                    .set(group_members::is_admin.eq(true))
-                    .execute(conn)?;
-                let event = group.event(&heir.username, &caller.username);
-                announce(conn, &group.member_ids(), EventBody::AdminAdded(event))?;
+                promote(conn, &mut group, 0, &caller.username)?;
             }
             Ok(())
         })
@@ -376,22 +387,16 @@ pub async fn add_admin(
             let mut group = lock_as_admin(conn, &name, caller.user_id)?;
             let target = group
                 .members
-                .iter_mut()
-                .find(|m| m.username == username)
+                .iter()
+                .position(|m| m.username == username)
                 .ok_or_else(member_not_found)?;
-            if target.is_admin {
+            if group.members[target].is_admin {
                 return Err(ApiError::conflict(
                     "already_admin",
                     "that member is already an admin",
                 ));
             }
-            target.is_admin = true;
-            let user_id = target.user_id;
-            diesel::update(group_members::table.find((group.id, user_id)))
-                .set(group_members::is_admin.eq(true))
-                .execute(conn)?;
-            let event = group.event(&username, &caller.username);
-            announce(conn, &group.member_ids(), EventBody::AdminAdded(event))?;
+            promote(conn, &mut group, target, &caller.username)?;
             Ok(group.view())
         })
     })

@@ -143,6 +143,21 @@ impl Drop for TestDb {
     }
 }
 
+/// Polls `child` until it exits, failing the test after `deadline`.
+fn wait_for_exit(child: &mut Child, deadline: Duration, what: &str) -> std::process::ExitStatus {
+    let until = Instant::now() + deadline;
+    loop {
+        if let Some(status) = child.try_wait().expect("waiting for a child process") {
+            return status;
+        }
+        assert!(
+            Instant::now() < until,
+            "{what} did not exit within {deadline:?}"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
 /// One running `fastchat-api` process.
 pub struct ApiServer {
     child: Child,
@@ -198,17 +213,7 @@ impl ApiServer {
 
     /// Waits until the process has exited, returning its status.
     pub fn wait_exit(&mut self, deadline: Duration) -> std::process::ExitStatus {
-        let until = Instant::now() + deadline;
-        loop {
-            if let Some(status) = self.child.try_wait().expect("waiting for the server") {
-                return status;
-            }
-            assert!(
-                Instant::now() < until,
-                "the server did not exit within {deadline:?}"
-            );
-            std::thread::sleep(Duration::from_millis(20));
-        }
+        wait_for_exit(&mut self.child, deadline, "the server")
     }
 }
 
@@ -523,17 +528,7 @@ impl RunningCli {
     /// Closes stdin and waits for the exit status.
     pub fn finish(mut self, wait: Duration) -> std::process::ExitStatus {
         drop(self.stdin.take());
-        let until = Instant::now() + wait;
-        loop {
-            if let Some(status) = self.child.try_wait().expect("waiting for fastchat") {
-                return status;
-            }
-            assert!(
-                Instant::now() < until,
-                "fastchat did not exit within {wait:?}"
-            );
-            std::thread::sleep(Duration::from_millis(20));
-        }
+        wait_for_exit(&mut self.child, wait, "fastchat")
     }
 }
 
