@@ -430,17 +430,21 @@ impl CliHome {
         cmd
     }
 
-    /// Runs `fastchat ARGS` with `stdin` as its standard input.
-    pub fn run(&self, server: &str, args: &[&str], stdin: &str) -> CliOutput {
-        use std::io::Write;
-        let mut child = self
-            .command(server)
+    /// `fastchat ARGS` with all three standard streams piped.
+    fn spawn_piped(&self, server: &str, args: &[&str]) -> Child {
+        self.command(server)
             .args(args)
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .spawn()
-            .expect("starting fastchat");
+            .expect("starting fastchat")
+    }
+
+    /// Runs `fastchat ARGS` with `stdin` as its standard input.
+    pub fn run(&self, server: &str, args: &[&str], stdin: &str) -> CliOutput {
+        use std::io::Write;
+        let mut child = self.spawn_piped(server, args);
         let mut input = child.stdin.take().expect("piped stdin");
         input.write_all(stdin.as_bytes()).expect("writing stdin");
         drop(input);
@@ -470,14 +474,7 @@ impl CliHome {
     /// Starts a long-running `fastchat ARGS` (e.g. `recv --follow`) whose stdout lines
     /// arrive on a channel and whose stdin stays open for writing.
     pub fn spawn(&self, server: &str, args: &[&str]) -> RunningCli {
-        let mut child = self
-            .command(server)
-            .args(args)
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("starting fastchat");
+        let mut child = self.spawn_piped(server, args);
         let stdout = child.stdout.take().expect("piped stdout");
         let (tx, lines) = mpsc::channel();
         std::thread::spawn(move || {
@@ -574,6 +571,22 @@ impl CliOutput {
     #[track_caller]
     pub fn success(&self) {
         assert_eq!(self.code(), 0, "fastchat failed: {}", self.stderr());
+    }
+
+    /// Asserts success and parses stdout as `--json` output: one value per line.
+    #[track_caller]
+    pub fn json_lines(&self) -> Vec<Value> {
+        self.success();
+        json_lines(&self.stdout())
+    }
+
+    /// The `text` of every line of `--json` output (failing on a line without one).
+    #[track_caller]
+    pub fn texts(&self) -> Vec<String> {
+        self.json_lines()
+            .iter()
+            .map(|l| l["text"].as_str().expect("a line with text").to_owned())
+            .collect()
     }
 
     /// Asserts success and parses stdout as one JSON value.

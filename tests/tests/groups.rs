@@ -662,11 +662,7 @@ async fn group_commands_work_as_a_person_would_use_them() {
 
     let got = carol.run(&one, &["recv", "--json"], "");
     got.success();
-    let lines: Vec<Value> = got
-        .stdout()
-        .lines()
-        .map(|l| serde_json::from_str(l).expect("json"))
-        .collect();
+    let lines = got.json_lines();
     assert_eq!(lines[0]["type"], "group.created");
     assert_eq!(lines[1]["group"], "team");
     assert_eq!(lines[1]["from"], "bob");
@@ -728,16 +724,7 @@ async fn group_commands_work_as_a_person_would_use_them() {
     assert_eq!(barred.code(), 1);
 
     let history = bob.run(&two, &["history", "--group", "team", "--json"], "");
-    let texts: Vec<String> = history
-        .stdout()
-        .lines()
-        .map(|l| {
-            serde_json::from_str::<Value>(l).expect("json")["text"]
-                .as_str()
-                .expect("text")
-                .to_owned()
-        })
-        .collect();
+    let texts = history.texts();
     assert_eq!(texts, ["hi team", "welcome dave", "carol is gone"]);
 
     // Alice leaves; bob, the longest-standing member, becomes admin.
