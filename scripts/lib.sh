@@ -20,6 +20,7 @@ as_root() {
 ensure_system_deps() {
   local missing=()
   command -v cmake >/dev/null || missing+=(cmake)
+  command -v curl >/dev/null || missing+=(curl)
   command -v pkg-config >/dev/null || missing+=(pkg-config)
   [ -x "$PG_BIN/initdb" ] || missing+=(postgresql)
   [ -e /usr/include/postgresql/libpq-fe.h ] || missing+=(libpq-dev)
@@ -101,4 +102,40 @@ createdb_if_missing() {
   if ! psql "$url/postgres" -tAc "SELECT 1 FROM pg_database WHERE datname = '$db'" | grep -q 1; then
     psql "$url/postgres" -qc "CREATE DATABASE \"$db\"" >/dev/null
   fi
+}
+
+# wait_for URL PID LOG: waits until URL answers, or dies if the process PID exits.
+wait_for() {
+  for _ in $(seq 1 300); do
+    curl -fs "$1" >/dev/null 2>&1 && return 0
+    kill -0 "$2" 2>/dev/null || { tail -20 "$3" >&2; die "$3: the process exited"; }
+    sleep 0.1
+  done
+  die "$1 did not answer"
+}
+
+# start_system BIN_DIR SERVERS FIRST_PORT BALANCER_PORT LOG_DIR: starts SERVERS api
+# servers on FIRST_PORT, FIRST_PORT+1, ... and the balancer on BALANCER_PORT (which
+# finds them in the database's server registry), all on FASTCHAT_DATABASE_URL, and
+# waits until each answers. Their process ids go into API_PIDS and BALANCER_PID.
+API_PIDS=()
+BALANCER_PID=
+start_system() {
+  local bin="$1" servers="$2" first_port="$3" balancer_port="$4" logs="$5" port
+  mkdir -p "$logs"
+  for i in $(seq 0 $((servers - 1))); do
+    port=$((first_port + i))
+    "$bin/fastchat-api" --listen "127.0.0.1:$port" >"$logs/api-$port.log" 2>&1 &
+    API_PIDS+=($!)
+    wait_for "http://127.0.0.1:$port/readyz" "$!" "$logs/api-$port.log"
+  done
+  "$bin/fastchat-balancer" --listen "127.0.0.1:$balancer_port" >"$logs/balancer.log" 2>&1 &
+  BALANCER_PID=$!
+  wait_for "http://127.0.0.1:$balancer_port/healthz" "$BALANCER_PID" "$logs/balancer.log"
+}
+
+# stop_system: stops what start_system started.
+stop_system() {
+  for pid in "${API_PIDS[@]}" $BALANCER_PID; do kill -TERM "$pid" 2>/dev/null || true; done
+  wait 2>/dev/null || true
 }

@@ -189,15 +189,13 @@ pub fn seal(
     })
 }
 
-/// Verifies the sender's signature over `header` and the ciphertext, then decrypts with
-/// the reader's wrapped key. Nothing is returned unless the signature holds.
-pub fn open(
+/// Checks that the sender signed `header` with this nonce and ciphertext, and returns
+/// them decoded.
+fn verified_parts(
     envelope: &Envelope,
     header: &Header,
     sender_public: &RsaPublicKey,
-    reader: &str,
-    reader_key: &RsaPrivateKey,
-) -> Result<Plaintext, OpenError> {
+) -> Result<(Vec<u8>, Vec<u8>), OpenError> {
     if envelope.v != VERSION || envelope.alg != ALGORITHM {
         return Err(OpenError::Unsupported);
     }
@@ -208,13 +206,35 @@ pub fn open(
     if nonce.len() != NONCE_LEN {
         return Err(OpenError::Malformed);
     }
-    let aad = header.aad();
-    let digest = signed_digest(&aad, &nonce, &ciphertext);
+    let digest = signed_digest(&header.aad(), &nonce, &ciphertext);
     let signature = Signature::try_from(sig.as_slice()).map_err(|_| OpenError::BadSignature)?;
     VerifyingKey::<Sha256>::new(sender_public.clone())
         .verify(&digest, &signature)
         .map_err(|_| OpenError::BadSignature)?;
+    Ok((nonce, ciphertext))
+}
 
+/// Verifies the sender's signature over `header` and the ciphertext, without decrypting.
+pub fn verify(
+    envelope: &Envelope,
+    header: &Header,
+    sender_public: &RsaPublicKey,
+) -> Result<(), OpenError> {
+    verified_parts(envelope, header, sender_public).map(|_| ())
+}
+
+/// Verifies the sender's signature over `header` and the ciphertext, then decrypts with
+/// the reader's wrapped key. Nothing is returned unless the signature holds.
+pub fn open(
+    envelope: &Envelope,
+    header: &Header,
+    sender_public: &RsaPublicKey,
+    reader: &str,
+    reader_key: &RsaPrivateKey,
+) -> Result<Plaintext, OpenError> {
+    let (nonce, ciphertext) = verified_parts(envelope, header, sender_public)?;
+    let decode = |field: &str| BASE64.decode(field).map_err(|_| OpenError::Malformed);
+    let aad = header.aad();
     let wrapped = envelope.keys.get(reader).ok_or(OpenError::NoKeyForReader)?;
     let wrapped = decode(wrapped)?;
     let key = reader_key

@@ -1,0 +1,142 @@
+//! One-to-one messages, open loop: each step offers a fixed rate for a while, sending on
+//! schedule whatever the replies, so latency includes any queueing. The rate goes up
+//! step by step until p99 delivery latency passes the limit or a message goes missing.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use rand::Rng;
+use serde::Serialize;
+use uuid::Uuid;
+
+use crate::report::{cdf, Latency};
+use crate::setup::Bench;
+
+/// How long stragglers may take before they count as lost.
+const DRAIN: Duration = Duration::from_secs(10);
+
+#[derive(Debug, Serialize)]
+pub struct Step {
+    pub offered_rate: u32,
+    pub seconds: f64,
+    pub sent: u64,
+    pub delivered: u64,
+    pub lost: u64,
+    pub duplicates: u64,
+    pub failed_sends: u64,
+    /// Arrivals of messages this step did not send (late ones from the step before).
+    pub strays: u64,
+    /// Deliveries per second, first send to last arrival.
+    pub delivered_rate: f64,
+    pub latency: Latency,
+    /// (latency in ms, fraction delivered within it)
+    pub cdf: Vec<(f64, f64)>,
+    pub held: bool,
+}
+
+#[derive(Debug, Serialize)]
+pub struct DirectReport {
+    pub users: usize,
+    pub p99_limit_ms: f64,
+    pub steps: Vec<Step>,
+    /// The highest offered rate that held.
+    pub sustainable_rate: Option<u32>,
+    pub stopped: String,
+}
+
+pub async fn sweep(
+    bench: &Arc<Bench>,
+    rates: &[u32],
+    step: Duration,
+    p99_limit_ms: f64,
+    users: usize,
+) -> DirectReport {
+    let users = users.min(bench.users.len());
+    let mut steps: Vec<Step> = Vec::new();
+    let mut stopped = "Every offered rate held.".to_owned();
+    for &rate in rates {
+        let result = run_step(bench, users, rate, step, p99_limit_ms).await;
+        println!(
+            "  {rate:>6} msg/s offered: p50 {:.1} ms, p99 {:.1} ms, max {:.1} ms, {} lost, {} duplicated, {} refused",
+            result.latency.p50_ms, result.latency.p99_ms, result.latency.max_ms,
+            result.lost, result.duplicates, result.failed_sends
+        );
+        let held = result.held;
+        if !held {
+            stopped = format!(
+                "The sweep stopped at {rate} msg/s: p99 {:.1} ms, {} lost, {} duplicated, {} refused.",
+                result.latency.p99_ms, result.lost, result.duplicates, result.failed_sends
+            );
+        }
+        steps.push(result);
+        if !held {
+            break;
+        }
+    }
+    DirectReport {
+        users,
+        p99_limit_ms,
+        sustainable_rate: steps
+            .iter()
+            .take_while(|s| s.held)
+            .last()
+            .map(|s| s.offered_rate),
+        steps,
+        stopped,
+    }
+}
+
+async fn run_step(
+    bench: &Arc<Bench>,
+    online: usize,
+    rate: u32,
+    length: Duration,
+    p99_limit_ms: f64,
+) -> Step {
+    let count = (f64::from(rate) * length.as_secs_f64()).round() as u64;
+    let start = Instant::now() + Duration::from_millis(20);
+    for i in 0..count {
+        // The schedule, not the replies, decides when each message goes.
+        let due = start + Duration::from_secs_f64(i as f64 / f64::from(rate));
+        tokio::time::sleep_until(due.into()).await;
+        let (from, to) = {
+            let mut rng = rand::thread_rng();
+            let from = rng.gen_range(0..online);
+            let to = (from + rng.gen_range(1..online)) % online;
+            (from, to)
+        };
+        let id = Uuid::new_v4();
+        bench.tracker.expect(id, due, 1);
+        let bench = Arc::clone(bench);
+        tokio::spawn(async move {
+            let (sender, recipient) = (&bench.users[from], &bench.users[to]);
+            let message = bench.envelopes.direct(&sender.name, &recipient.name, id);
+            bench
+                .http
+                .send(&sender.token, &message, &bench.tracker, id)
+                .await;
+        });
+    }
+    let seconds = start.elapsed().as_secs_f64();
+    bench.tracker.drained(Instant::now() + DRAIN).await;
+    let tally = bench.tracker.finish();
+    let latency = Latency::of(&tally.deliveries);
+    Step {
+        offered_rate: rate,
+        seconds,
+        sent: tally.sent,
+        delivered: tally.delivered,
+        lost: tally.lost,
+        duplicates: tally.duplicates,
+        failed_sends: tally.failed_sends,
+        strays: tally.strays,
+        delivered_rate: tally.delivered as f64 / tally.span.as_secs_f64().max(1e-3),
+        held: latency.p99_ms <= p99_limit_ms
+            && tally.lost == 0
+            && tally.duplicates == 0
+            && tally.failed_sends == 0
+            && tally.delivered == tally.sent,
+        cdf: cdf(&tally.deliveries),
+        latency,
+    }
+}

@@ -1,0 +1,126 @@
+//! A group whose members are all online: how long one message takes to reach the last
+//! of them, and how many deliveries per second a steady stream of group messages gets.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use rand::Rng;
+use serde::Serialize;
+use uuid::Uuid;
+
+use fastchat_protocol::wire::CreateGroup;
+
+use crate::report::{cdf, Latency};
+use crate::setup::Bench;
+
+const DRAIN: Duration = Duration::from_secs(10);
+
+#[derive(Debug, Serialize)]
+pub struct GroupReport {
+    pub members: usize,
+    /// One message at a time: send start to the last member's arrival.
+    pub samples: u64,
+    pub time_to_last: Latency,
+    pub time_to_last_cdf: Vec<(f64, f64)>,
+    pub sustained: Sustained,
+    pub lost: u64,
+    pub duplicates: u64,
+    pub failed_sends: u64,
+}
+
+#[derive(Debug, Serialize)]
+pub struct Sustained {
+    /// Group messages offered per second.
+    pub rate: u32,
+    pub seconds: f64,
+    pub messages: u64,
+    pub deliveries: u64,
+    pub deliveries_per_second: f64,
+    /// Per delivery.
+    pub latency: Latency,
+    pub time_to_last: Latency,
+}
+
+pub async fn run(
+    bench: &Arc<Bench>,
+    members: usize,
+    samples: u64,
+    rate: u32,
+    length: Duration,
+) -> anyhow::Result<GroupReport> {
+    let members = members.min(bench.users.len());
+    let name = format!("{}_crew", bench.prefix);
+    let names: Vec<&str> = bench.users[..members]
+        .iter()
+        .map(|u| u.name.as_str())
+        .collect();
+    bench
+        .http
+        .post_json(
+            "/v1/groups",
+            &bench.users[0].token,
+            &CreateGroup {
+                name: name.clone(),
+                members: names[1..].iter().map(|&n| n.to_owned()).collect(),
+            },
+        )
+        .await?;
+    let recipients = u32::try_from(members - 1)?;
+
+    // One at a time.
+    for _ in 0..samples {
+        let id = Uuid::new_v4();
+        let message = bench.envelopes.group(&name, names.iter().copied(), id);
+        let sent_at = Instant::now();
+        bench.tracker.expect(id, sent_at, recipients);
+        bench
+            .http
+            .send(&bench.users[0].token, &message, &bench.tracker, id)
+            .await;
+        bench.tracker.drained(Instant::now() + DRAIN).await;
+    }
+    let one_at_a_time = bench.tracker.finish();
+
+    // A steady rate, from members in turn.
+    let count = (f64::from(rate) * length.as_secs_f64()).round() as u64;
+    let start = Instant::now() + Duration::from_millis(20);
+    for i in 0..count {
+        let due = start + Duration::from_secs_f64(i as f64 / f64::from(rate));
+        tokio::time::sleep_until(due.into()).await;
+        let id = Uuid::new_v4();
+        let sender = rand::thread_rng().gen_range(0..members);
+        bench.tracker.expect(id, due, recipients);
+        let bench = Arc::clone(bench);
+        let name = name.clone();
+        tokio::spawn(async move {
+            let names = bench.users[..members].iter().map(|u| u.name.as_str());
+            let message = bench.envelopes.group(&name, names, id);
+            bench
+                .http
+                .send(&bench.users[sender].token, &message, &bench.tracker, id)
+                .await;
+        });
+    }
+    let seconds = start.elapsed().as_secs_f64();
+    bench.tracker.drained(Instant::now() + DRAIN).await;
+    let steady = bench.tracker.finish();
+
+    Ok(GroupReport {
+        members,
+        samples,
+        time_to_last: Latency::of(&one_at_a_time.completions),
+        time_to_last_cdf: cdf(&one_at_a_time.completions),
+        sustained: Sustained {
+            rate,
+            seconds,
+            messages: steady.sent,
+            deliveries: steady.delivered,
+            deliveries_per_second: steady.delivered as f64 / steady.span.as_secs_f64().max(1e-3),
+            latency: Latency::of(&steady.deliveries),
+            time_to_last: Latency::of(&steady.completions),
+        },
+        lost: one_at_a_time.lost + steady.lost,
+        duplicates: one_at_a_time.duplicates + steady.duplicates,
+        failed_sends: one_at_a_time.failed_sends + steady.failed_sends,
+    })
+}

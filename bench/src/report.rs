@@ -1,0 +1,282 @@
+//! The report: JSON for machines, a Markdown table for people, with the targets and
+//! whether this run met them.
+
+use hdrhistogram::Histogram;
+use serde::Serialize;
+
+use crate::database::DatabaseReport;
+use crate::direct::DirectReport;
+use crate::group::GroupReport;
+use crate::idle::IdleReport;
+
+#[derive(Debug, Clone, Copy, Default, Serialize)]
+pub struct Latency {
+    pub count: u64,
+    pub p50_ms: f64,
+    pub p90_ms: f64,
+    pub p99_ms: f64,
+    pub max_ms: f64,
+}
+
+fn ms(micros: u64) -> f64 {
+    micros as f64 / 1000.0
+}
+
+impl Latency {
+    pub fn of(h: &Histogram<u64>) -> Self {
+        if h.is_empty() {
+            return Latency::default();
+        }
+        Latency {
+            count: h.len(),
+            p50_ms: ms(h.value_at_quantile(0.50)),
+            p90_ms: ms(h.value_at_quantile(0.90)),
+            p99_ms: ms(h.value_at_quantile(0.99)),
+            max_ms: ms(h.max()),
+        }
+    }
+}
+
+/// (latency in ms, fraction at or below it), about a hundred points.
+pub fn cdf(h: &Histogram<u64>) -> Vec<(f64, f64)> {
+    if h.is_empty() {
+        return Vec::new();
+    }
+    let mut points: Vec<(f64, f64)> = (0..=100)
+        .map(|i| {
+            let q = 1.0 - 0.5f64.powf(f64::from(i) / 8.0);
+            (ms(h.value_at_quantile(q)), q)
+        })
+        .collect();
+    points.push((ms(h.max()), 1.0));
+    points.dedup_by(|a, b| a.0 == b.0);
+    points
+}
+
+#[derive(Debug, Serialize)]
+pub struct Machine {
+    pub cpu: String,
+    pub cores: usize,
+    pub open_file_limit: Option<u64>,
+    pub api_servers: usize,
+}
+
+#[derive(Debug, Serialize)]
+pub struct Target {
+    pub what: String,
+    pub goal: String,
+    pub measured: String,
+    pub met: bool,
+}
+
+#[derive(Debug, Serialize)]
+pub struct Report {
+    pub generated_at: String,
+    pub commit: Option<String>,
+    pub machine: Machine,
+    /// One-to-one request body, bytes.
+    pub message_body_bytes: usize,
+    pub direct: Option<DirectReport>,
+    pub group: Option<GroupReport>,
+    pub idle: Option<IdleReport>,
+    pub database: Option<DatabaseReport>,
+    pub targets: Vec<Target>,
+}
+
+impl Report {
+    /// The targets, judged against what this run measured.
+    pub fn judge(&mut self) {
+        let mut targets = Vec::new();
+        if let Some(direct) = &self.direct {
+            let rate = direct.sustainable_rate.unwrap_or(0);
+            targets.push(Target {
+                what: "one-to-one sustainable rate (p99 under 100 ms, nothing lost)".into(),
+                goal: "≥ 10,000 msg/s".into(),
+                measured: format!("{rate} msg/s"),
+                met: rate >= 10_000,
+            });
+            if let Some(step) = direct.steps.iter().find(|s| s.offered_rate == 1_000) {
+                targets.push(Target {
+                    what: "one-to-one p99 at 1,000 msg/s".into(),
+                    goal: "< 10 ms".into(),
+                    measured: format!("{:.1} ms", step.latency.p99_ms),
+                    met: step.held && step.latency.p99_ms < 10.0,
+                });
+            }
+        }
+        if let Some(group) = &self.group {
+            targets.push(Target {
+                what: format!(
+                    "{}-member group message, p99 time to the last member",
+                    group.members
+                ),
+                goal: "< 100 ms (1,000 members)".into(),
+                measured: format!("{:.1} ms", group.time_to_last.p99_ms),
+                met: group.members >= 1_000
+                    && group.lost == 0
+                    && group.duplicates == 0
+                    && group.time_to_last.p99_ms < 100.0,
+            });
+        }
+        if let Some(idle) = &self.idle {
+            let per_stream = idle.api_bytes_per_stream + idle.balancer_bytes_per_stream;
+            targets.push(Target {
+                what: "idle streams through the balancer, memory each (api + balancer)".into(),
+                goal: "50,000 at < 10 KiB".into(),
+                measured: format!("{} at {:.1} KiB", idle.held, per_stream / 1024.0),
+                met: idle.held >= 50_000 && per_stream < 10.0 * 1024.0,
+            });
+        }
+        self.targets = targets;
+    }
+
+    pub fn markdown(&self) -> String {
+        let mut md = String::new();
+        let mut line = |s: String| {
+            md.push_str(&s);
+            md.push('\n');
+        };
+        line("# FastChat benchmark".into());
+        line(String::new());
+        line(format!(
+            "{} · {} · {} cores · {} api servers behind the balancer · PostgreSQL on the same machine{}",
+            self.generated_at,
+            self.machine.cpu,
+            self.machine.cores,
+            self.machine.api_servers,
+            self.commit.as_ref().map(|c| format!(" · commit {c}")).unwrap_or_default()
+        ));
+        line(String::new());
+        line("## Targets".into());
+        line(String::new());
+        line("| | goal | measured | met |".into());
+        line("|---|---|---|---|".into());
+        for t in &self.targets {
+            line(format!(
+                "| {} | {} | {} | {} |",
+                t.what,
+                t.goal,
+                t.measured,
+                if t.met { "yes" } else { "**no**" }
+            ));
+        }
+        if let Some(direct) = &self.direct {
+            line(String::new());
+            line(format!(
+                "## One-to-one ({} online users, {}-byte requests)",
+                direct.users, self.message_body_bytes
+            ));
+            line(String::new());
+            line("Send start (as scheduled) to arrival on the recipient's event stream.".into());
+            line(String::new());
+            line("| offered msg/s | delivered msg/s | p50 ms | p90 ms | p99 ms | max ms | lost | duplicated | refused | held |".into());
+            line("|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|".into());
+            for s in &direct.steps {
+                line(format!(
+                    "| {} | {:.0} | {:.1} | {:.1} | {:.1} | {:.1} | {} | {} | {} | {} |",
+                    s.offered_rate,
+                    s.delivered_rate,
+                    s.latency.p50_ms,
+                    s.latency.p90_ms,
+                    s.latency.p99_ms,
+                    s.latency.max_ms,
+                    s.lost,
+                    s.duplicates,
+                    s.failed_sends,
+                    if s.held { "yes" } else { "no" }
+                ));
+            }
+            line(String::new());
+            line(format!(
+                "Sustainable rate: **{}**. {}",
+                direct
+                    .sustainable_rate
+                    .map_or("none".to_owned(), |r| format!("{r} msg/s")),
+                direct.stopped
+            ));
+            line(String::new());
+            line("![latency percentiles over offered rate](latency-percentiles.svg)".into());
+            line("![latency CDF](latency-cdf.svg)".into());
+        }
+        if let Some(g) = &self.group {
+            line(String::new());
+            line(format!("## A group of {} online members", g.members));
+            line(String::new());
+            line("| | p50 ms | p90 ms | p99 ms | max ms |".into());
+            line("|---|---:|---:|---:|---:|".into());
+            let row = |what: &str, l: &Latency| {
+                format!(
+                    "| {what} | {:.1} | {:.1} | {:.1} | {:.1} |",
+                    l.p50_ms, l.p90_ms, l.p99_ms, l.max_ms
+                )
+            };
+            line(row(
+                &format!(
+                    "one message at a time, time to the last member ({} messages)",
+                    g.samples
+                ),
+                &g.time_to_last,
+            ));
+            line(row(
+                &format!(
+                    "{} msg/s sustained, time to the last member",
+                    g.sustained.rate
+                ),
+                &g.sustained.time_to_last,
+            ));
+            line(row(
+                &format!("{} msg/s sustained, each delivery", g.sustained.rate),
+                &g.sustained.latency,
+            ));
+            line(String::new());
+            line(format!(
+                "Sustained: {} messages in {:.1} s, {} deliveries, **{:.0} deliveries/s**. Lost {}, duplicated {}, refused {}.",
+                g.sustained.messages,
+                g.sustained.seconds,
+                g.sustained.deliveries,
+                g.sustained.deliveries_per_second,
+                g.lost,
+                g.duplicates,
+                g.failed_sends
+            ));
+        }
+        if let Some(i) = &self.idle {
+            line(String::new());
+            line("## Idle event streams through the balancer".into());
+            line(String::new());
+            line("| streams | opened in | api servers, per stream | balancer, per stream |".into());
+            line("|---:|---:|---:|---:|".into());
+            line(format!(
+                "| {} | {:.1} s | {:.1} KiB | {:.1} KiB |",
+                i.held,
+                i.seconds_to_open,
+                i.api_bytes_per_stream / 1024.0,
+                i.balancer_bytes_per_stream / 1024.0
+            ));
+            if let Some(why) = &i.limited_by {
+                line(String::new());
+                line(format!("{} requested; {why}.", i.requested));
+            }
+        }
+        if let Some(d) = &self.database {
+            line(String::new());
+            line("## The database alone".into());
+            line(String::new());
+            line(format!(
+                "pgbench, {} clients for {} s, running the SQL of one one-to-one message (session and recipient lookups, the sending transaction, the recipient's read) as one transaction per message: **{:.0} msg/s**{}.",
+                d.clients,
+                d.seconds,
+                d.messages_per_second,
+                d.mean_latency_ms.map(|l| format!(", {l:.2} ms mean")).unwrap_or_default()
+            ));
+            if let Some(rate) = self.direct.as_ref().and_then(|d| d.sustainable_rate) {
+                line(String::new());
+                line(format!(
+                    "FastChat's sustainable one-to-one rate is {:.0}% of that.",
+                    100.0 * f64::from(rate) / d.messages_per_second.max(1.0)
+                ));
+            }
+        }
+        md
+    }
+}

@@ -1,0 +1,233 @@
+//! Which messages are on their way to whom, and how long each delivery took: every
+//! arrival on a stream is matched to its send, so losses and duplicates show.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::{Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+
+use hdrhistogram::Histogram;
+use uuid::Uuid;
+
+/// Latencies are kept in microseconds, up to a minute.
+fn histogram() -> Histogram<u64> {
+    Histogram::new_with_bounds(1, 60_000_000, 3).expect("static histogram bounds are valid")
+}
+
+struct Pending {
+    sent_at: Instant,
+    /// Recipients that have not had it yet.
+    remaining: u32,
+}
+
+struct State {
+    pending: HashMap<Uuid, Pending>,
+    /// (message, recipient) pairs seen, to catch a second delivery.
+    seen: HashSet<(Uuid, u32)>,
+    /// Send start to arrival, per delivery.
+    deliveries: Histogram<u64>,
+    /// Send start to the last recipient's arrival, per message.
+    completions: Histogram<u64>,
+    sent: u64,
+    delivered: u64,
+    duplicates: u64,
+    strays: u64,
+    failed_sends: u64,
+    first_send: Option<Instant>,
+    last_arrival: Option<Instant>,
+    streams_ended: u64,
+}
+
+impl State {
+    fn new() -> Self {
+        State {
+            pending: HashMap::new(),
+            seen: HashSet::new(),
+            deliveries: histogram(),
+            completions: histogram(),
+            sent: 0,
+            delivered: 0,
+            duplicates: 0,
+            strays: 0,
+            failed_sends: 0,
+            first_send: None,
+            last_arrival: None,
+            streams_ended: 0,
+        }
+    }
+}
+
+/// What one measured run saw.
+pub struct Tally {
+    pub sent: u64,
+    pub delivered: u64,
+    /// Deliveries still missing when the run was closed.
+    pub lost: u64,
+    pub duplicates: u64,
+    /// Arrivals of messages this run did not send.
+    pub strays: u64,
+    pub failed_sends: u64,
+    pub streams_ended: u64,
+    pub deliveries: Histogram<u64>,
+    pub completions: Histogram<u64>,
+    /// First send to last arrival.
+    pub span: Duration,
+}
+
+pub struct Tracker {
+    state: Mutex<State>,
+}
+
+impl Tracker {
+    pub fn new() -> Self {
+        Tracker {
+            state: Mutex::new(State::new()),
+        }
+    }
+
+    fn state(&self) -> MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// A message is about to be sent (scheduled at `sent_at`) to `recipients` streams.
+    pub fn expect(&self, id: Uuid, sent_at: Instant, recipients: u32) {
+        let mut s = self.state();
+        s.sent += 1;
+        s.first_send.get_or_insert(sent_at);
+        s.pending.insert(
+            id,
+            Pending {
+                sent_at,
+                remaining: recipients,
+            },
+        );
+    }
+
+    /// The server refused the message or could not be reached: nothing will arrive.
+    pub fn send_failed(&self, id: Uuid) {
+        let mut s = self.state();
+        s.failed_sends += 1;
+        s.pending.remove(&id);
+    }
+
+    pub fn arrived(&self, id: Uuid, recipient: u32, at: Instant) {
+        let mut s = self.state();
+        if !s.seen.insert((id, recipient)) {
+            s.duplicates += 1;
+            return;
+        }
+        let Some(pending) = s.pending.get_mut(&id) else {
+            s.strays += 1;
+            return;
+        };
+        let sent_at = pending.sent_at;
+        pending.remaining = pending.remaining.saturating_sub(1);
+        let done = pending.remaining == 0;
+        if done {
+            s.pending.remove(&id);
+        }
+        let micros = |d: Duration| u64::try_from(d.as_micros()).unwrap_or(u64::MAX).max(1);
+        let latency = micros(at.saturating_duration_since(sent_at));
+        s.deliveries.saturating_record(latency);
+        if done {
+            s.completions.saturating_record(latency);
+        }
+        s.delivered += 1;
+        s.last_arrival = Some(at);
+    }
+
+    pub fn stream_ended(&self) {
+        self.state().streams_ended += 1;
+    }
+
+    /// Deliveries still expected.
+    pub fn outstanding(&self) -> u64 {
+        self.state()
+            .pending
+            .values()
+            .map(|p| u64::from(p.remaining))
+            .sum()
+    }
+
+    /// Waits until nothing is outstanding, or the deadline passes.
+    pub async fn drained(&self, deadline: Instant) -> bool {
+        loop {
+            if self.outstanding() == 0 {
+                return true;
+            }
+            if Instant::now() >= deadline {
+                return false;
+            }
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    }
+
+    /// Closes the current run: what it saw, with anything still pending counted as
+    /// lost. The next run starts from nothing (streams that ended stay counted).
+    pub fn finish(&self) -> Tally {
+        let mut s = self.state();
+        let streams_ended = s.streams_ended;
+        let done = std::mem::replace(&mut *s, State::new());
+        s.streams_ended = streams_ended;
+        // Keep what was seen: a late copy of an earlier message is still a duplicate.
+        s.seen = done.seen;
+        let lost = done.pending.values().map(|p| u64::from(p.remaining)).sum();
+        let span = match (done.first_send, done.last_arrival) {
+            (Some(first), Some(last)) => last.saturating_duration_since(first),
+            _ => Duration::ZERO,
+        };
+        Tally {
+            sent: done.sent,
+            delivered: done.delivered,
+            lost,
+            duplicates: done.duplicates,
+            strays: done.strays,
+            failed_sends: done.failed_sends,
+            streams_ended: done.streams_ended,
+            deliveries: done.deliveries,
+            completions: done.completions,
+            span,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn matches_arrivals_to_sends_and_counts_what_went_wrong() {
+        let tracker = Tracker::new();
+        let t0 = Instant::now();
+        let (a, b, c) = (Uuid::new_v4(), Uuid::new_v4(), Uuid::new_v4());
+        tracker.expect(a, t0, 2);
+        tracker.expect(b, t0, 1);
+        tracker.expect(c, t0, 1);
+        tracker.arrived(a, 1, t0 + Duration::from_millis(3));
+        tracker.arrived(a, 1, t0 + Duration::from_millis(4));
+        tracker.arrived(a, 2, t0 + Duration::from_millis(9));
+        tracker.arrived(Uuid::new_v4(), 1, t0);
+        tracker.send_failed(c);
+        assert_eq!(tracker.outstanding(), 1, "b has not arrived");
+
+        let tally = tracker.finish();
+        assert_eq!(tally.sent, 3);
+        assert_eq!(tally.delivered, 2);
+        assert_eq!(tally.duplicates, 1);
+        assert_eq!(tally.strays, 1);
+        assert_eq!(tally.failed_sends, 1);
+        assert_eq!(tally.lost, 1);
+        assert_eq!(
+            tally.completions.len(),
+            1,
+            "only a finished all its recipients"
+        );
+        assert!(tally.completions.max() >= 9_000 && tally.completions.max() < 9_100);
+
+        tracker.arrived(a, 2, t0);
+        assert_eq!(
+            tracker.finish().duplicates,
+            1,
+            "seen survives a finished run"
+        );
+    }
+}
