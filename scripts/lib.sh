@@ -82,7 +82,7 @@ pg_start() {
   fi
   if ! as_pg "$PG_BIN/pg_ctl" -D "$data" status >/dev/null 2>&1; then
     as_pg "$PG_BIN/pg_ctl" -D "$data" -l "$dir/postgres.log" -w -t 60 start \
-      -o "-c listen_addresses=127.0.0.1 -c port=$port -c unix_socket_directories='' -c max_connections=500 -c fsync=${FASTCHAT_PG_FSYNC:-on}" \
+      -o "-c listen_addresses=127.0.0.1 -c port=$port -c unix_socket_directories='' -c max_connections=500 -c fsync=${FASTCHAT_PG_FSYNC:-on} ${FASTCHAT_PG_OPTIONS:-}" \
       >/dev/null || { tail -20 "$dir/postgres.log" >&2; die "PostgreSQL did not start (port $port taken?)"; }
   fi
   echo "postgres://fastchat:$(cat "$dir/password")@127.0.0.1:$port"

@@ -2,6 +2,7 @@
 //! SHA-256, so a leaked table holds no usable token. Looking the hash up by equality
 //! leaks nothing useful through timing: an attacker controls the token, not its hash.
 
+use std::collections::HashMap;
 use std::future::Future;
 use std::pin::Pin;
 
@@ -10,14 +11,14 @@ use actix_web::http::header;
 use actix_web::{web, FromRequest, HttpRequest};
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
-use chrono::Utc;
 use diesel::prelude::*;
+use diesel::sql_types::{Array, BigInt, Bytea, Text};
 use rand::rngs::OsRng;
 use rand::RngCore;
 use sha2::{Digest, Sha256};
 
+use crate::db::PgPool;
 use crate::error::ApiError;
-use crate::schema::{sessions, users};
 use crate::startup::AppState;
 
 /// Length of an encoded token: 32 bytes in unpadded base64url.
@@ -90,17 +91,11 @@ impl FromRequest for AuthUser {
                 ApiError::Internal(anyhow::anyhow!("application state is not registered"))
             })?;
             let token_hash = hash_token(&token);
-            let lookup_hash = token_hash.clone();
-            let found = crate::db::run(&state.pool, move |conn| {
-                Ok(sessions::table
-                    .inner_join(users::table)
-                    .filter(sessions::token_hash.eq(lookup_hash))
-                    .filter(sessions::expires_at.gt(Utc::now()))
-                    .select((users::id, users::username))
-                    .first::<(i64, String)>(conn)
-                    .optional()?)
-            })
-            .await?;
+            let found = state
+                .session_lookups
+                .call(token_hash.clone())
+                .await
+                .map_err(|_| ApiError::Unavailable("the server is shutting down".into()))??;
             let (user_id, username) = found.ok_or_else(invalid_token)?;
             Ok(AuthUser {
                 user_id,
@@ -108,6 +103,51 @@ impl FromRequest for AuthUser {
                 token_hash,
             })
         })
+    }
+}
+
+/// A session lookup's answer: the (user id, username) a token belongs to, if any.
+pub type SessionLookup = Result<Option<(i64, String)>, ApiError>;
+
+/// The live sessions of many token hashes in one query (`fastchat_find_sessions`): (user id, username) for each,
+/// or `None` when it is unknown, expired or revoked.
+pub async fn find_sessions(pool: PgPool, hashes: Vec<Vec<u8>>) -> Vec<SessionLookup> {
+    let count = hashes.len();
+    let wanted = hashes.clone();
+    let found = crate::db::run(&pool, move |conn| {
+        #[derive(QueryableByName)]
+        struct Found {
+            #[diesel(sql_type = Bytea)]
+            token_hash: Vec<u8>,
+            #[diesel(sql_type = BigInt)]
+            user_id: i64,
+            #[diesel(sql_type = Text)]
+            username: String,
+        }
+        Ok(
+            diesel::sql_query("SELECT * FROM fastchat_find_sessions($1)")
+                .bind::<Array<Bytea>, _>(&wanted)
+                .load::<Found>(conn)?
+                .into_iter()
+                .map(|f| (f.token_hash, f.user_id, f.username))
+                .collect::<Vec<_>>(),
+        )
+    })
+    .await;
+    match found {
+        Ok(rows) => {
+            let by_hash: HashMap<Vec<u8>, (i64, String)> = rows
+                .into_iter()
+                .map(|(hash, id, name)| (hash, (id, name)))
+                .collect();
+            hashes.iter().map(|h| Ok(by_hash.get(h).cloned())).collect()
+        }
+        Err(e) => {
+            let message = e.to_string();
+            (0..count)
+                .map(|_| Err(ApiError::Unavailable(message.clone())))
+                .collect()
+        }
     }
 }
 

@@ -23,6 +23,9 @@ pub fn build_pool(database_url: &str, size: u32) -> anyhow::Result<PgPool> {
     Pool::builder()
         .max_size(size)
         .min_idle(Some(1))
+        // A broken connection shows itself on use and is then dropped; testing each
+        // one on checkout would cost a round trip per query.
+        .test_on_check_out(false)
         .connection_timeout(Duration::from_secs(5))
         .build(manager)
         .context("connecting to PostgreSQL")

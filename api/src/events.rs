@@ -2,14 +2,14 @@
 //! (`GET /v1/events`). Both read the `inbox_events` table by cursor, so a stream that
 //! resumes after seq n gets exactly the events after n, whichever server it lands on.
 
-use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
 use actix_web::{web, HttpRequest, Responder};
 use actix_web_lab::sse::{self, Sse};
+use chrono::{DateTime, Utc};
 use diesel::prelude::*;
-use diesel::sql_types::{BigInt, Jsonb, Nullable};
+use diesel::sql_types::{Array, BigInt, Jsonb, Nullable, Text, Timestamptz, Uuid as SqlUuid};
 use fastchat_protocol::wire::{Event, EventBody, InboxPage};
 use serde::Deserialize;
 use tokio::sync::mpsc;
@@ -18,7 +18,7 @@ use crate::auth::AuthUser;
 use crate::db::{self, PgPool};
 use crate::error::ApiError;
 use crate::hub::Subscription;
-use crate::messages::{load_for_reader, MessageRow};
+use crate::messages::MessageRow;
 use crate::schema::inboxes;
 use crate::startup::AppState;
 
@@ -29,67 +29,165 @@ const STREAM_PAGE: i64 = 500;
 /// What clients are told to wait before reconnecting.
 const RETRY_HINT: Duration = Duration::from_secs(2);
 
+/// One reader's request for the events of its inbox after `after`.
+pub struct InboxRead {
+    pub user_id: i64,
+    pub reader: String,
+    pub after: i64,
+    pub limit: i64,
+}
+
+/// An inbox event with its message as the reader sees it, if it is one.
 #[derive(QueryableByName)]
 struct EventRow {
+    /// Which request of the batch this row answers, from 1.
+    #[diesel(sql_type = BigInt)]
+    request: i64,
     #[diesel(sql_type = BigInt)]
     seq: i64,
     #[diesel(sql_type = Nullable<BigInt>)]
     message_id: Option<i64>,
     #[diesel(sql_type = Nullable<Jsonb>)]
     group_event: Option<serde_json::Value>,
+    #[diesel(sql_type = Nullable<Text>)]
+    sender: Option<String>,
+    #[diesel(sql_type = Nullable<Text>)]
+    recipient: Option<String>,
+    #[diesel(sql_type = Nullable<Text>)]
+    group_name: Option<String>,
+    #[diesel(sql_type = Nullable<Text>)]
+    kind: Option<String>,
+    #[diesel(sql_type = Nullable<SqlUuid>)]
+    client_id: Option<uuid::Uuid>,
+    #[diesel(sql_type = Nullable<Timestamptz>)]
+    sent_at: Option<DateTime<Utc>>,
+    #[diesel(sql_type = Nullable<Text>)]
+    nonce: Option<String>,
+    #[diesel(sql_type = Nullable<Text>)]
+    ciphertext: Option<String>,
+    #[diesel(sql_type = Nullable<Text>)]
+    sig: Option<String>,
+    #[diesel(sql_type = Nullable<Array<Text>>)]
+    attachments: Option<Vec<String>>,
+    #[diesel(sql_type = Nullable<Text>)]
+    wrapped_key: Option<String>,
 }
 
-/// Up to `limit` events of `user_id`'s inbox after `after`, in seq order.
-async fn load_events(
-    pool: &PgPool,
-    user_id: i64,
-    reader: &str,
-    after: i64,
-    limit: i64,
-) -> Result<Vec<Event>, ApiError> {
-    let (rows, mut messages) = db::run(pool, move |conn| {
-        let rows: Vec<EventRow> = diesel::sql_query(
-            "SELECT seq, message_id, group_event FROM inbox_events
-              WHERE user_id = $1 AND seq > $2 ORDER BY seq LIMIT $3",
-        )
-        .bind::<BigInt, _>(user_id)
-        .bind::<BigInt, _>(after)
-        .bind::<BigInt, _>(limit)
-        .load(conn)?;
-        let ids: Vec<i64> = rows.iter().filter_map(|r| r.message_id).collect();
-        let messages: HashMap<i64, MessageRow> = load_for_reader(conn, user_id, &ids)?
-            .into_iter()
-            .map(|m| (m.id, m))
-            .collect();
-        Ok((rows, messages))
-    })
-    .await?;
-    let mut events = Vec::with_capacity(rows.len());
-    for row in rows {
-        let body = match (row.message_id, row.group_event) {
-            (Some(id), _) => match messages.remove(&id) {
+impl EventRow {
+    /// The message, when the row has all of it (a key for this reader included).
+    fn message(&mut self) -> Option<MessageRow> {
+        Some(MessageRow {
+            id: self.message_id?,
+            sender: self.sender.take()?,
+            recipient: self.recipient.take(),
+            group_name: self.group_name.take(),
+            kind: self.kind.take()?,
+            client_id: self.client_id?,
+            sent_at: self.sent_at?,
+            nonce: self.nonce.take()?,
+            ciphertext: self.ciphertext.take()?,
+            sig: self.sig.take()?,
+            attachments: self.attachments.take()?,
+            wrapped_key: self.wrapped_key.take()?,
+        })
+    }
+
+    fn into_event(mut self, reader: &str) -> Result<Event, ApiError> {
+        let body = match (self.message_id, self.group_event.take()) {
+            (Some(id), _) => match self.message() {
                 Some(message) => EventBody::Message {
                     message: Box::new(message.into_message(reader)),
                 },
                 None => {
                     return Err(ApiError::Internal(anyhow::anyhow!(
                         "inbox event {} names message {id}, which has no key for its reader",
-                        row.seq
+                        self.seq
                     )))
                 }
             },
-            (None, Some(event)) => serde_json::from_value(event)
-                .map_err(|e| ApiError::Internal(anyhow::anyhow!("inbox event {}: {e}", row.seq)))?,
+            (None, Some(event)) => serde_json::from_value(event).map_err(|e| {
+                ApiError::Internal(anyhow::anyhow!("inbox event {}: {e}", self.seq))
+            })?,
             (None, None) => {
                 return Err(ApiError::Internal(anyhow::anyhow!(
                     "inbox event {} is empty",
-                    row.seq
+                    self.seq
                 )))
             }
         };
-        events.push(Event { seq: row.seq, body });
+        Ok(Event {
+            seq: self.seq,
+            body,
+        })
     }
-    Ok(events)
+}
+
+/// Reads the inboxes of every request in one query (`fastchat_read_inboxes`): the
+/// events after each cursor, in seq order, with their messages as each reader sees them.
+pub async fn read_inboxes(
+    pool: PgPool,
+    reads: Vec<InboxRead>,
+) -> Vec<Result<Vec<Event>, ApiError>> {
+    let user_ids: Vec<i64> = reads.iter().map(|r| r.user_id).collect();
+    let afters: Vec<i64> = reads.iter().map(|r| r.after).collect();
+    let limits: Vec<i64> = reads.iter().map(|r| r.limit).collect();
+    let rows = db::run(&pool, move |conn| {
+        Ok(
+            diesel::sql_query("SELECT * FROM fastchat_read_inboxes($1, $2, $3)")
+                .bind::<Array<BigInt>, _>(user_ids)
+                .bind::<Array<BigInt>, _>(afters)
+                .bind::<Array<BigInt>, _>(limits)
+                .load::<EventRow>(conn)?,
+        )
+    })
+    .await;
+    let rows = match rows {
+        Ok(rows) => rows,
+        Err(e) => {
+            let message = e.to_string();
+            return reads
+                .iter()
+                .map(|_| Err(ApiError::Unavailable(message.clone())))
+                .collect();
+        }
+    };
+    let mut answers: Vec<Result<Vec<Event>, ApiError>> =
+        reads.iter().map(|_| Ok(Vec::new())).collect();
+    for row in rows {
+        let Some(index) = usize::try_from(row.request - 1)
+            .ok()
+            .filter(|&i| i < reads.len())
+        else {
+            continue;
+        };
+        if let Ok(events) = &mut answers[index] {
+            match row.into_event(&reads[index].reader) {
+                Ok(event) => events.push(event),
+                Err(e) => answers[index] = Err(e),
+            }
+        }
+    }
+    answers
+}
+
+/// Up to `limit` events of `user_id`'s inbox after `after`, in seq order.
+async fn load_events(
+    state: &AppState,
+    user_id: i64,
+    reader: &str,
+    after: i64,
+    limit: i64,
+) -> Result<Vec<Event>, ApiError> {
+    state
+        .inbox_reads
+        .call(InboxRead {
+            user_id,
+            reader: reader.to_owned(),
+            after,
+            limit,
+        })
+        .await
+        .map_err(|_| ApiError::Unavailable("the server is shutting down".into()))?
 }
 
 #[derive(Debug, Deserialize)]
@@ -112,7 +210,7 @@ pub async fn inbox(
             format!("after is 0 or more; limit is 1 to {INBOX_MAX_LIMIT}"),
         ));
     }
-    let events = load_events(&state.pool, caller.user_id, &caller.username, after, limit).await?;
+    let events = load_events(&state, caller.user_id, &caller.username, after, limit).await?;
     let next = events.last().map_or(after, |e| e.seq);
     Ok(web::Json(InboxPage { events, next }))
 }
@@ -182,7 +280,7 @@ async fn pump(
     'stream: loop {
         subscription.mark_seen();
         let events = match load_events(
-            &state.pool,
+            &state,
             caller.user_id,
             &caller.username,
             cursor,

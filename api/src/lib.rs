@@ -2,6 +2,7 @@
 //! side by side; all shared state lives in the database.
 
 pub mod auth;
+pub mod batch;
 pub mod blobs;
 pub mod config;
 pub mod db;

@@ -2,7 +2,7 @@
 //! order) and conversation history. The server checks an envelope's shape and who it
 //! is addressed to; it can read none of it.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeSet, HashMap};
 
 use actix_web::http::StatusCode;
 use actix_web::{web, HttpResponse};
@@ -10,7 +10,7 @@ use base64::engine::general_purpose::STANDARD as BASE64;
 use base64::Engine;
 use chrono::{DateTime, Utc};
 use diesel::prelude::*;
-use diesel::sql_types::{Array, BigInt, Nullable, Text, Timestamptz, Uuid as SqlUuid};
+use diesel::sql_types::{Array, BigInt, Jsonb, Nullable, Text, Timestamptz, Uuid as SqlUuid};
 use fastchat_protocol::envelope::{self, Destination, Envelope, Kind};
 use fastchat_protocol::names::is_valid_name;
 use fastchat_protocol::wire::{Message, MessagePage, MessageSent, SendMessage};
@@ -18,10 +18,10 @@ use serde::Deserialize;
 
 use crate::auth::AuthUser;
 use crate::blobs;
-use crate::db::{self, PgConn};
+use crate::db::{self, PgConn, PgPool};
 use crate::error::ApiError;
 use crate::groups::{self, Lock};
-use crate::schema::{inbox_events, message_keys, messages, users};
+use crate::schema::{messages, users};
 use crate::startup::AppState;
 use crate::wakeup;
 
@@ -79,9 +79,9 @@ fn check_envelope(env: &Envelope, max_ciphertext: usize) -> Result<(), ApiError>
     Ok(())
 }
 
-#[derive(Insertable)]
+#[derive(Clone, Insertable)]
 #[diesel(table_name = messages)]
-struct NewMessage {
+pub struct NewMessage {
     sender_id: i64,
     recipient_id: Option<i64>,
     group_id: Option<i64>,
@@ -94,7 +94,7 @@ struct NewMessage {
 }
 
 /// A member of the conversation: who gets a wrapped key.
-struct Member {
+pub struct Member {
     user_id: i64,
     username: String,
 }
@@ -139,47 +139,266 @@ pub async fn send(
         user_id: caller.user_id,
         username: caller.username.clone(),
     };
-    let sent = db::run(&state.pool, move |conn| {
-        let blob_ids = blobs::check_attachments(conn, sender.user_id, &attachments)?;
-        let mut new = NewMessage {
-            sender_id: sender.user_id,
-            recipient_id: None,
-            group_id: None,
-            client_id,
-            kind: kind.as_str().to_owned(),
-            nonce: envelope.nonce.clone(),
-            ciphertext: envelope.ciphertext.clone(),
-            sig: envelope.sig.clone(),
-            attachments,
-        };
-        match destination {
-            Destination::User(to) => {
-                let recipient = find_user(conn, &to)?;
-                new.recipient_id = Some(recipient.user_id);
-                let members = [sender, recipient];
-                check_recipients(&envelope, &members)?;
-                conn.transaction(|conn| store(conn, &new, &members, &envelope, &blob_ids))
-            }
-            // The group's row stays share-locked until commit: membership cannot change
-            // between checking the keys and delivering.
-            Destination::Group(name) => conn.transaction(|conn| {
-                let group = groups::lock(conn, &name, sender.user_id, Lock::Share)?;
-                new.group_id = Some(group.id);
-                let members: Vec<Member> = group
-                    .members
-                    .into_iter()
-                    .map(|m| Member {
-                        user_id: m.user_id,
-                        username: m.username,
-                    })
-                    .collect();
-                check_recipients(&envelope, &members)?;
-                store(conn, &new, &members, &envelope, &blob_ids)
-            }),
+    let new = NewMessage {
+        sender_id: sender.user_id,
+        recipient_id: None,
+        group_id: None,
+        client_id,
+        kind: kind.as_str().to_owned(),
+        nonce: envelope.nonce.clone(),
+        ciphertext: envelope.ciphertext.clone(),
+        sig: envelope.sig.clone(),
+        attachments,
+    };
+    let sent = match destination {
+        Destination::User(recipient) => state
+            .direct_sends
+            .call(DirectSend {
+                sender,
+                recipient,
+                new,
+                envelope,
+            })
+            .await
+            .map_err(|_| ApiError::Unavailable("the server is shutting down".into()))??,
+        Destination::Group(name) => {
+            db::run(&state.pool, move |conn| {
+                send_to_group(conn, sender, &name, new, &envelope)
+            })
+            .await?
         }
-    })
-    .await?;
+    };
     Ok(HttpResponse::Created().json(sent))
+}
+
+/// Stores a group message. The group's row stays share-locked until commit:
+/// membership cannot change between checking the keys and delivering.
+fn send_to_group(
+    conn: &mut PgConn,
+    sender: Member,
+    name: &str,
+    mut new: NewMessage,
+    envelope: &Envelope,
+) -> Result<MessageSent, ApiError> {
+    let blob_ids = blobs::check_attachments(conn, sender.user_id, &new.attachments)?;
+    conn.transaction(|conn| {
+        let group = groups::lock(conn, name, sender.user_id, Lock::Share)?;
+        new.group_id = Some(group.id);
+        let members: Vec<Member> = group
+            .members
+            .into_iter()
+            .map(|m| Member {
+                user_id: m.user_id,
+                username: m.username,
+            })
+            .collect();
+        check_recipients(envelope, &members)?;
+        let inserted = diesel::insert_into(messages::table)
+            .values(&new)
+            .on_conflict((messages::sender_id, messages::client_id))
+            .do_nothing()
+            .returning((messages::id, messages::sent_at))
+            .get_result::<(i64, DateTime<Utc>)>(conn)
+            .optional()?;
+        let Some((id, sent_at)) = inserted else {
+            return existing(conn, &new);
+        };
+        let keys: Vec<WrappedKey> = members
+            .iter()
+            .filter_map(|m| {
+                envelope.keys.get(&m.username).map(|k| WrappedKey {
+                    message_id: id,
+                    user_id: m.user_id,
+                    key: k.clone(),
+                })
+            })
+            .collect();
+        insert_keys(conn, &keys)?;
+        blobs::attach(conn, id, &blob_ids)?;
+        let recipients: Vec<i64> = members
+            .iter()
+            .map(|m| m.user_id)
+            .filter(|&u| u != new.sender_id)
+            .collect();
+        deliver(conn, &recipients, Delivery::Message(id))?;
+        Ok(MessageSent { id, sent_at })
+    })
+}
+
+/// A one-to-one message, checked as far as it can be without the database.
+pub struct DirectSend {
+    sender: Member,
+    recipient: String,
+    new: NewMessage,
+    envelope: Envelope,
+}
+
+/// Stores one-to-one messages that arrived together: one transaction and one wake-up
+/// for the lot, each answered as if it had come alone. Should the transaction fail,
+/// each is stored on its own, so one bad message cannot sink the others.
+pub async fn store_direct_batch(
+    pool: PgPool,
+    sends: Vec<DirectSend>,
+) -> Vec<Result<MessageSent, ApiError>> {
+    let count = sends.len();
+    let stored = db::run(&pool, move |conn| {
+        if sends.len() > 1 {
+            match conn.transaction(|conn| store_direct(conn, &sends)) {
+                Ok(results) => return Ok(results),
+                Err(e) => tracing::warn!(error = %e, count, "storing a batch failed; storing its messages one by one"),
+            }
+        }
+        Ok(sends
+            .iter()
+            .map(|send| {
+                conn.transaction(|conn| store_direct(conn, std::slice::from_ref(send)))
+                    .and_then(|mut results| results.pop().unwrap_or_else(|| Err(ApiError::Internal(anyhow::anyhow!("a send went unanswered")))))
+            })
+            .collect())
+    })
+    .await;
+    match stored {
+        Ok(results) => results,
+        // No connection, or the blocking pool is gone: every send hears why.
+        Err(e) => {
+            let message = e.to_string();
+            (0..count)
+                .map(|_| Err(ApiError::Unavailable(message.clone())))
+                .collect()
+        }
+    }
+}
+
+/// The work of [`store_direct_batch`] inside its transaction: an answer per send, or
+/// an error that rolls them all back.
+fn store_direct(
+    conn: &mut PgConn,
+    sends: &[DirectSend],
+) -> Result<Vec<Result<MessageSent, ApiError>>, ApiError> {
+    let mut answers: Vec<Option<Result<MessageSent, ApiError>>> =
+        sends.iter().map(|_| None).collect();
+
+    let names: Vec<&str> = sends
+        .iter()
+        .map(|s| s.recipient.as_str())
+        .filter(|n| is_valid_name(n))
+        .collect();
+    let user_ids: HashMap<String, i64> = users::table
+        .filter(users::username.eq_any(&names))
+        .select((users::username, users::id))
+        .load::<(String, i64)>(conn)?
+        .into_iter()
+        .collect();
+
+    // What each send needs checked: its recipient, its keys, its attachments.
+    let mut ready: Vec<(usize, NewMessage, Vec<uuid::Uuid>)> = Vec::with_capacity(sends.len());
+    for (i, send) in sends.iter().enumerate() {
+        let checked = (|| {
+            let recipient_id = *user_ids
+                .get(&send.recipient)
+                .ok_or_else(|| ApiError::not_found("user_not_found", "no user has that name"))?;
+            let members = [
+                Member {
+                    user_id: send.sender.user_id,
+                    username: send.sender.username.clone(),
+                },
+                Member {
+                    user_id: recipient_id,
+                    username: send.recipient.clone(),
+                },
+            ];
+            check_recipients(&send.envelope, &members)?;
+            let blob_ids =
+                blobs::check_attachments(conn, send.sender.user_id, &send.new.attachments)?;
+            let mut new = send.new.clone();
+            new.recipient_id = Some(recipient_id);
+            Ok((new, blob_ids))
+        })();
+        match checked {
+            Ok((new, blob_ids)) => ready.push((i, new, blob_ids)),
+            Err(e) => answers[i] = Some(Err(e)),
+        }
+    }
+
+    #[derive(QueryableByName)]
+    struct Inserted {
+        #[diesel(sql_type = BigInt)]
+        id: i64,
+        #[diesel(sql_type = Timestamptz)]
+        sent_at: DateTime<Utc>,
+        #[diesel(sql_type = BigInt)]
+        sender_id: i64,
+        #[diesel(sql_type = SqlUuid)]
+        client_id: uuid::Uuid,
+    }
+    let column = |f: fn(&NewMessage) -> String| -> Vec<String> {
+        ready.iter().map(|(_, new, _)| f(new)).collect()
+    };
+    let mut inserted: HashMap<(i64, uuid::Uuid), (i64, DateTime<Utc>)> = diesel::sql_query(
+        "INSERT INTO messages (sender_id, recipient_id, client_id, kind, nonce, ciphertext, sig, attachments)
+         SELECT sender_id, recipient_id, client_id, kind, nonce, ciphertext, sig, '{}'
+           FROM unnest($1::bigint[], $2::bigint[], $3::uuid[], $4::text[], $5::text[], $6::text[], $7::text[])
+             AS t(sender_id, recipient_id, client_id, kind, nonce, ciphertext, sig)
+         ON CONFLICT (sender_id, client_id) DO NOTHING
+         RETURNING id, sent_at, sender_id, client_id",
+    )
+    .bind::<Array<BigInt>, _>(ready.iter().map(|(_, n, _)| n.sender_id).collect::<Vec<_>>())
+    .bind::<Array<Nullable<BigInt>>, _>(
+        ready.iter().map(|(_, n, _)| n.recipient_id).collect::<Vec<_>>(),
+    )
+    .bind::<Array<SqlUuid>, _>(ready.iter().map(|(_, n, _)| n.client_id).collect::<Vec<_>>())
+    .bind::<Array<Text>, _>(column(|n| n.kind.clone()))
+    .bind::<Array<Text>, _>(column(|n| n.nonce.clone()))
+    .bind::<Array<Text>, _>(column(|n| n.ciphertext.clone()))
+    .bind::<Array<Text>, _>(column(|n| n.sig.clone()))
+    .load::<Inserted>(conn)?
+    .into_iter()
+    .map(|r| ((r.sender_id, r.client_id), (r.id, r.sent_at)))
+    .collect();
+
+    let mut keys = Vec::with_capacity(ready.len() * 2);
+    let mut deliveries = Vec::with_capacity(ready.len());
+    for (i, new, blob_ids) in &ready {
+        // Taken, so a second copy of a message in this batch is answered as a retry.
+        let Some((id, sent_at)) = inserted.remove(&(new.sender_id, new.client_id)) else {
+            answers[*i] = Some(existing(conn, new));
+            continue;
+        };
+        let send = &sends[*i];
+        let recipient_id = new.recipient_id.unwrap_or_default();
+        for (user_id, username) in [
+            (new.sender_id, &send.sender.username),
+            (recipient_id, &send.recipient),
+        ] {
+            if let Some(key) = send.envelope.keys.get(username) {
+                keys.push(WrappedKey {
+                    message_id: id,
+                    user_id,
+                    key: key.clone(),
+                });
+            }
+        }
+        if !blob_ids.is_empty() {
+            diesel::update(messages::table.find(id))
+                .set(messages::attachments.eq(&new.attachments))
+                .execute(conn)?;
+            blobs::attach(conn, id, blob_ids)?;
+        }
+        deliveries.push((recipient_id, Delivery::Message(id)));
+        answers[*i] = Some(Ok(MessageSent { id, sent_at }));
+    }
+    insert_keys(conn, &keys)?;
+    deliver_all(conn, deliveries)?;
+    Ok(answers
+        .into_iter()
+        .map(|a| {
+            a.unwrap_or_else(|| {
+                Err(ApiError::Internal(anyhow::anyhow!(
+                    "a send went unanswered"
+                )))
+            })
+        })
+        .collect())
 }
 
 fn find_user(conn: &mut PgConn, username: &str) -> Result<Member, ApiError> {
@@ -213,53 +432,25 @@ fn check_recipients(envelope: &Envelope, members: &[Member]) -> Result<(), ApiEr
     })
 }
 
-/// Stores a message, its keys and its inbox events, and wakes the recipients; run
-/// inside the caller's transaction. A message already stored under this client_id is
-/// answered as it is.
-fn store(
-    conn: &mut PgConn,
-    new: &NewMessage,
-    members: &[Member],
-    envelope: &Envelope,
-    blob_ids: &[uuid::Uuid],
-) -> Result<MessageSent, ApiError> {
-    {
-        let inserted = diesel::insert_into(messages::table)
-            .values(new)
-            .on_conflict((messages::sender_id, messages::client_id))
-            .do_nothing()
-            .returning((messages::id, messages::sent_at))
-            .get_result::<(i64, DateTime<Utc>)>(conn)
-            .optional()?;
-        let Some((id, sent_at)) = inserted else {
-            return existing(conn, new);
-        };
+struct WrappedKey {
+    message_id: i64,
+    user_id: i64,
+    key: String,
+}
 
-        let keys: Vec<_> = members
-            .iter()
-            .filter_map(|m| {
-                envelope.keys.get(&m.username).map(|k| {
-                    (
-                        message_keys::message_id.eq(id),
-                        message_keys::user_id.eq(m.user_id),
-                        message_keys::wrapped_key.eq(k),
-                    )
-                })
-            })
-            .collect();
-        diesel::insert_into(message_keys::table)
-            .values(&keys)
-            .execute(conn)?;
-        blobs::attach(conn, id, blob_ids)?;
-
-        let recipients: Vec<i64> = members
-            .iter()
-            .map(|m| m.user_id)
-            .filter(|&u| u != new.sender_id)
-            .collect();
-        deliver(conn, &recipients, Delivery::Message(id))?;
-        Ok(MessageSent { id, sent_at })
+fn insert_keys(conn: &mut PgConn, keys: &[WrappedKey]) -> QueryResult<()> {
+    if keys.is_empty() {
+        return Ok(());
     }
+    diesel::sql_query(
+        "INSERT INTO message_keys (message_id, user_id, wrapped_key)
+         SELECT * FROM unnest($1::bigint[], $2::bigint[], $3::text[])",
+    )
+    .bind::<Array<BigInt>, _>(keys.iter().map(|k| k.message_id).collect::<Vec<_>>())
+    .bind::<Array<BigInt>, _>(keys.iter().map(|k| k.user_id).collect::<Vec<_>>())
+    .bind::<Array<Text>, _>(keys.iter().map(|k| k.key.clone()).collect::<Vec<_>>())
+    .execute(conn)
+    .map(drop)
 }
 
 /// A retry: the same message again is answered as before; a different one is refused.
@@ -284,53 +475,50 @@ fn existing(conn: &mut PgConn, new: &NewMessage) -> Result<MessageSent, ApiError
 }
 
 /// What an inbox event holds.
+#[derive(Clone)]
 pub enum Delivery {
     Message(i64),
     /// A group event, stored as its JSON (`{type, group, username, by}`).
     Event(serde_json::Value),
 }
 
-/// Appends an event to each user's inbox and wakes them, inside the caller's
-/// transaction. The inbox rows are locked in user id order (no deadlocks), and the
-/// locks are held until commit, so each inbox's seq follows commit order.
+/// Appends the same event to each user's inbox and wakes them, inside the caller's
+/// transaction.
 pub fn deliver(conn: &mut PgConn, user_ids: &[i64], what: Delivery) -> QueryResult<()> {
-    if user_ids.is_empty() {
+    deliver_all(conn, user_ids.iter().map(|&u| (u, what.clone())).collect())
+}
+
+/// Appends each (user, event) to that user's inbox, in the order given, and wakes the
+/// users, inside the caller's transaction (see `fastchat_deliver` for the locking that
+/// keeps each inbox's seq in commit order).
+pub fn deliver_all(conn: &mut PgConn, deliveries: Vec<(i64, Delivery)>) -> QueryResult<()> {
+    if deliveries.is_empty() {
         return Ok(());
     }
-    #[derive(QueryableByName)]
-    struct Seq {
-        #[diesel(sql_type = BigInt)]
-        user_id: i64,
-        #[diesel(sql_type = BigInt)]
-        last_seq: i64,
+    let mut user_ids = Vec::with_capacity(deliveries.len());
+    let mut message_ids = Vec::with_capacity(deliveries.len());
+    let mut group_events = Vec::with_capacity(deliveries.len());
+    for (user, what) in deliveries {
+        user_ids.push(user);
+        match what {
+            Delivery::Message(id) => {
+                message_ids.push(Some(id));
+                group_events.push(None);
+            }
+            Delivery::Event(event) => {
+                message_ids.push(None);
+                group_events.push(Some(event));
+            }
+        }
     }
-    let seqs: Vec<Seq> = diesel::sql_query(
-        "UPDATE inboxes SET last_seq = last_seq + 1
-          WHERE user_id IN (SELECT user_id FROM inboxes WHERE user_id = ANY($1)
-                             ORDER BY user_id FOR UPDATE)
-          RETURNING user_id, last_seq",
-    )
-    .bind::<Array<BigInt>, _>(user_ids)
-    .load(conn)?;
-    let (message_id, group_event) = match what {
-        Delivery::Message(id) => (Some(id), None),
-        Delivery::Event(event) => (None, Some(event)),
-    };
-    let events: Vec<_> = seqs
-        .iter()
-        .map(|s| {
-            (
-                inbox_events::user_id.eq(s.user_id),
-                inbox_events::seq.eq(s.last_seq),
-                inbox_events::message_id.eq(message_id),
-                inbox_events::group_event.eq(group_event.clone()),
-            )
-        })
-        .collect();
-    diesel::insert_into(inbox_events::table)
-        .values(&events)
+    diesel::sql_query("SELECT fastchat_deliver($1, $2, $3)")
+        .bind::<Array<BigInt>, _>(&user_ids)
+        .bind::<Array<Nullable<BigInt>>, _>(&message_ids)
+        .bind::<Array<Nullable<Jsonb>>, _>(&group_events)
         .execute(conn)?;
-    wakeup::announce(conn, user_ids)
+    user_ids.sort_unstable();
+    user_ids.dedup();
+    wakeup::announce(conn, &user_ids)
 }
 
 /// A message as one reader sees it, from the queries below.
@@ -373,18 +561,6 @@ const MESSAGES_FOR_READER: &str = "
       JOIN users su ON su.id = m.sender_id
       LEFT JOIN users ru ON ru.id = m.recipient_id
       LEFT JOIN groups g ON g.id = m.group_id";
-
-/// The reader's view of these messages (any order).
-pub fn load_for_reader(
-    conn: &mut PgConn,
-    reader: i64,
-    ids: &[i64],
-) -> QueryResult<Vec<MessageRow>> {
-    diesel::sql_query(format!("{MESSAGES_FOR_READER} WHERE m.id = ANY($2)"))
-        .bind::<BigInt, _>(reader)
-        .bind::<Array<BigInt>, _>(ids)
-        .load(conn)
-}
 
 /// A page of a group's history for `reader`, newest first.
 pub fn load_group_history(

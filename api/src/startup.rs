@@ -10,12 +10,17 @@ use actix_web::middleware::{from_fn, Logger};
 use actix_web::{web, App, HttpServer};
 use anyhow::Context;
 
+use crate::batch::Batcher;
 use crate::config::Config;
 use crate::db::{self, PgPool};
+use crate::error::ApiError;
+use crate::events::InboxRead;
 use crate::hub::Hub;
+use crate::messages::DirectSend;
 use crate::metrics::{self, Metrics};
 use crate::presence::{self, ServerIdentity};
-use crate::{blobs, error, routes, sessions, wakeup};
+use crate::{auth, blobs, error, events, messages, routes, sessions, wakeup};
+use fastchat_protocol::wire::{Event, MessageSent};
 
 /// What every handler can reach.
 pub struct AppState {
@@ -25,7 +30,17 @@ pub struct AppState {
     pub hub: Arc<Hub>,
     /// A real bcrypt hash to verify against when a login names an unknown user.
     pub dummy_password_hash: String,
+    /// The database work every request does, coalesced (see [`batch`]).
+    pub session_lookups: Batcher<Vec<u8>, auth::SessionLookup>,
+    pub direct_sends: Batcher<DirectSend, Result<MessageSent, ApiError>>,
+    pub inbox_reads: Batcher<InboxRead, Result<Vec<Event>, ApiError>>,
 }
+
+/// Requests served together at most; big enough to amortise a round trip, small
+/// enough to keep one batch's transaction short.
+const BATCH_MAX: usize = 256;
+/// Batches of one kind in flight at once on one server.
+const BATCH_WORKERS: usize = 2;
 
 pub struct Application {
     port: u16,
@@ -69,10 +84,22 @@ impl Application {
         let hub = Hub::new(presence_tx);
         let state = web::Data::new(AppState {
             config,
-            pool,
             metrics: Metrics::new()?,
             hub: Arc::clone(&hub),
             dummy_password_hash,
+            session_lookups: Batcher::start(BATCH_WORKERS, BATCH_MAX, {
+                let pool = pool.clone();
+                move |hashes| auth::find_sessions(pool.clone(), hashes)
+            }),
+            direct_sends: Batcher::start(BATCH_WORKERS, BATCH_MAX, {
+                let pool = pool.clone();
+                move |sends| messages::store_direct_batch(pool.clone(), sends)
+            }),
+            inbox_reads: Batcher::start(BATCH_WORKERS, BATCH_MAX, {
+                let pool = pool.clone();
+                move |reads| events::read_inboxes(pool.clone(), reads)
+            }),
+            pool,
         });
         presence::register_server(&state.pool, &identity).await?;
         actix_web::rt::spawn(presence::run(
