@@ -22,6 +22,8 @@ pub struct GroupReport {
     pub samples: u64,
     pub time_to_last: Latency,
     pub time_to_last_cdf: Vec<(f64, f64)>,
+    /// One message at a time: the sender's request until its 201.
+    pub send: Latency,
     pub sustained: Sustained,
     pub lost: u64,
     pub duplicates: u64,
@@ -68,6 +70,7 @@ pub async fn run(
     let recipients = u32::try_from(members - 1)?;
 
     // One at a time.
+    let mut sends = crate::tracker::histogram();
     for _ in 0..samples {
         let id = Uuid::new_v4();
         let message = bench.envelopes.group(&name, names.iter().copied(), id);
@@ -77,6 +80,7 @@ pub async fn run(
             .http
             .send(&bench.users[0].token, &message, &bench.tracker, id)
             .await;
+        sends.saturating_record(u64::try_from(sent_at.elapsed().as_micros()).unwrap_or(u64::MAX));
         bench.tracker.drained(Instant::now() + DRAIN).await;
     }
     let one_at_a_time = bench.tracker.finish();
@@ -110,6 +114,7 @@ pub async fn run(
         samples,
         time_to_last: Latency::of(&one_at_a_time.completions),
         time_to_last_cdf: cdf(&one_at_a_time.completions),
+        send: Latency::of(&sends),
         sustained: Sustained {
             rate,
             seconds,

@@ -9,7 +9,7 @@ use hdrhistogram::Histogram;
 use uuid::Uuid;
 
 /// Latencies are kept in microseconds, up to a minute.
-fn histogram() -> Histogram<u64> {
+pub fn histogram() -> Histogram<u64> {
     Histogram::new_with_bounds(1, 60_000_000, 3).expect("static histogram bounds are valid")
 }
 
