@@ -7,6 +7,7 @@
 use std::future::Future;
 use std::sync::Arc;
 
+use prometheus::Histogram;
 use tokio::sync::{mpsc, oneshot, Mutex};
 
 /// A handle for submitting requests; clone it freely.
@@ -29,8 +30,9 @@ pub struct Stopped;
 impl<Req: Send + 'static, Resp: Send + 'static> Batcher<Req, Resp> {
     /// Starts `workers` tasks on the current runtime, each taking up to `max_batch`
     /// queued requests at a time and handing them to `serve`, which answers each in
-    /// order: its result's nth item is the answer to the batch's nth request.
-    pub fn start<F, Fut>(workers: usize, max_batch: usize, serve: F) -> Self
+    /// order: its result's nth item is the answer to the batch's nth request. Each
+    /// batch's size is observed in `sizes`.
+    pub fn start<F, Fut>(workers: usize, max_batch: usize, sizes: Histogram, serve: F) -> Self
     where
         F: Fn(Vec<Req>) -> Fut + Send + Sync + 'static,
         Fut: Future<Output = Vec<Resp>> + Send + 'static,
@@ -41,6 +43,7 @@ impl<Req: Send + 'static, Resp: Send + 'static> Batcher<Req, Resp> {
         for _ in 0..workers.max(1) {
             let receiver = Arc::clone(&receiver);
             let serve = Arc::clone(&serve);
+            let sizes = sizes.clone();
             tokio::spawn(async move {
                 let mut batch = Vec::with_capacity(max_batch);
                 loop {
@@ -51,6 +54,7 @@ impl<Req: Send + 'static, Resp: Send + 'static> Batcher<Req, Resp> {
                             return;
                         }
                     }
+                    sizes.observe(batch.len() as f64);
                     let (requests, replies): (Vec<Req>, Vec<oneshot::Sender<Resp>>) =
                         batch.drain(..).unzip();
                     let answers = serve(requests).await;
@@ -81,7 +85,9 @@ mod tests {
     async fn answers_every_request_and_serves_waiting_ones_together() {
         let batches = Arc::new(AtomicUsize::new(0));
         let counted = Arc::clone(&batches);
-        let doubler = Batcher::start(1, 64, move |xs: Vec<u32>| {
+        let sizes = Histogram::with_opts(prometheus::HistogramOpts::new("sizes", "sizes"))
+            .expect("a valid histogram");
+        let doubler = Batcher::start(1, 64, sizes.clone(), move |xs: Vec<u32>| {
             counted.fetch_add(1, Ordering::SeqCst);
             async move {
                 // Long enough for the other requests to queue behind the first batch.
@@ -100,5 +106,7 @@ mod tests {
         }
         let n = batches.load(Ordering::SeqCst);
         assert!((1..100).contains(&n), "100 requests came in {n} batches");
+        assert_eq!(sizes.get_sample_count(), n as u64);
+        assert_eq!(sizes.get_sample_sum(), 100.0);
     }
 }

@@ -21,6 +21,8 @@ pub struct Metrics {
     pool_idle: IntGauge,
     /// Event streams this server is feeding.
     pub streams_open: IntGauge,
+    /// Requests served together, per batch, by kind (see `batch`).
+    pub batch_sizes: HistogramVec,
 }
 
 impl Metrics {
@@ -45,6 +47,12 @@ impl Metrics {
         let streams_open = IntGauge::new("sse_streams_open", "Open event streams")?;
         registry.register(Box::new(pool_idle.clone()))?;
         registry.register(Box::new(streams_open.clone()))?;
+        let batch_sizes = HistogramVec::new(
+            HistogramOpts::new("batch_size", "Requests served together by one batch")
+                .buckets(vec![1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0, 128.0, 256.0]),
+            &["kind"],
+        )?;
+        registry.register(Box::new(batch_sizes.clone()))?;
         Ok(Self {
             registry,
             requests,
@@ -52,6 +60,7 @@ impl Metrics {
             pool_connections,
             pool_idle,
             streams_open,
+            batch_sizes,
         })
     }
 

@@ -82,24 +82,26 @@ impl Application {
         };
         let (presence_tx, presence_rx) = tokio::sync::mpsc::unbounded_channel();
         let hub = Hub::new(presence_tx);
+        let metrics = Metrics::new()?;
+        let sizes = |kind: &str| metrics.batch_sizes.with_label_values(&[kind]);
         let state = web::Data::new(AppState {
             config,
-            metrics: Metrics::new()?,
             hub: Arc::clone(&hub),
             dummy_password_hash,
-            session_lookups: Batcher::start(BATCH_WORKERS, BATCH_MAX, {
+            session_lookups: Batcher::start(BATCH_WORKERS, BATCH_MAX, sizes("session_lookups"), {
                 let pool = pool.clone();
                 move |hashes| auth::find_sessions(pool.clone(), hashes)
             }),
-            direct_sends: Batcher::start(BATCH_WORKERS, BATCH_MAX, {
+            direct_sends: Batcher::start(BATCH_WORKERS, BATCH_MAX, sizes("direct_sends"), {
                 let pool = pool.clone();
                 move |sends| messages::store_direct_batch(pool.clone(), sends)
             }),
-            inbox_reads: Batcher::start(BATCH_WORKERS, BATCH_MAX, {
+            inbox_reads: Batcher::start(BATCH_WORKERS, BATCH_MAX, sizes("inbox_reads"), {
                 let pool = pool.clone();
                 move |reads| events::read_inboxes(pool.clone(), reads)
             }),
             pool,
+            metrics,
         });
         presence::register_server(&state.pool, &identity).await?;
         actix_web::rt::spawn(presence::run(

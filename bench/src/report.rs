@@ -218,6 +218,10 @@ impl Report {
                 &g.time_to_last,
             ));
             line(row(
+                "one message at a time, the sender's request until its 201",
+                &g.send,
+            ));
+            line(row(
                 &format!(
                     "{} msg/s sustained, time to the last member",
                     g.sustained.rate

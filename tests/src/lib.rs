@@ -339,6 +339,20 @@ pub fn metric_values(text: &str, name: &str) -> Vec<(String, f64)> {
         .collect()
 }
 
+/// The sum of a metric's samples that carry `label="value"`.
+pub fn metric_where(text: &str, name: &str, label: &str, value: &str) -> f64 {
+    let wanted = format!("{label}=\"{value}\"");
+    text.lines()
+        .filter(|l| l.starts_with(name) && l[name.len()..].starts_with('{'))
+        .filter(|l| {
+            l.split('}')
+                .next()
+                .is_some_and(|labels| labels.contains(&wanted))
+        })
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum()
+}
+
 /// The value of an unlabelled metric (or the sum over its labels).
 pub fn metric_sum(text: &str, name: &str) -> f64 {
     text.lines()

@@ -786,3 +786,55 @@ async fn a_group_chat_shows_everyone_the_others_lines_live() {
         assert!(chat.finish(WAIT).success());
     }
 }
+
+/// When its last member leaves, a group goes, and its messages take their wrapped keys
+/// and inbox deliveries with them; other conversations keep theirs.
+#[tokio::test]
+async fn a_deleted_group_takes_its_messages_keys_and_deliveries_with_it() {
+    let cluster = Cluster::start(1).await;
+    let api = cluster.api(0);
+    let alice = api.user("alice").await;
+    let bob = api.user("bob").await;
+    create_group(&api, &alice, "crew", &["bob"]).await;
+    for _ in 0..3 {
+        send_group(&api, &alice, "crew", &["alice", "bob"])
+            .await
+            .assert_status(201);
+    }
+    api.send_opaque(&alice, "alice", "bob")
+        .await
+        .assert_status(201);
+    let db = cluster.db.client().await;
+    let count = |sql: &'static str| {
+        let db = &db;
+        async move { db.query_one(sql, &[]).await.expect(sql).get::<_, i64>(0) }
+    };
+    assert_eq!(count("SELECT count(*) FROM message_keys").await, 8);
+    assert_eq!(
+        count("SELECT count(*) FROM inbox_events WHERE message_id IS NOT NULL").await,
+        4
+    );
+
+    for (token, name) in [(&bob, "bob"), (&alice, "alice")] {
+        api.call(
+            Method::DELETE,
+            &format!("/v1/groups/crew/members/{name}"),
+            Some(token),
+            None,
+        )
+        .await
+        .assert_status(204);
+    }
+    assert_eq!(count("SELECT count(*) FROM groups").await, 0);
+    assert_eq!(count("SELECT count(*) FROM messages").await, 1);
+    assert_eq!(
+        count("SELECT count(*) FROM message_keys").await,
+        2,
+        "only the one-to-one message's keys are left"
+    );
+    assert_eq!(
+        count("SELECT count(*) FROM inbox_events WHERE message_id IS NOT NULL").await,
+        1,
+        "only bob's delivery of the one-to-one message is left"
+    );
+}

@@ -531,3 +531,130 @@ async fn history_pages_back_newest_first() {
         assert_eq!(keys.keys().collect::<Vec<_>>(), ["alice"]);
     }
 }
+
+/// Sends that arrive together are stored together (one transaction), yet each is
+/// answered as if it had come alone: retries get the first answer, refusals refuse only
+/// their own message, and the recipient's inbox holds each stored message once.
+#[tokio::test]
+async fn sends_served_together_are_each_answered_on_their_own() {
+    let cluster = Cluster::start(1).await;
+    let api = cluster.api(0);
+    let ann = api.user("ann").await;
+    api.user("bob").await;
+    api.user("carl").await;
+    let message = |to: &str, keys: &[&str], client_id: &uuid::Uuid| {
+        json!({
+            "to": to,
+            "client_id": client_id.to_string(),
+            "kind": "text",
+            "envelope": opaque_envelope(keys),
+        })
+    };
+    // What each send should get: 201 (with an id to match), or a problem code.
+    let mut sends: Vec<(Value, &str)> = Vec::new();
+    let mut retried = Vec::new();
+    for _ in 0..40 {
+        sends.push((
+            message("bob", &["ann", "bob"], &uuid::Uuid::new_v4()),
+            "201",
+        ));
+    }
+    for _ in 0..10 {
+        // The same message twice at once, as a client retrying on a timeout would.
+        let body = message("bob", &["ann", "bob"], &uuid::Uuid::new_v4());
+        retried.push(body["client_id"].as_str().expect("id").to_owned());
+        sends.push((body.clone(), "201"));
+        sends.push((body, "201"));
+    }
+    for _ in 0..10 {
+        sends.push((
+            message(
+                "nobody_here",
+                &["ann", "nobody_here"],
+                &uuid::Uuid::new_v4(),
+            ),
+            "user_not_found",
+        ));
+        sends.push((
+            message("bob", &["ann", "carl"], &uuid::Uuid::new_v4()),
+            "recipients_mismatch",
+        ));
+    }
+    let answers = futures_util::future::join_all(sends.iter().map(|(body, _)| {
+        let api = api.clone();
+        let ann = ann.clone();
+        let body = body.clone();
+        async move { api.post("/v1/messages", Some(&ann), body).await }
+    }))
+    .await;
+
+    let mut ids_by_client: std::collections::HashMap<String, Vec<i64>> = Default::default();
+    for ((body, expected), answer) in sends.iter().zip(&answers) {
+        if *expected == "201" {
+            let id = answer.assert_status(201)["id"].as_i64().expect("id");
+            let client_id = body["client_id"].as_str().expect("client_id").to_owned();
+            ids_by_client.entry(client_id).or_default().push(id);
+        } else {
+            let status = if *expected == "user_not_found" {
+                404
+            } else {
+                409
+            };
+            answer.assert_problem(status, expected);
+        }
+    }
+    for client_id in &retried {
+        let ids = &ids_by_client[client_id];
+        assert_eq!(ids.len(), 2);
+        assert_eq!(
+            ids[0], ids[1],
+            "a retry is answered with the first send's id"
+        );
+    }
+    let mut stored: Vec<i64> = ids_by_client.values().map(|ids| ids[0]).collect();
+    stored.sort_unstable();
+    assert_eq!(stored.len(), 50);
+
+    let bob = api.login("bob").await;
+    let page = api.get("/v1/inbox?after=0&limit=1000", &bob).await;
+    let events = page.assert_status(200)["events"]
+        .as_array()
+        .expect("events")
+        .clone();
+    let seqs: Vec<i64> = events
+        .iter()
+        .map(|e| e["seq"].as_i64().expect("seq"))
+        .collect();
+    assert_eq!(
+        seqs,
+        (1..=50).collect::<Vec<_>>(),
+        "one event per stored message, no gaps"
+    );
+    let mut delivered: Vec<i64> = events
+        .iter()
+        .map(|e| e["message"]["id"].as_i64().expect("a message"))
+        .collect();
+    delivered.sort_unstable();
+    assert_eq!(
+        delivered, stored,
+        "each stored message once, nothing refused"
+    );
+
+    // And they really were served together, not one by one.
+    let text = reqwest::get(format!("{}/metrics", api.base))
+        .await
+        .expect("metrics")
+        .text()
+        .await
+        .expect("metrics text");
+    let of_sends = |name: &str| fastchat_tests::metric_where(&text, name, "kind", "direct_sends");
+    let (batches, requests) = (
+        of_sends("fastchat_batch_size_count"),
+        of_sends("fastchat_batch_size_sum"),
+    );
+    assert_eq!(requests, 80.0, "every send went through the batcher");
+    assert!(
+        batches < requests,
+        "{requests} sends came in {batches} batches"
+    );
+}
