@@ -48,8 +48,11 @@ impl Metrics {
         registry.register(Box::new(pool_idle.clone()))?;
         registry.register(Box::new(streams_open.clone()))?;
         let batch_sizes = HistogramVec::new(
-            HistogramOpts::new("batch_size", "Requests served together by one batch")
-                .buckets(vec![1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0, 128.0, 256.0]),
+            HistogramOpts::new("batch_size", "Requests served together by one batch").buckets(
+                vec![
+                    1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0, 128.0, 256.0, 512.0, 1024.0,
+                ],
+            ),
             &["kind"],
         )?;
         registry.register(Box::new(batch_sizes.clone()))?;

@@ -39,6 +39,8 @@ pub struct AppState {
 /// Requests served together at most; big enough to amortise a round trip, small
 /// enough to keep one batch's transaction short.
 const BATCH_MAX: usize = 256;
+/// A group message wakes every member's stream at once: their reads fit in one batch.
+const READ_BATCH_MAX: usize = 1024;
 /// Batches of one kind in flight at once on one server.
 const BATCH_WORKERS: usize = 2;
 
@@ -96,7 +98,7 @@ impl Application {
                 let pool = pool.clone();
                 move |sends| messages::store_direct_batch(pool.clone(), sends)
             }),
-            inbox_reads: Batcher::start(BATCH_WORKERS, BATCH_MAX, sizes("inbox_reads"), {
+            inbox_reads: Batcher::start(BATCH_WORKERS, READ_BATCH_MAX, sizes("inbox_reads"), {
                 let pool = pool.clone();
                 move |reads| events::read_inboxes(pool.clone(), reads)
             }),

@@ -24,6 +24,8 @@ pub struct GroupReport {
     pub time_to_last_cdf: Vec<(f64, f64)>,
     /// One message at a time: the sender's request until its 201.
     pub send: Latency,
+    /// One message at a time: send start to the first member's arrival.
+    pub time_to_first: Latency,
     pub sustained: Sustained,
     pub lost: u64,
     pub duplicates: u64,
@@ -115,6 +117,7 @@ pub async fn run(
         time_to_last: Latency::of(&one_at_a_time.completions),
         time_to_last_cdf: cdf(&one_at_a_time.completions),
         send: Latency::of(&sends),
+        time_to_first: Latency::of(&one_at_a_time.firsts),
         sustained: Sustained {
             rate,
             seconds,

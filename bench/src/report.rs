@@ -222,6 +222,10 @@ impl Report {
                 &g.send,
             ));
             line(row(
+                "one message at a time, time to the first member",
+                &g.time_to_first,
+            ));
+            line(row(
                 &format!(
                     "{} msg/s sustained, time to the last member",
                     g.sustained.rate

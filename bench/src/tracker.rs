@@ -17,6 +17,8 @@ struct Pending {
     sent_at: Instant,
     /// Recipients that have not had it yet.
     remaining: u32,
+    /// Send start to the first recipient's arrival.
+    first: Option<u64>,
 }
 
 struct State {
@@ -27,6 +29,8 @@ struct State {
     deliveries: Histogram<u64>,
     /// Send start to the last recipient's arrival, per message.
     completions: Histogram<u64>,
+    /// Send start to the first recipient's arrival, per message that reached all.
+    firsts: Histogram<u64>,
     sent: u64,
     delivered: u64,
     duplicates: u64,
@@ -44,6 +48,7 @@ impl State {
             seen: HashSet::new(),
             deliveries: histogram(),
             completions: histogram(),
+            firsts: histogram(),
             sent: 0,
             delivered: 0,
             duplicates: 0,
@@ -69,6 +74,7 @@ pub struct Tally {
     pub streams_ended: u64,
     pub deliveries: Histogram<u64>,
     pub completions: Histogram<u64>,
+    pub firsts: Histogram<u64>,
     /// First send to last arrival.
     pub span: Duration,
 }
@@ -98,6 +104,7 @@ impl Tracker {
             Pending {
                 sent_at,
                 remaining: recipients,
+                first: None,
             },
         );
     }
@@ -119,17 +126,18 @@ impl Tracker {
             s.strays += 1;
             return;
         };
-        let sent_at = pending.sent_at;
+        let micros = |d: Duration| u64::try_from(d.as_micros()).unwrap_or(u64::MAX).max(1);
+        let latency = micros(at.saturating_duration_since(pending.sent_at));
+        let first = *pending.first.get_or_insert(latency);
         pending.remaining = pending.remaining.saturating_sub(1);
         let done = pending.remaining == 0;
         if done {
             s.pending.remove(&id);
         }
-        let micros = |d: Duration| u64::try_from(d.as_micros()).unwrap_or(u64::MAX).max(1);
-        let latency = micros(at.saturating_duration_since(sent_at));
         s.deliveries.saturating_record(latency);
         if done {
             s.completions.saturating_record(latency);
+            s.firsts.saturating_record(first);
         }
         s.delivered += 1;
         s.last_arrival = Some(at);
@@ -185,6 +193,7 @@ impl Tracker {
             streams_ended: done.streams_ended,
             deliveries: done.deliveries,
             completions: done.completions,
+            firsts: done.firsts,
             span,
         }
     }
