@@ -2,7 +2,7 @@
 //! order) and conversation history. The server checks an envelope's shape and who it
 //! is addressed to; it can read none of it.
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::BTreeSet;
 
 use actix_web::http::StatusCode;
 use actix_web::{web, HttpResponse};
@@ -10,7 +10,7 @@ use base64::engine::general_purpose::STANDARD as BASE64;
 use base64::Engine;
 use chrono::{DateTime, Utc};
 use diesel::prelude::*;
-use diesel::sql_types::{Array, BigInt, Jsonb, Nullable, Text, Timestamptz, Uuid as SqlUuid};
+use diesel::sql_types::{Array, BigInt, Bool, Jsonb, Nullable, Text, Timestamptz, Uuid as SqlUuid};
 use fastchat_protocol::envelope::{self, Destination, Envelope, Kind};
 use fastchat_protocol::names::is_valid_name;
 use fastchat_protocol::wire::{Message, MessagePage, MessageSent, SendMessage};
@@ -192,37 +192,50 @@ fn send_to_group(
                 username: m.username,
             })
             .collect();
-        check_recipients(envelope, &members)?;
-        let inserted = diesel::insert_into(messages::table)
-            .values(&new)
-            .on_conflict((messages::sender_id, messages::client_id))
-            .do_nothing()
-            .returning((messages::id, messages::sent_at))
-            .get_result::<(i64, DateTime<Utc>)>(conn)
-            .optional()?;
-        let Some((id, sent_at)) = inserted else {
-            return existing(conn, &new);
-        };
-        let keys: Vec<WrappedKey> = members
-            .iter()
-            .filter_map(|m| {
-                envelope.keys.get(&m.username).map(|k| WrappedKey {
-                    message_id: id,
-                    user_id: m.user_id,
-                    key: k.clone(),
-                })
-            })
-            .collect();
-        insert_keys(conn, &keys)?;
-        blobs::attach(conn, id, &blob_ids)?;
-        let recipients: Vec<i64> = members
-            .iter()
-            .map(|m| m.user_id)
-            .filter(|&u| u != new.sender_id)
-            .collect();
-        deliver(conn, &recipients, Delivery::Message(id))?;
-        Ok(MessageSent { id, sent_at })
+        check_recipients(envelope, members.iter().map(|m| m.username.as_str()))?;
+        store(conn, &new, &members, envelope, &blob_ids)
     })
+}
+
+/// Stores a message, its keys and attachments, and delivers it to every member but
+/// the sender, inside the caller's transaction. A message already stored under this
+/// client_id is answered as it is.
+fn store(
+    conn: &mut PgConn,
+    new: &NewMessage,
+    members: &[Member],
+    envelope: &Envelope,
+    blob_ids: &[uuid::Uuid],
+) -> Result<MessageSent, ApiError> {
+    let inserted = diesel::insert_into(messages::table)
+        .values(new)
+        .on_conflict((messages::sender_id, messages::client_id))
+        .do_nothing()
+        .returning((messages::id, messages::sent_at))
+        .get_result::<(i64, DateTime<Utc>)>(conn)
+        .optional()?;
+    let Some((id, sent_at)) = inserted else {
+        return existing(conn, new);
+    };
+    let keys: Vec<WrappedKey> = members
+        .iter()
+        .filter_map(|m| {
+            envelope.keys.get(&m.username).map(|k| WrappedKey {
+                message_id: id,
+                user_id: m.user_id,
+                key: k.clone(),
+            })
+        })
+        .collect();
+    insert_keys(conn, &keys)?;
+    blobs::attach(conn, id, blob_ids)?;
+    let recipients: Vec<i64> = members
+        .iter()
+        .map(|m| m.user_id)
+        .filter(|&u| u != new.sender_id)
+        .collect();
+    deliver(conn, &recipients, Delivery::Message(id))?;
+    Ok(MessageSent { id, sent_at })
 }
 
 /// A one-to-one message, checked as far as it can be without the database.
@@ -233,32 +246,42 @@ pub struct DirectSend {
     envelope: Envelope,
 }
 
-/// Stores one-to-one messages that arrived together: one transaction and one wake-up
-/// for the lot, each answered as if it had come alone. Should the transaction fail,
+impl DirectSend {
+    /// The envelope must carry keys for exactly the sender and the recipient.
+    fn check_keys(&self) -> Result<(), ApiError> {
+        check_recipients(
+            &self.envelope,
+            [self.sender.username.as_str(), self.recipient.as_str()],
+        )
+    }
+
+    fn key_for(&self, username: &str) -> String {
+        self.envelope
+            .keys
+            .get(username)
+            .cloned()
+            .unwrap_or_default()
+    }
+}
+
+/// At most this many one-to-one messages are stored together (see `fastchat_send_direct`:
+/// one notification, under PostgreSQL's 8000-byte limit, must name every recipient).
+pub const DIRECT_BATCH_MAX: usize = 256;
+const _: () = assert!(
+    DIRECT_BATCH_MAX * 20 < 7900,
+    "a batch's wake-up must fit one NOTIFY"
+);
+
+/// Stores one-to-one messages that arrived together, each answered as if it had come
+/// alone. Those without attachments (nearly all) go in one statement; should it fail,
 /// each is stored on its own, so one bad message cannot sink the others.
 pub async fn store_direct_batch(
     pool: PgPool,
     sends: Vec<DirectSend>,
 ) -> Vec<Result<MessageSent, ApiError>> {
     let count = sends.len();
-    let stored = db::run(&pool, move |conn| {
-        if sends.len() > 1 {
-            match conn.transaction(|conn| store_direct(conn, &sends)) {
-                Ok(results) => return Ok(results),
-                Err(e) => tracing::warn!(error = %e, count, "storing a batch failed; storing its messages one by one"),
-            }
-        }
-        Ok(sends
-            .iter()
-            .map(|send| {
-                conn.transaction(|conn| store_direct(conn, std::slice::from_ref(send)))
-                    .and_then(|mut results| results.pop().unwrap_or_else(|| Err(ApiError::Internal(anyhow::anyhow!("a send went unanswered")))))
-            })
-            .collect())
-    })
-    .await;
-    match stored {
-        Ok(results) => results,
+    match db::run(&pool, move |conn| Ok(store_direct(conn, &sends))).await {
+        Ok(answers) => answers,
         // No connection, or the blocking pool is gone: every send hears why.
         Err(e) => {
             let message = e.to_string();
@@ -269,136 +292,131 @@ pub async fn store_direct_batch(
     }
 }
 
-/// The work of [`store_direct_batch`] inside its transaction: an answer per send, or
-/// an error that rolls them all back.
-fn store_direct(
-    conn: &mut PgConn,
-    sends: &[DirectSend],
-) -> Result<Vec<Result<MessageSent, ApiError>>, ApiError> {
+fn store_direct(conn: &mut PgConn, sends: &[DirectSend]) -> Vec<Result<MessageSent, ApiError>> {
     let mut answers: Vec<Option<Result<MessageSent, ApiError>>> =
         sends.iter().map(|_| None).collect();
-
-    let names: Vec<&str> = sends
-        .iter()
-        .map(|s| s.recipient.as_str())
-        .filter(|n| is_valid_name(n))
-        .collect();
-    let user_ids: HashMap<String, i64> = users::table
-        .filter(users::username.eq_any(&names))
-        .select((users::username, users::id))
-        .load::<(String, i64)>(conn)?
-        .into_iter()
-        .collect();
-
-    // What each send needs checked: its recipient, its keys, its attachments.
-    let mut ready: Vec<(usize, NewMessage, Vec<uuid::Uuid>)> = Vec::with_capacity(sends.len());
-    for (i, send) in sends.iter().enumerate() {
-        let checked = (|| {
-            let recipient_id = *user_ids
-                .get(&send.recipient)
-                .ok_or_else(|| ApiError::not_found("user_not_found", "no user has that name"))?;
-            let members = [
-                Member {
-                    user_id: send.sender.user_id,
-                    username: send.sender.username.clone(),
-                },
-                Member {
-                    user_id: recipient_id,
-                    username: send.recipient.clone(),
-                },
-            ];
-            check_recipients(&send.envelope, &members)?;
-            let blob_ids =
-                blobs::check_attachments(conn, send.sender.user_id, &send.new.attachments)?;
-            let mut new = send.new.clone();
-            new.recipient_id = Some(recipient_id);
-            Ok((new, blob_ids))
-        })();
-        match checked {
-            Ok((new, blob_ids)) => ready.push((i, new, blob_ids)),
-            Err(e) => answers[i] = Some(Err(e)),
-        }
+    let (plain, with_attachments): (Vec<usize>, Vec<usize>) =
+        (0..sends.len()).partition(|&i| sends[i].new.attachments.is_empty());
+    for i in with_attachments {
+        answers[i] = Some(conn.transaction(|conn| store_with_attachments(conn, &sends[i])));
     }
-
-    #[derive(QueryableByName)]
-    struct Inserted {
-        #[diesel(sql_type = BigInt)]
-        id: i64,
-        #[diesel(sql_type = Timestamptz)]
-        sent_at: DateTime<Utc>,
-        #[diesel(sql_type = BigInt)]
-        sender_id: i64,
-        #[diesel(sql_type = SqlUuid)]
-        client_id: uuid::Uuid,
-    }
-    let column = |f: fn(&NewMessage) -> String| -> Vec<String> {
-        ready.iter().map(|(_, new, _)| f(new)).collect()
-    };
-    let mut inserted: HashMap<(i64, uuid::Uuid), (i64, DateTime<Utc>)> = diesel::sql_query(
-        "INSERT INTO messages (sender_id, recipient_id, client_id, kind, nonce, ciphertext, sig, attachments)
-         SELECT sender_id, recipient_id, client_id, kind, nonce, ciphertext, sig, '{}'
-           FROM unnest($1::bigint[], $2::bigint[], $3::uuid[], $4::text[], $5::text[], $6::text[], $7::text[])
-             AS t(sender_id, recipient_id, client_id, kind, nonce, ciphertext, sig)
-         ON CONFLICT (sender_id, client_id) DO NOTHING
-         RETURNING id, sent_at, sender_id, client_id",
-    )
-    .bind::<Array<BigInt>, _>(ready.iter().map(|(_, n, _)| n.sender_id).collect::<Vec<_>>())
-    .bind::<Array<Nullable<BigInt>>, _>(
-        ready.iter().map(|(_, n, _)| n.recipient_id).collect::<Vec<_>>(),
-    )
-    .bind::<Array<SqlUuid>, _>(ready.iter().map(|(_, n, _)| n.client_id).collect::<Vec<_>>())
-    .bind::<Array<Text>, _>(column(|n| n.kind.clone()))
-    .bind::<Array<Text>, _>(column(|n| n.nonce.clone()))
-    .bind::<Array<Text>, _>(column(|n| n.ciphertext.clone()))
-    .bind::<Array<Text>, _>(column(|n| n.sig.clone()))
-    .load::<Inserted>(conn)?
-    .into_iter()
-    .map(|r| ((r.sender_id, r.client_id), (r.id, r.sent_at)))
-    .collect();
-
-    let mut keys = Vec::with_capacity(ready.len() * 2);
-    let mut deliveries = Vec::with_capacity(ready.len());
-    for (i, new, blob_ids) in &ready {
-        // Taken, so a second copy of a message in this batch is answered as a retry.
-        let Some((id, sent_at)) = inserted.remove(&(new.sender_id, new.client_id)) else {
-            answers[*i] = Some(existing(conn, new));
-            continue;
-        };
-        let send = &sends[*i];
-        let recipient_id = new.recipient_id.unwrap_or_default();
-        for (user_id, username) in [
-            (new.sender_id, &send.sender.username),
-            (recipient_id, &send.recipient),
-        ] {
-            if let Some(key) = send.envelope.keys.get(username) {
-                keys.push(WrappedKey {
-                    message_id: id,
-                    user_id,
-                    key: key.clone(),
-                });
+    if !plain.is_empty() {
+        match send_together(conn, sends, &plain) {
+            Ok(together) => {
+                for (i, answer) in plain.iter().zip(together) {
+                    answers[*i] = Some(answer);
+                }
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, count = plain.len(), "storing a batch failed; storing its messages one by one");
+                for &i in &plain {
+                    answers[i] = Some(
+                        send_together(conn, sends, &[i])
+                            .and_then(|mut one| one.pop().unwrap_or_else(|| Err(unanswered()))),
+                    );
+                }
             }
         }
-        if !blob_ids.is_empty() {
-            diesel::update(messages::table.find(id))
-                .set(messages::attachments.eq(&new.attachments))
-                .execute(conn)?;
-            blobs::attach(conn, id, blob_ids)?;
-        }
-        deliveries.push((recipient_id, Delivery::Message(id)));
-        answers[*i] = Some(Ok(MessageSent { id, sent_at }));
     }
-    insert_keys(conn, &keys)?;
-    deliver_all(conn, deliveries)?;
-    Ok(answers
+    answers
         .into_iter()
-        .map(|a| {
-            a.unwrap_or_else(|| {
-                Err(ApiError::Internal(anyhow::anyhow!(
-                    "a send went unanswered"
-                )))
-            })
+        .map(|a| a.unwrap_or_else(|| Err(unanswered())))
+        .collect()
+}
+
+fn unanswered() -> ApiError {
+    ApiError::Internal(anyhow::anyhow!("a send went unanswered"))
+}
+
+/// `sends[which]`, without attachments, stored by one call of `fastchat_send_direct`
+/// (an answer each, in order), or the error that stored none of them.
+fn send_together(
+    conn: &mut PgConn,
+    sends: &[DirectSend],
+    which: &[usize],
+) -> Result<Vec<Result<MessageSent, ApiError>>, ApiError> {
+    #[derive(QueryableByName)]
+    struct Sent {
+        #[diesel(sql_type = BigInt)]
+        ord: i64,
+        #[diesel(sql_type = Nullable<BigInt>)]
+        recipient_id: Option<i64>,
+        #[diesel(sql_type = Nullable<BigInt>)]
+        id: Option<i64>,
+        #[diesel(sql_type = Nullable<Timestamptz>)]
+        sent_at: Option<DateTime<Utc>>,
+    }
+    let batch: Vec<&DirectSend> = which.iter().map(|&i| &sends[i]).collect();
+    let keys_ok: Vec<bool> = batch.iter().map(|s| s.check_keys().is_ok()).collect();
+    let texts =
+        |f: &dyn Fn(&DirectSend) -> String| -> Vec<String> { batch.iter().map(|s| f(s)).collect() };
+    let rows: Vec<Sent> = diesel::sql_query(
+        "SELECT * FROM fastchat_send_direct($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
+    )
+    .bind::<Array<BigInt>, _>(batch.iter().map(|s| s.sender.user_id).collect::<Vec<_>>())
+    .bind::<Array<Text>, _>(texts(&|s| s.recipient.clone()))
+    .bind::<Array<Bool>, _>(&keys_ok)
+    .bind::<Array<SqlUuid>, _>(batch.iter().map(|s| s.new.client_id).collect::<Vec<_>>())
+    .bind::<Array<Text>, _>(texts(&|s| s.new.kind.clone()))
+    .bind::<Array<Text>, _>(texts(&|s| s.new.nonce.clone()))
+    .bind::<Array<Text>, _>(texts(&|s| s.new.ciphertext.clone()))
+    .bind::<Array<Text>, _>(texts(&|s| s.new.sig.clone()))
+    .bind::<Array<Text>, _>(texts(&|s| s.key_for(&s.sender.username)))
+    .bind::<Array<Text>, _>(texts(&|s| s.key_for(&s.recipient)))
+    .load(conn)?;
+    if rows.len() != batch.len() || rows.iter().zip(1..).any(|(r, ord)| r.ord != ord) {
+        return Err(ApiError::Internal(anyhow::anyhow!(
+            "fastchat_send_direct answered {} of {} sends",
+            rows.len(),
+            batch.len()
+        )));
+    }
+    Ok(batch
+        .iter()
+        .zip(rows)
+        .map(|(send, row)| match row {
+            Sent {
+                recipient_id: None, ..
+            } => Err(ApiError::not_found(
+                "user_not_found",
+                "no user has that name",
+            )),
+            Sent {
+                recipient_id: Some(recipient_id),
+                id,
+                sent_at,
+                ..
+            } => {
+                send.check_keys()?;
+                match (id, sent_at) {
+                    (Some(id), Some(sent_at)) => Ok(MessageSent { id, sent_at }),
+                    // Its sender already used this client_id.
+                    _ => {
+                        let mut new = send.new.clone();
+                        new.recipient_id = Some(recipient_id);
+                        existing(conn, &new)
+                    }
+                }
+            }
         })
         .collect())
+}
+
+/// A one-to-one message with attachments (rare): checked and stored on its own.
+fn store_with_attachments(conn: &mut PgConn, send: &DirectSend) -> Result<MessageSent, ApiError> {
+    let recipient = find_user(conn, &send.recipient)?;
+    send.check_keys()?;
+    let blob_ids = blobs::check_attachments(conn, send.sender.user_id, &send.new.attachments)?;
+    let mut new = send.new.clone();
+    new.recipient_id = Some(recipient.user_id);
+    let members = [
+        Member {
+            user_id: send.sender.user_id,
+            username: send.sender.username.clone(),
+        },
+        recipient,
+    ];
+    store(conn, &new, &members, &send.envelope, &blob_ids)
 }
 
 fn find_user(conn: &mut PgConn, username: &str) -> Result<Member, ApiError> {
@@ -421,8 +439,11 @@ fn find_user(conn: &mut PgConn, username: &str) -> Result<Member, ApiError> {
 }
 
 /// The envelope must carry a key for exactly the conversation's members.
-fn check_recipients(envelope: &Envelope, members: &[Member]) -> Result<(), ApiError> {
-    let expected: BTreeSet<&str> = members.iter().map(|m| m.username.as_str()).collect();
+fn check_recipients<'a>(
+    envelope: &Envelope,
+    members: impl IntoIterator<Item = &'a str>,
+) -> Result<(), ApiError> {
+    let expected: BTreeSet<&str> = members.into_iter().collect();
     let given: BTreeSet<&str> = envelope.keys.keys().map(String::as_str).collect();
     if expected == given {
         return Ok(());

@@ -94,10 +94,15 @@ impl Application {
                 let pool = pool.clone();
                 move |hashes| auth::find_sessions(pool.clone(), hashes)
             }),
-            direct_sends: Batcher::start(BATCH_WORKERS, BATCH_MAX, sizes("direct_sends"), {
-                let pool = pool.clone();
-                move |sends| messages::store_direct_batch(pool.clone(), sends)
-            }),
+            direct_sends: Batcher::start(
+                BATCH_WORKERS,
+                messages::DIRECT_BATCH_MAX,
+                sizes("direct_sends"),
+                {
+                    let pool = pool.clone();
+                    move |sends| messages::store_direct_batch(pool.clone(), sends)
+                },
+            ),
             inbox_reads: Batcher::start(BATCH_WORKERS, READ_BATCH_MAX, sizes("inbox_reads"), {
                 let pool = pool.clone();
                 move |reads| events::read_inboxes(pool.clone(), reads)
