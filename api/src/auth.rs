@@ -142,12 +142,7 @@ pub async fn find_sessions(pool: PgPool, hashes: Vec<Vec<u8>>) -> Vec<SessionLoo
                 .collect();
             hashes.iter().map(|h| Ok(by_hash.get(h).cloned())).collect()
         }
-        Err(e) => {
-            let message = e.to_string();
-            (0..count)
-                .map(|_| Err(ApiError::Unavailable(message.clone())))
-                .collect()
-        }
+        Err(e) => e.for_each_of(count),
     }
 }
 

@@ -26,6 +26,15 @@ pub enum ApiError {
 }
 
 impl ApiError {
+    /// The answer to each of `count` batched requests when the batch as a whole failed
+    /// (no connection, say): every request hears why, as 503.
+    pub fn for_each_of<T>(&self, count: usize) -> Vec<Result<T, ApiError>> {
+        let cause = self.to_string();
+        (0..count)
+            .map(|_| Err(ApiError::Unavailable(cause.clone())))
+            .collect()
+    }
+
     pub fn new(status: StatusCode, code: &'static str, detail: impl Into<String>) -> Self {
         ApiError::Problem {
             status,

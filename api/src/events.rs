@@ -143,13 +143,7 @@ pub async fn read_inboxes(
     .await;
     let rows = match rows {
         Ok(rows) => rows,
-        Err(e) => {
-            let message = e.to_string();
-            return reads
-                .iter()
-                .map(|_| Err(ApiError::Unavailable(message.clone())))
-                .collect();
-        }
+        Err(e) => return e.for_each_of(reads.len()),
     };
     let mut answers: Vec<Result<Vec<Event>, ApiError>> =
         reads.iter().map(|_| Ok(Vec::new())).collect();

@@ -282,13 +282,8 @@ pub async fn store_direct_batch(
     let count = sends.len();
     match db::run(&pool, move |conn| Ok(store_direct(conn, &sends))).await {
         Ok(answers) => answers,
-        // No connection, or the blocking pool is gone: every send hears why.
-        Err(e) => {
-            let message = e.to_string();
-            (0..count)
-                .map(|_| Err(ApiError::Unavailable(message.clone())))
-                .collect()
-        }
+        // No connection, or the blocking pool is gone.
+        Err(e) => e.for_each_of(count),
     }
 }
 
