@@ -10,6 +10,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use clap::Parser;
+use pingora::listeners::{L4BufferSettings, ListenerConfig};
 use pingora::server::configuration::ServerConf;
 use pingora::server::Server;
 use pingora::services::background::GenBackgroundService;
@@ -112,7 +113,13 @@ fn main() {
             metrics,
         },
     );
-    proxy.add_tcp(&config.listen.to_string());
+    // pingora gives every client connection a 64 KiB read buffer by default. Requests
+    // are read into its own header buffer anyway, and an idle event stream would keep
+    // 64 KiB resident for nothing.
+    proxy.add_listener(
+        ListenerConfig::tcp(config.listen.to_string())
+            .l4_buffer(L4BufferSettings::default().read(0)),
+    );
     server.add_service(proxy);
     server.add_service(background);
     tracing::info!(listen = %config.listen, "fastchat-balancer listening");
