@@ -11,8 +11,8 @@ use chrono::{DateTime, Utc};
 use diesel::prelude::*;
 use diesel::sql_types::{Array, BigInt, Jsonb, Nullable, Text, Timestamptz, Uuid as SqlUuid};
 use fastchat_protocol::wire::{Event, EventBody, InboxPage};
+use futures_util::{stream, Stream};
 use serde::Deserialize;
-use tokio::sync::mpsc;
 
 use crate::auth::AuthUser;
 use crate::db::{self, PgPool};
@@ -254,64 +254,101 @@ pub async fn stream(
         }
     };
     let keep_alive = Duration::from_secs(state.config.sse_keepalive_secs);
-    let (tx, rx) = mpsc::channel(64);
-    actix_web::rt::spawn(pump(state.into_inner(), caller, cursor, tx, subscription));
-    Ok(Sse::from_infallible_receiver(rx)
+    let feed = Feed::new(state.into_inner(), caller, cursor, subscription);
+    Ok(Sse::from_infallible_stream(feed.into_stream())
         .with_keep_alive(keep_alive)
         .with_retry_duration(RETRY_HINT))
 }
 
-/// Feeds one stream: whatever the inbox holds after the cursor, then waits for a
-/// wake-up (or the client leaving) and reads again.
-async fn pump(
+/// What one open stream needs between events. The response body polls it directly, with
+/// no task or queue of its own: an idle stream costs only this, and it is dropped with
+/// the connection.
+struct Feed {
     state: Arc<AppState>,
     caller: AuthUser,
-    mut cursor: i64,
-    tx: mpsc::Sender<sse::Event>,
-    mut subscription: Subscription,
-) {
-    state.metrics.streams_open.inc();
-    'stream: loop {
-        subscription.mark_seen();
-        let events = match load_events(
-            &state,
-            caller.user_id,
-            &caller.username,
+    /// The last seq read from the inbox.
+    cursor: i64,
+    subscription: Subscription,
+    /// Read from the inbox and not yet sent, oldest first.
+    unsent: std::vec::IntoIter<Event>,
+    /// The last read found everything up to the inbox's end.
+    caught_up: bool,
+}
+
+impl Feed {
+    fn new(
+        state: Arc<AppState>,
+        caller: AuthUser,
+        cursor: i64,
+        subscription: Subscription,
+    ) -> Self {
+        state.metrics.streams_open.inc();
+        Self {
+            state,
+            caller,
             cursor,
-            STREAM_PAGE,
-        )
-        .await
-        {
-            Ok(events) => events,
-            Err(e) => {
-                tracing::warn!(error = %e, "reading an inbox for a stream");
-                tokio::select! {
-                    _ = tokio::time::sleep(Duration::from_secs(1)) => continue,
-                    _ = tx.closed() => break,
-                }
-            }
-        };
-        let caught_up = i64::try_from(events.len()).is_ok_and(|n| n < STREAM_PAGE);
-        for event in events {
-            let seq = event.seq;
-            let data = match sse::Data::new_json(&event) {
-                Ok(data) => data.event(event.body.type_name()).id(seq.to_string()),
-                Err(e) => {
-                    tracing::error!(error = %e, seq, "encoding an event");
-                    continue;
-                }
-            };
-            if tx.send(sse::Event::Data(data)).await.is_err() {
-                break 'stream;
-            }
-            cursor = seq;
+            subscription,
+            unsent: Vec::new().into_iter(),
+            caught_up: false,
         }
-        if caught_up {
-            tokio::select! {
-                open = subscription.woken() => if !open { break },
-                _ = tx.closed() => break,
+    }
+
+    /// Whatever the inbox holds after the cursor, then, after each wake-up, what came
+    /// since.
+    fn into_stream(self) -> impl Stream<Item = sse::Event> {
+        stream::unfold(self, |mut feed| async move {
+            let event = feed.next_event().await?;
+            Some((event, feed))
+        })
+    }
+
+    /// The next event to send; `None` when the hub has closed this stream.
+    async fn next_event(&mut self) -> Option<sse::Event> {
+        loop {
+            if let Some(event) = self.unsent.next() {
+                let seq = event.seq;
+                match sse::Data::new_json(&event) {
+                    Ok(data) => {
+                        let data = data.event(event.body.type_name()).id(seq.to_string());
+                        return Some(sse::Event::Data(data));
+                    }
+                    Err(e) => {
+                        tracing::error!(error = %e, seq, "encoding an event");
+                        continue;
+                    }
+                }
+            }
+            if self.caught_up && !self.subscription.woken().await {
+                return None;
+            }
+            // Marked before the read, so that a wake-up during it is not lost.
+            self.subscription.mark_seen();
+            let read = load_events(
+                &self.state,
+                self.caller.user_id,
+                &self.caller.username,
+                self.cursor,
+                STREAM_PAGE,
+            )
+            .await;
+            match read {
+                Ok(events) => {
+                    self.caught_up = i64::try_from(events.len()).is_ok_and(|n| n < STREAM_PAGE);
+                    self.cursor = events.last().map_or(self.cursor, |e| e.seq);
+                    self.unsent = events.into_iter();
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, "reading an inbox for a stream");
+                    tokio::time::sleep(Duration::from_secs(1)).await;
+                    self.caught_up = false;
+                }
             }
         }
     }
-    state.metrics.streams_open.dec();
+}
+
+impl Drop for Feed {
+    fn drop(&mut self) {
+        self.state.metrics.streams_open.dec();
+    }
 }
