@@ -2,6 +2,7 @@
 //! (`GET /v1/events`). Both read the `inbox_events` table by cursor, so a stream that
 //! resumes after seq n gets exactly the events after n, whichever server it lands on.
 
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -73,11 +74,27 @@ struct EventRow {
     wrapped_key: Option<String>,
 }
 
+/// The fields of a message that are the same for every reader. A batch's rows carry
+/// them only on the first row of each message; the rest take them from there.
+#[derive(Clone)]
+struct SharedMessage {
+    sender: String,
+    recipient: Option<String>,
+    group_name: Option<String>,
+    kind: String,
+    client_id: uuid::Uuid,
+    sent_at: DateTime<Utc>,
+    nonce: String,
+    ciphertext: String,
+    sig: String,
+    attachments: Vec<String>,
+}
+
 impl EventRow {
-    /// The message, when the row has all of it (a key for this reader included).
-    fn message(&mut self) -> Option<MessageRow> {
-        Some(MessageRow {
-            id: self.message_id?,
+    /// The message's shared fields, when this row is the one that carries them.
+    fn take_shared(&mut self) -> Option<SharedMessage> {
+        self.sender.as_ref()?;
+        Some(SharedMessage {
             sender: self.sender.take()?,
             recipient: self.recipient.take(),
             group_name: self.group_name.take(),
@@ -88,21 +105,39 @@ impl EventRow {
             ciphertext: self.ciphertext.take()?,
             sig: self.sig.take()?,
             attachments: self.attachments.take()?,
-            wrapped_key: self.wrapped_key.take()?,
         })
     }
 
-    fn into_event(mut self, reader: &str) -> Result<Event, ApiError> {
-        let body = match (self.message_id, self.group_event.take()) {
-            (Some(id), _) => match self.message() {
-                Some(message) => EventBody::Message {
-                    message: Box::new(message.into_message(reader)),
-                },
-                None => {
+    /// `shared` is this row's message, as its first row carried it; the message is
+    /// only whole with this reader's key.
+    fn into_event(self, reader: &str, shared: Option<&SharedMessage>) -> Result<Event, ApiError> {
+        let body = match (self.message_id, self.group_event) {
+            (Some(id), _) => match (shared, self.wrapped_key) {
+                (Some(shared), Some(wrapped_key)) => {
+                    let shared = shared.clone();
+                    let message = MessageRow {
+                        id,
+                        sender: shared.sender,
+                        recipient: shared.recipient,
+                        group_name: shared.group_name,
+                        kind: shared.kind,
+                        client_id: shared.client_id,
+                        sent_at: shared.sent_at,
+                        nonce: shared.nonce,
+                        ciphertext: shared.ciphertext,
+                        sig: shared.sig,
+                        attachments: shared.attachments,
+                        wrapped_key,
+                    };
+                    EventBody::Message {
+                        message: Box::new(message.into_message(reader)),
+                    }
+                }
+                _ => {
                     return Err(ApiError::Internal(anyhow::anyhow!(
-                        "inbox event {} names message {id}, which has no key for its reader",
-                        self.seq
-                    )))
+                    "inbox event {} names message {id}, which is gone or has no key for its reader",
+                    self.seq
+                )))
                 }
             },
             (None, Some(event)) => serde_json::from_value(event).map_err(|e| {
@@ -147,7 +182,12 @@ pub async fn read_inboxes(
     };
     let mut answers: Vec<Result<Vec<Event>, ApiError>> =
         reads.iter().map(|_| Ok(Vec::new())).collect();
-    for row in rows {
+    let mut messages: HashMap<i64, SharedMessage> = HashMap::new();
+    for mut row in rows {
+        if let (Some(id), Some(shared)) = (row.message_id, row.take_shared()) {
+            messages.insert(id, shared);
+        }
+        let shared = row.message_id.and_then(|id| messages.get(&id));
         let Some(index) = usize::try_from(row.request - 1)
             .ok()
             .filter(|&i| i < reads.len())
@@ -155,7 +195,7 @@ pub async fn read_inboxes(
             continue;
         };
         if let Ok(events) = &mut answers[index] {
-            match row.into_event(&reads[index].reader) {
+            match row.into_event(&reads[index].reader, shared) {
                 Ok(event) => events.push(event),
                 Err(e) => answers[index] = Err(e),
             }

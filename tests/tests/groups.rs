@@ -838,3 +838,74 @@ async fn a_deleted_group_takes_its_messages_keys_and_deliveries_with_it() {
         "only bob's delivery of the one-to-one message is left"
     );
 }
+
+/// When many streams wake at once, the server reads their inboxes in one query, which
+/// carries each message once and leaves its other readers' rows to be filled in from
+/// it. Each reader must still get exactly what it reads on its own.
+#[tokio::test]
+async fn a_batched_inbox_read_gives_each_reader_what_it_reads_alone() {
+    use fastchat_api::events::{read_inboxes, InboxRead};
+
+    let cluster = Cluster::start(1).await;
+    let api = cluster.api(0);
+    let alice = api.user("alice").await;
+    let bob = api.user("bob").await;
+    let carol = api.user("carol").await;
+    let dave = api.user("dave").await;
+    create_group(&api, &alice, "trio", &["bob", "carol"]).await;
+    for _ in 0..2 {
+        send_group(&api, &alice, "trio", &["alice", "bob", "carol"])
+            .await
+            .assert_status(201);
+    }
+    let direct = json!({
+        "to": "bob",
+        "client_id": uuid::Uuid::new_v4().to_string(),
+        "kind": "text",
+        "envelope": opaque_envelope(&["alice", "bob"]),
+    });
+    api.post("/v1/messages", Some(&alice), direct)
+        .await
+        .assert_status(201);
+
+    let readers = [
+        ("bob", &bob),
+        ("carol", &carol),
+        ("dave", &dave),
+        ("alice", &alice),
+    ];
+    let mut alone = Vec::new();
+    for (_, token) in readers {
+        alone.push(inbox(&api, token).await);
+    }
+    assert_eq!(
+        alone[0].len(),
+        4,
+        "bob: added, two group messages, one direct"
+    );
+    assert_eq!(alone[1].len(), 3, "carol: added, two group messages");
+    assert!(alone[2].is_empty(), "dave has nothing");
+
+    let pool = fastchat_api::db::build_pool(&cluster.db.url, 2).expect("pool");
+    let ids = cluster.db.client().await;
+    let mut reads = Vec::new();
+    for (name, _) in readers {
+        let row = ids
+            .query_one("SELECT id FROM users WHERE username = $1", &[&name])
+            .await
+            .expect("user id");
+        reads.push(InboxRead {
+            user_id: row.get(0),
+            reader: name.to_owned(),
+            after: 0,
+            limit: 1000,
+        });
+    }
+    let together = read_inboxes(pool, reads).await;
+    assert_eq!(together.len(), readers.len());
+    for ((name, _), (batched, alone)) in readers.iter().zip(together.into_iter().zip(alone)) {
+        let batched = batched.unwrap_or_else(|e| panic!("{name}'s batched read: {e}"));
+        let batched = serde_json::to_value(batched).expect("events as json");
+        assert_eq!(batched, Value::Array(alone), "{name}'s events");
+    }
+}
