@@ -11,6 +11,7 @@ use uuid::Uuid;
 
 use crate::report::{cdf, Latency};
 use crate::setup::Bench;
+use crate::system::{cores, CpuTimes, Processes};
 
 /// How long stragglers may take before they count as lost.
 const DRAIN: Duration = Duration::from_secs(10);
@@ -32,6 +33,45 @@ pub struct Step {
     /// (latency in ms, fraction delivered within it)
     pub cdf: Vec<(f64, f64)>,
     pub held: bool,
+    /// Where the CPU went, per delivered message, from the step's start until
+    /// everything had arrived.
+    pub cpu: CpuPerMessage,
+}
+
+/// CPU milliseconds per delivered message, by part of the system.
+#[derive(Debug, Serialize)]
+pub struct CpuPerMessage {
+    pub api_ms: f64,
+    pub balancer_ms: f64,
+    pub postgres_ms: f64,
+    /// The clients: this bench.
+    pub bench_ms: f64,
+    pub total_ms: f64,
+    /// The share of all cores busy with any of it over the step.
+    pub machine_busy: f64,
+}
+
+impl CpuPerMessage {
+    fn between(before: CpuTimes, after: CpuTimes, messages: u64, elapsed: Duration) -> Self {
+        let per = |a: Duration, b: Duration| {
+            b.saturating_sub(a).as_secs_f64() * 1e3 / messages.max(1) as f64
+        };
+        let api_ms = per(before.api, after.api);
+        let balancer_ms = per(before.balancer, after.balancer);
+        let postgres_ms = per(before.postgres, after.postgres);
+        let bench_ms = per(before.bench, after.bench);
+        let total_ms = api_ms + balancer_ms + postgres_ms + bench_ms;
+        CpuPerMessage {
+            api_ms,
+            balancer_ms,
+            postgres_ms,
+            bench_ms,
+            total_ms,
+            machine_busy: total_ms * messages as f64
+                / 1e3
+                / (elapsed.as_secs_f64() * cores() as f64).max(1e-3),
+        }
+    }
 }
 
 #[derive(Debug, Serialize)]
@@ -46,6 +86,7 @@ pub struct DirectReport {
 
 pub async fn sweep(
     bench: &Arc<Bench>,
+    processes: &Processes,
     rates: &[u32],
     step: Duration,
     p99_limit_ms: f64,
@@ -55,7 +96,7 @@ pub async fn sweep(
     let mut steps: Vec<Step> = Vec::new();
     let mut stopped = "Every offered rate held.".to_owned();
     for &rate in rates {
-        let result = run_step(bench, users, rate, step, p99_limit_ms).await;
+        let result = run_step(bench, processes, users, rate, step, p99_limit_ms).await;
         println!(
             "  {rate:>6} msg/s offered: p50 {:.1} ms, p99 {:.1} ms, max {:.1} ms, {} lost, {} duplicated, {} refused",
             result.latency.p50_ms, result.latency.p99_ms, result.latency.max_ms,
@@ -88,12 +129,14 @@ pub async fn sweep(
 
 async fn run_step(
     bench: &Arc<Bench>,
+    processes: &Processes,
     online: usize,
     rate: u32,
     length: Duration,
     p99_limit_ms: f64,
 ) -> Step {
     let count = (f64::from(rate) * length.as_secs_f64()).round() as u64;
+    let cpu_before = processes.cpu_times();
     let start = Instant::now() + Duration::from_millis(20);
     for i in 0..count {
         // The schedule, not the replies, decides when each message goes.
@@ -120,6 +163,13 @@ async fn run_step(
     let seconds = start.elapsed().as_secs_f64();
     bench.tracker.drained(Instant::now() + DRAIN).await;
     let tally = bench.tracker.finish();
+    // Read once everything has arrived (or the drain gave up waiting).
+    let cpu = CpuPerMessage::between(
+        cpu_before,
+        processes.cpu_times(),
+        tally.delivered,
+        start.elapsed(),
+    );
     let latency = Latency::of(&tally.deliveries);
     Step {
         offered_rate: rate,
@@ -138,5 +188,6 @@ async fn run_step(
             && tally.delivered == tally.sent,
         cdf: cdf(&tally.deliveries),
         latency,
+        cpu,
     }
 }

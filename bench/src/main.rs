@@ -25,6 +25,7 @@ use clap::{Parser, ValueEnum};
 use crate::client::Http;
 use crate::report::{Machine, Report};
 use crate::setup::Bench;
+use crate::system::Processes;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 enum Scenario {
@@ -51,6 +52,9 @@ struct Args {
     api_pids: Vec<u32>,
     #[arg(long)]
     balancer_pid: Option<u32>,
+    /// PostgreSQL's postmaster, to count its backends' CPU time.
+    #[arg(long)]
+    postgres_pid: Option<u32>,
     /// The database the api servers use, for pgbench.
     #[arg(long, env = "FASTCHAT_DATABASE_URL")]
     database_url: Option<String>,
@@ -186,8 +190,20 @@ async fn run(args: Args) -> anyhow::Result<bool> {
         let users = settings.users;
         // The sweep talks among the first `users`; the rest stay online but quiet.
         let sweep_bench = Arc::clone(&bench);
-        let report =
-            direct::sweep(&sweep_bench, &settings.rates, settings.step, 100.0, users).await;
+        let processes = Processes {
+            api: args.api_pids.clone(),
+            balancer: args.balancer_pid,
+            postgres: args.postgres_pid,
+        };
+        let report = direct::sweep(
+            &sweep_bench,
+            &processes,
+            &settings.rates,
+            settings.step,
+            100.0,
+            users,
+        )
+        .await;
         sound &= report.steps.iter().all(|s| s.duplicates == 0);
         if args.smoke {
             sound &= report

@@ -187,6 +187,26 @@ impl Report {
                 ));
             }
             line(String::new());
+            line(
+                "CPU per delivered message, in milliseconds, and how busy the machine was:".into(),
+            );
+            line(String::new());
+            line("| offered msg/s | api servers | balancer | PostgreSQL | bench (clients) | total | cores busy |".into());
+            line("|---:|---:|---:|---:|---:|---:|---:|".into());
+            for s in &direct.steps {
+                let cpu = &s.cpu;
+                line(format!(
+                    "| {} | {:.2} | {:.2} | {:.2} | {:.2} | {:.2} | {:.0}% |",
+                    s.offered_rate,
+                    cpu.api_ms,
+                    cpu.balancer_ms,
+                    cpu.postgres_ms,
+                    cpu.bench_ms,
+                    cpu.total_ms,
+                    cpu.machine_busy * 100.0
+                ));
+            }
+            line(String::new());
             line(format!(
                 "Sustainable rate: **{}**. {}",
                 direct

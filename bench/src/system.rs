@@ -1,5 +1,5 @@
-//! What the bench reads off the machine: process memory, the file limit, the CPU, and
-//! the api servers' own count of open streams.
+//! What the bench reads off the machine: process memory and CPU time, the file limit,
+//! the CPU, and the api servers' own count of open streams.
 
 use std::time::{Duration, Instant};
 
@@ -21,6 +21,78 @@ pub fn rss_bytes(pid: u32) -> anyhow::Result<u64> {
         })
         .with_context(|| format!("process {pid} reports no VmRSS"))?;
     Ok(kib * 1024)
+}
+
+/// `/proc` counts CPU time in USER_HZ ticks, which Linux fixes at 100 a second for
+/// user space whatever the kernel's own tick rate.
+const USER_HZ: u64 = 100;
+
+/// CPU time (user and system, all threads) a process has used so far; `None` once it
+/// has gone.
+fn cpu_time(pid: u32) -> Option<Duration> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let fields = stat_fields(&stat)?;
+    // After the name: state is field 3, so utime (14) and stime (15) are at 11 and 12.
+    let utime: u64 = fields.get(11)?.parse().ok()?;
+    let stime: u64 = fields.get(12)?.parse().ok()?;
+    Some(Duration::from_millis((utime + stime) * 1000 / USER_HZ))
+}
+
+/// The fields of `/proc/PID/stat` after the process name, which may hold spaces and
+/// parentheses of its own.
+fn stat_fields(stat: &str) -> Option<Vec<&str>> {
+    let (_, after_name) = stat.rsplit_once(')')?;
+    Some(after_name.split_whitespace().collect())
+}
+
+/// The processes whose parent is `parent`.
+fn children(parent: u32) -> Vec<u32> {
+    let Ok(entries) = std::fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    entries
+        .filter_map(|entry| entry.ok()?.file_name().to_str()?.parse::<u32>().ok())
+        .filter(|pid| {
+            std::fs::read_to_string(format!("/proc/{pid}/stat"))
+                .ok()
+                .and_then(|stat| stat_fields(&stat)?.get(1)?.parse::<u32>().ok())
+                == Some(parent)
+        })
+        .collect()
+}
+
+/// The parts of the system whose CPU time the bench counts.
+#[derive(Debug, Clone, Default)]
+pub struct Processes {
+    pub api: Vec<u32>,
+    pub balancer: Option<u32>,
+    /// PostgreSQL's postmaster; its backends are its children.
+    pub postgres: Option<u32>,
+}
+
+/// CPU time used so far, by part.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct CpuTimes {
+    pub api: Duration,
+    pub balancer: Duration,
+    pub postgres: Duration,
+    pub bench: Duration,
+}
+
+impl Processes {
+    pub fn cpu_times(&self) -> CpuTimes {
+        let sum = |pids: &mut dyn Iterator<Item = u32>| pids.filter_map(cpu_time).sum();
+        CpuTimes {
+            api: sum(&mut self.api.iter().copied()),
+            balancer: sum(&mut self.balancer.into_iter()),
+            // Backends that exited since the last reading take their time with them;
+            // the api servers' pools keep theirs open.
+            postgres: self.postgres.map_or(Duration::ZERO, |postmaster| {
+                sum(&mut std::iter::once(postmaster).chain(children(postmaster)))
+            }),
+            bench: cpu_time(std::process::id()).unwrap_or_default(),
+        }
+    }
 }
 
 /// This process's limit on open files (the soft one, which is what applies).
@@ -82,5 +154,33 @@ pub async fn wait_for_streams(
             bail!("the api servers hold {now} streams, not {expected}");
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reads_stat_fields_past_a_name_with_spaces_and_parentheses() {
+        let stat = "4242 (pg: a) b) S 17 4242 4242 0 -1 4194560 100 0 0 0 250 75 0 0 20 0 1";
+        let fields = stat_fields(stat).expect("fields");
+        assert_eq!(fields[0], "S");
+        assert_eq!(fields[1], "17", "the parent");
+        assert_eq!((fields[11], fields[12]), ("250", "75"), "utime and stime");
+    }
+
+    #[test]
+    fn counts_this_process_and_finds_its_children() {
+        let mut child = std::process::Command::new("sleep")
+            .arg("30")
+            .spawn()
+            .expect("sleep");
+        assert!(children(std::process::id()).contains(&child.id()));
+        assert!(cpu_time(std::process::id()).is_some());
+        assert!(cpu_time(child.id()).is_some());
+        child.kill().expect("kill");
+        child.wait().expect("wait");
+        assert!(!children(std::process::id()).contains(&child.id()));
     }
 }
