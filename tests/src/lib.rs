@@ -460,7 +460,15 @@ impl CliHome {
         use std::io::Write;
         let mut child = self.spawn_piped(server, args);
         let mut input = child.stdin.take().expect("piped stdin");
-        input.write_all(stdin.as_bytes()).expect("writing stdin");
+        // A command that fails early may exit before it reads its input; what it
+        // printed says why, and that is what the test checks.
+        if let Err(e) = input.write_all(stdin.as_bytes()) {
+            assert_eq!(
+                e.kind(),
+                std::io::ErrorKind::BrokenPipe,
+                "writing stdin: {e}"
+            );
+        }
         drop(input);
         CliOutput(child.wait_with_output().expect("running fastchat"))
     }
