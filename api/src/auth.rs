@@ -111,10 +111,10 @@ pub type SessionLookup = Result<Option<(i64, String)>, ApiError>;
 
 /// The live sessions of many token hashes in one query (`fastchat_find_sessions`): (user id, username) for each,
 /// or `None` when it is unknown, expired or revoked.
-pub async fn find_sessions(pool: PgPool, hashes: Vec<Vec<u8>>) -> Vec<SessionLookup> {
+/// Blocks: for the session lookup batcher's threads.
+pub fn find_sessions(pool: &PgPool, hashes: Vec<Vec<u8>>) -> Vec<SessionLookup> {
     let count = hashes.len();
-    let wanted = hashes.clone();
-    let found = crate::db::run(&pool, move |conn| {
+    let found = crate::db::with_conn(pool, |conn| {
         #[derive(QueryableByName)]
         struct Found {
             #[diesel(sql_type = Bytea)]
@@ -126,14 +126,13 @@ pub async fn find_sessions(pool: PgPool, hashes: Vec<Vec<u8>>) -> Vec<SessionLoo
         }
         Ok(
             diesel::sql_query("SELECT * FROM fastchat_find_sessions($1)")
-                .bind::<Array<Bytea>, _>(&wanted)
+                .bind::<Array<Bytea>, _>(&hashes)
                 .load::<Found>(conn)?
                 .into_iter()
                 .map(|f| (f.token_hash, f.user_id, f.username))
                 .collect::<Vec<_>>(),
         )
-    })
-    .await;
+    });
     match found {
         Ok(rows) => {
             let by_hash: HashMap<Vec<u8>, (i64, String)> = rows

@@ -4,11 +4,10 @@
 //! request shrinks as batches grow, which is what lets one database keep up with many
 //! clients.
 
-use std::future::Future;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use prometheus::Histogram;
-use tokio::sync::{mpsc, oneshot, Mutex};
+use tokio::sync::{mpsc, oneshot};
 
 /// A handle for submitting requests; clone it freely.
 pub struct Batcher<Req, Resp> {
@@ -27,15 +26,27 @@ impl<Req, Resp> Clone for Batcher<Req, Resp> {
 #[derive(Debug)]
 pub struct Stopped;
 
+type Queue<Req, Resp> = mpsc::UnboundedReceiver<(Req, oneshot::Sender<Resp>)>;
+
 impl<Req: Send + 'static, Resp: Send + 'static> Batcher<Req, Resp> {
-    /// Starts `workers` tasks on the current runtime, each taking up to `max_batch`
-    /// queued requests at a time and handing them to `serve`, which answers each in
-    /// order: its result's nth item is the answer to the batch's nth request. Each
-    /// batch's size is observed in `sizes`.
-    pub fn start<F, Fut>(workers: usize, max_batch: usize, sizes: Histogram, serve: F) -> Self
+    /// Starts `workers` threads named `name`, each taking up to `max_batch` queued
+    /// requests at a time and handing them to `serve`, which answers each in order: its
+    /// result's nth item is the answer to the batch's nth request. Each batch's size is
+    /// observed in `sizes`.
+    ///
+    /// `serve` blocks (it talks to the database); running it on threads of its own
+    /// takes a request from its handler to the database and back in two thread
+    /// wake-ups, where a task that hands work to a blocking pool needs four. The
+    /// threads end once every handle is dropped.
+    pub fn start<F>(
+        name: &str,
+        workers: usize,
+        max_batch: usize,
+        sizes: Histogram,
+        serve: F,
+    ) -> std::io::Result<Self>
     where
-        F: Fn(Vec<Req>) -> Fut + Send + Sync + 'static,
-        Fut: Future<Output = Vec<Resp>> + Send + 'static,
+        F: Fn(Vec<Req>) -> Vec<Resp> + Send + Sync + 'static,
     {
         let (queue, receiver) = mpsc::unbounded_channel::<(Req, oneshot::Sender<Resp>)>();
         let receiver = Arc::new(Mutex::new(receiver));
@@ -44,28 +55,23 @@ impl<Req: Send + 'static, Resp: Send + 'static> Batcher<Req, Resp> {
             let receiver = Arc::clone(&receiver);
             let serve = Arc::clone(&serve);
             let sizes = sizes.clone();
-            tokio::spawn(async move {
-                let mut batch = Vec::with_capacity(max_batch);
-                loop {
-                    // One worker gathers at a time; the others are busy serving.
-                    {
-                        let mut receiver = receiver.lock().await;
-                        if receiver.recv_many(&mut batch, max_batch).await == 0 {
-                            return;
+            std::thread::Builder::new()
+                .name(name.to_owned())
+                .spawn(move || {
+                    let mut batch = Vec::with_capacity(max_batch);
+                    while gather(&receiver, &mut batch, max_batch) {
+                        sizes.observe(batch.len() as f64);
+                        let (requests, replies): (Vec<Req>, Vec<oneshot::Sender<Resp>>) =
+                            batch.drain(..).unzip();
+                        let answers = serve(requests);
+                        for (reply, answer) in replies.into_iter().zip(answers) {
+                            // The caller may have gone away; its answer is not needed.
+                            let _ = reply.send(answer);
                         }
                     }
-                    sizes.observe(batch.len() as f64);
-                    let (requests, replies): (Vec<Req>, Vec<oneshot::Sender<Resp>>) =
-                        batch.drain(..).unzip();
-                    let answers = serve(requests).await;
-                    for (reply, answer) in replies.into_iter().zip(answers) {
-                        // The caller may have gone away; its answer is not needed.
-                        let _ = reply.send(answer);
-                    }
-                }
-            });
+                })?;
         }
-        Batcher { queue }
+        Ok(Batcher { queue })
     }
 
     /// Queues `request` and waits for its answer.
@@ -76,6 +82,28 @@ impl<Req: Send + 'static, Resp: Send + 'static> Batcher<Req, Resp> {
     }
 }
 
+/// Waits for a request, then takes whatever else is queued, up to `max`; `false` once
+/// every handle is gone. One worker gathers at a time; the others are busy serving.
+fn gather<Req, Resp>(
+    receiver: &Mutex<Queue<Req, Resp>>,
+    batch: &mut Vec<(Req, oneshot::Sender<Resp>)>,
+    max: usize,
+) -> bool {
+    // A worker that panicked while gathering left the queue as it was: keep going.
+    let mut receiver = receiver.lock().unwrap_or_else(|e| e.into_inner());
+    let Some(first) = receiver.blocking_recv() else {
+        return false;
+    };
+    batch.push(first);
+    while batch.len() < max {
+        match receiver.try_recv() {
+            Ok(request) => batch.push(request),
+            Err(_) => break,
+        }
+    }
+    true
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -83,30 +111,59 @@ mod tests {
 
     #[tokio::test]
     async fn answers_every_request_and_serves_waiting_ones_together() {
+        use futures_util::FutureExt;
+
         let batches = Arc::new(AtomicUsize::new(0));
         let counted = Arc::clone(&batches);
         let sizes = Histogram::with_opts(prometheus::HistogramOpts::new("sizes", "sizes"))
             .expect("a valid histogram");
-        let doubler = Batcher::start(1, 64, sizes.clone(), move |xs: Vec<u32>| {
-            counted.fetch_add(1, Ordering::SeqCst);
-            async move {
-                // Long enough for the other requests to queue behind the first batch.
-                tokio::task::yield_now().await;
-                xs.into_iter().map(|x| x * 2).collect()
+        // The first batch is held until every request is queued behind it.
+        let (go, gate) = std::sync::mpsc::channel::<()>();
+        let gate = Mutex::new(gate);
+        let doubler = Batcher::start("doubler", 1, 64, sizes.clone(), move |xs: Vec<u32>| {
+            if counted.fetch_add(1, Ordering::SeqCst) == 0 {
+                let _ = gate.lock().expect("gate").recv();
             }
-        });
-        let calls: Vec<_> = (0..100)
-            .map(|x| {
-                let doubler = doubler.clone();
-                tokio::spawn(async move { doubler.call(x).await })
-            })
-            .collect();
-        for (x, call) in calls.into_iter().enumerate() {
-            assert_eq!(call.await.expect("joined").expect("answered"), 2 * x as u32);
+            xs.into_iter().map(|x| x * 2).collect()
+        })
+        .expect("started");
+        // Polling them all once queues every request.
+        let mut calls = Box::pin(futures_util::future::join_all(
+            (0..100).map(|x| doubler.call(x)),
+        ));
+        assert!(calls.as_mut().now_or_never().is_none());
+        go.send(()).expect("the first batch waits");
+        for (x, answer) in calls.await.into_iter().enumerate() {
+            assert_eq!(answer.expect("answered"), 2 * x as u32);
         }
+        // The first batch took one or more; the rest came 64 at most at a time.
         let n = batches.load(Ordering::SeqCst);
-        assert!((1..100).contains(&n), "100 requests came in {n} batches");
+        assert!((2..=3).contains(&n), "100 requests came in {n} batches");
         assert_eq!(sizes.get_sample_count(), n as u64);
         assert_eq!(sizes.get_sample_sum(), 100.0);
+    }
+
+    #[tokio::test]
+    async fn its_threads_end_when_every_handle_is_gone() {
+        let sizes = Histogram::with_opts(prometheus::HistogramOpts::new("sizes", "sizes"))
+            .expect("a valid histogram");
+        let (done_tx, done_rx) = std::sync::mpsc::channel::<()>();
+        let echo = Batcher::start("echo", 2, 8, sizes, move |xs: Vec<u8>| {
+            // The threads share this closure: the channel closes when both have ended.
+            let _alive = &done_tx;
+            xs
+        })
+        .expect("started");
+        assert_eq!(echo.call(7).await.expect("answered"), 7);
+        drop(echo);
+        let ended = tokio::task::spawn_blocking(move || {
+            done_rx.recv_timeout(std::time::Duration::from_secs(10))
+        })
+        .await
+        .expect("joined");
+        assert!(
+            matches!(ended, Err(std::sync::mpsc::RecvTimeoutError::Disconnected)),
+            "the worker threads ended"
+        );
     }
 }

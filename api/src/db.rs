@@ -52,6 +52,17 @@ pub fn run_migrations(pool: &PgPool) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Runs `query` with a pooled connection, on this thread: for threads that may block.
+pub fn with_conn<T>(
+    pool: &PgPool,
+    query: impl FnOnce(&mut PgConn) -> Result<T, ApiError>,
+) -> Result<T, ApiError> {
+    let mut conn = pool
+        .get()
+        .map_err(|e| ApiError::Unavailable(format!("no database connection: {e}")))?;
+    query(&mut conn)
+}
+
 /// Runs `query` with a pooled connection on the blocking thread pool.
 pub async fn run<T, F>(pool: &PgPool, query: F) -> Result<T, ApiError>
 where
@@ -59,14 +70,9 @@ where
     T: Send + 'static,
 {
     let pool = pool.clone();
-    actix_web::web::block(move || {
-        let mut conn = pool
-            .get()
-            .map_err(|e| ApiError::Unavailable(format!("no database connection: {e}")))?;
-        query(&mut conn)
-    })
-    .await
-    .map_err(|e| ApiError::Internal(anyhow::anyhow!("blocking task failed: {e}")))?
+    actix_web::web::block(move || with_conn(&pool, query))
+        .await
+        .map_err(|e| ApiError::Internal(anyhow::anyhow!("blocking task failed: {e}")))?
 }
 
 /// True when the database answers a trivial query.

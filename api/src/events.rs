@@ -159,14 +159,12 @@ impl EventRow {
 
 /// Reads the inboxes of every request in one query (`fastchat_read_inboxes`): the
 /// events after each cursor, in seq order, with their messages as each reader sees them.
-pub async fn read_inboxes(
-    pool: PgPool,
-    reads: Vec<InboxRead>,
-) -> Vec<Result<Vec<Event>, ApiError>> {
+/// Blocks: for the inbox read batcher's threads.
+pub fn read_inboxes(pool: &PgPool, reads: Vec<InboxRead>) -> Vec<Result<Vec<Event>, ApiError>> {
     let user_ids: Vec<i64> = reads.iter().map(|r| r.user_id).collect();
     let afters: Vec<i64> = reads.iter().map(|r| r.after).collect();
     let limits: Vec<i64> = reads.iter().map(|r| r.limit).collect();
-    let rows = db::run(&pool, move |conn| {
+    let rows = db::with_conn(pool, |conn| {
         Ok(
             diesel::sql_query("SELECT * FROM fastchat_read_inboxes($1, $2, $3)")
                 .bind::<Array<BigInt>, _>(user_ids)
@@ -174,8 +172,7 @@ pub async fn read_inboxes(
                 .bind::<Array<BigInt>, _>(limits)
                 .load::<EventRow>(conn)?,
         )
-    })
-    .await;
+    });
     let rows = match rows {
         Ok(rows) => rows,
         Err(e) => return e.for_each_of(reads.len()),

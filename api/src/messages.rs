@@ -275,15 +275,14 @@ const _: () = assert!(
 /// Stores one-to-one messages that arrived together, each answered as if it had come
 /// alone. Those without attachments (nearly all) go in one statement; should it fail,
 /// each is stored on its own, so one bad message cannot sink the others.
-pub async fn store_direct_batch(
-    pool: PgPool,
+pub fn store_direct_batch(
+    pool: &PgPool,
     sends: Vec<DirectSend>,
 ) -> Vec<Result<MessageSent, ApiError>> {
-    let count = sends.len();
-    match db::run(&pool, move |conn| Ok(store_direct(conn, &sends))).await {
+    match db::with_conn(pool, |conn| Ok(store_direct(conn, &sends))) {
         Ok(answers) => answers,
-        // No connection, or the blocking pool is gone.
-        Err(e) => e.for_each_of(count),
+        // No connection.
+        Err(e) => e.for_each_of(sends.len()),
     }
 }
 

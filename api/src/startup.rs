@@ -90,23 +90,36 @@ impl Application {
             config,
             hub: Arc::clone(&hub),
             dummy_password_hash,
-            session_lookups: Batcher::start(BATCH_WORKERS, BATCH_MAX, sizes("session_lookups"), {
-                let pool = pool.clone();
-                move |hashes| auth::find_sessions(pool.clone(), hashes)
-            }),
+            session_lookups: Batcher::start(
+                "session-lookups",
+                BATCH_WORKERS,
+                BATCH_MAX,
+                sizes("session_lookups"),
+                {
+                    let pool = pool.clone();
+                    move |hashes| auth::find_sessions(&pool, hashes)
+                },
+            )?,
             direct_sends: Batcher::start(
+                "direct-sends",
                 BATCH_WORKERS,
                 messages::DIRECT_BATCH_MAX,
                 sizes("direct_sends"),
                 {
                     let pool = pool.clone();
-                    move |sends| messages::store_direct_batch(pool.clone(), sends)
+                    move |sends| messages::store_direct_batch(&pool, sends)
                 },
-            ),
-            inbox_reads: Batcher::start(BATCH_WORKERS, READ_BATCH_MAX, sizes("inbox_reads"), {
-                let pool = pool.clone();
-                move |reads| events::read_inboxes(pool.clone(), reads)
-            }),
+            )?,
+            inbox_reads: Batcher::start(
+                "inbox-reads",
+                BATCH_WORKERS,
+                READ_BATCH_MAX,
+                sizes("inbox_reads"),
+                {
+                    let pool = pool.clone();
+                    move |reads| events::read_inboxes(&pool, reads)
+                },
+            )?,
             pool,
             metrics,
         });

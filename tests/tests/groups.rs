@@ -901,7 +901,9 @@ async fn a_batched_inbox_read_gives_each_reader_what_it_reads_alone() {
             limit: 1000,
         });
     }
-    let together = read_inboxes(pool, reads).await;
+    let together = tokio::task::spawn_blocking(move || read_inboxes(&pool, reads))
+        .await
+        .expect("read");
     assert_eq!(together.len(), readers.len());
     for ((name, _), (batched, alone)) in readers.iter().zip(together.into_iter().zip(alone)) {
         let batched = batched.unwrap_or_else(|e| panic!("{name}'s batched read: {e}"));
