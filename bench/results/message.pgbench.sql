@@ -1,14 +1,14 @@
 \set a random(0, 999)
 \set b (:a + random(1, 999)) % 1000
 SELECT user_id FROM sessions WHERE token_hash = sha256(('bench' || :a)::bytea) AND expires_at > now();
-SELECT id AS sender FROM users WHERE username = 'flyyo_' || :a \gset
-SELECT id AS recipient FROM users WHERE username = 'flyyo_' || :b \gset
+SELECT id AS sender FROM users WHERE username = 'rtfcg_' || :a \gset
+SELECT id AS recipient FROM users WHERE username = 'rtfcg_' || :b \gset
 BEGIN;
 INSERT INTO messages (sender_id, recipient_id, client_id, kind, nonce, ciphertext, sig)
-  VALUES (:sender, :recipient, gen_random_uuid(), 'text', 'AAAAAAAAAAAAAAAA', 'GIiwyjJfAJa+AuJqoZbRhK/QGLelWE5/pOuYTWo5J7dj3iEmjhghcKZAxVUXBk3h6T5NU3XhxYELw+6wEdoyrUVIGD5m0QlwwNDuLgkJAEC1iWG2CuhGtqCm/FvAmhJ/BBj4WWG5/UyunrH8K+7PuYkPm+JINO1oonvR2wgZLLY=', 'enNYKHynXsaoMaYBNLXpoxFeRiXVRV75pAVCn0zd3urXjH3Z1WYX9jZvcKzh4O2ivVIi45TivHGONdRJnDSdNFlgbO3vbOOPTVSNOCcDUEEfCbRVOo6dc+hUwDn6mNxtCNPSOAoqENtm59d94nPnq02b9DD6OvhObhMqO2rspdobliObEqvXoCwKEFENuXtPO3bJM6N6wfVSAl7evdlWSi2dxRNOq2/rVj1qOMLCEFOfi8L8UAM7iHJf1Kpu30IRjbKK1MK1D9PQbwKRoOinXGWIwBiCcq0zUTBJcylKRQ64jlLKFvmJNDoNqkfmVj4bhT6iGsOPp8zSyszgHgvmdg==')
+  VALUES (:sender, :recipient, gen_random_uuid(), 'text', 'AAAAAAAAAAAAAAAA', 'GsGV/ixlYeWm6tEX5bCp51RSM6dXswTx0ljs5c10/ulo2Qd6gf/yJ4BiSkwCLGVXC001EE0d9ATzp29PVrBLJExMrYlogIPAfGpFfTfMcEkCwnKfyqSojtL4Z4vYh1nAtlRufWfh2762M2iFGU8EoUTuFnEqy9KeufaScelU/4k=', '5vimXouBn62At4hQvIV3CzV5GrMhevHAYjyiT/bHuSbGfrQlXN/9fOErsW3M5GRjEn7aIZV7BHsxUy3OBwsL9VqzPZV4QroDmhSDKG3rLnXUJHqA5lPP6BvrXFDRQ5cxU76o6+60dmuup6g/fAbn/+xc5jKiCNLfVEyWgsuTxRYKL6MXCwrV8eqG7t+tf1Hb1eQYSj6LfuD2d8alRxd5MkScSonywLI8Exf00loNlw23Yp8DBThh24E3AaOCf7c3hTN16mbeNqCVT8H1y5tM0T4tIgNkJA3+76BT3LypNVXe65rFhofDqJ/f1n7OjChaO5+3YmPSL9xrXHjcQ3kUjQ==')
   ON CONFLICT (sender_id, client_id) DO NOTHING RETURNING id AS message \gset
 INSERT INTO message_keys (message_id, user_id, wrapped_key)
-  VALUES (:message, :sender, 'I3eyli0sqbEy4RZimXXqRbUQLeOp79hhZbW0UksNspe/agYDXbRl418kmEmVD4Rg41YfbIFTekZ54dx7meq8DWdwz7n7G9gUQupBWMbvh83GTIfnDVj1nju4mV0lVdfGjb7Ppjpi+7q/Xm3R3Xw+tuwY1ZhiV6H/NP3X7jXwPB4DzkGbcFGJYeS203jigF4Vk84CnQURJOF2rSpsgUfMFKFvaF/v3ULdC2NxtidRZuCJCqDaoqiCFcANAY9BNLEJpP2nfG137hEE/8T+ItEOAGfvcj9LDwDbiXvOnAteL3jbz2ztMcL4KVuGC8cZ7CBTTw6Gm0hvOdgT14Ab6W3dQg=='), (:message, :recipient, 'I3eyli0sqbEy4RZimXXqRbUQLeOp79hhZbW0UksNspe/agYDXbRl418kmEmVD4Rg41YfbIFTekZ54dx7meq8DWdwz7n7G9gUQupBWMbvh83GTIfnDVj1nju4mV0lVdfGjb7Ppjpi+7q/Xm3R3Xw+tuwY1ZhiV6H/NP3X7jXwPB4DzkGbcFGJYeS203jigF4Vk84CnQURJOF2rSpsgUfMFKFvaF/v3ULdC2NxtidRZuCJCqDaoqiCFcANAY9BNLEJpP2nfG137hEE/8T+ItEOAGfvcj9LDwDbiXvOnAteL3jbz2ztMcL4KVuGC8cZ7CBTTw6Gm0hvOdgT14Ab6W3dQg==');
+  VALUES (:message, :sender, 'SosMGpT5s4pvcFnegZH3RaA2Z85+w972QHOhYx78PFpdUVadBRKwOtquXG/LbhMcBEBYIwBxkuSpjzo8us7h8PkuQLV6sYBtaTDNaHBD9OP7uv24HWATw7FgySiqkizIqQK5JN68WmYjmyGyoG/i78H7vwsdLKlCMPrqf6nMqc9+bGDHWhN/D5mJ1+sFvXbYyGR8LsyyGI642Y491wTZijSDI8lUMNW1OzLGPGEjrBBTtuvpaO8NaXrdzgyS21ztkRP7t5b5HdIT4nEZXpNHjuLoiaIv5w6SFqt3SHMH+p8I/3HeRXpiYhMJrnmzrqCjZeBwozSclmIxvCIjYYCEhQ=='), (:message, :recipient, 'SosMGpT5s4pvcFnegZH3RaA2Z85+w972QHOhYx78PFpdUVadBRKwOtquXG/LbhMcBEBYIwBxkuSpjzo8us7h8PkuQLV6sYBtaTDNaHBD9OP7uv24HWATw7FgySiqkizIqQK5JN68WmYjmyGyoG/i78H7vwsdLKlCMPrqf6nMqc9+bGDHWhN/D5mJ1+sFvXbYyGR8LsyyGI642Y491wTZijSDI8lUMNW1OzLGPGEjrBBTtuvpaO8NaXrdzgyS21ztkRP7t5b5HdIT4nEZXpNHjuLoiaIv5w6SFqt3SHMH+p8I/3HeRXpiYhMJrnmzrqCjZeBwozSclmIxvCIjYYCEhQ==');
 UPDATE inboxes SET last_seq = last_seq + 1 WHERE user_id = :recipient RETURNING last_seq \gset
 INSERT INTO inbox_events (user_id, seq, message_id) VALUES (:recipient, :last_seq, :message);
 SELECT pg_notify('fastchat_bench', :recipient::text);
