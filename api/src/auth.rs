@@ -124,14 +124,15 @@ pub fn find_sessions(pool: &PgPool, hashes: Vec<Vec<u8>>) -> Vec<SessionLookup> 
             #[diesel(sql_type = Text)]
             username: String,
         }
-        Ok(
-            diesel::sql_query("SELECT * FROM fastchat_find_sessions($1)")
-                .bind::<Array<Bytea>, _>(&hashes)
-                .load::<Found>(conn)?
-                .into_iter()
-                .map(|f| (f.token_hash, f.user_id, f.username))
-                .collect::<Vec<_>>(),
-        )
+        crate::db::function_call! {
+            struct FindSessions = "fastchat_find_sessions"(hashes: Vec<Vec<u8>> as Array<Bytea>);
+        }
+        let hashes = hashes.clone();
+        Ok(FindSessions { hashes }
+            .load::<Found>(conn)?
+            .into_iter()
+            .map(|f| (f.token_hash, f.user_id, f.username))
+            .collect::<Vec<_>>())
     });
     match found {
         Ok(rows) => {

@@ -165,13 +165,19 @@ pub fn read_inboxes(pool: &PgPool, reads: Vec<InboxRead>) -> Vec<Result<Vec<Even
     let afters: Vec<i64> = reads.iter().map(|r| r.after).collect();
     let limits: Vec<i64> = reads.iter().map(|r| r.limit).collect();
     let rows = db::with_conn(pool, |conn| {
-        Ok(
-            diesel::sql_query("SELECT * FROM fastchat_read_inboxes($1, $2, $3)")
-                .bind::<Array<BigInt>, _>(user_ids)
-                .bind::<Array<BigInt>, _>(afters)
-                .bind::<Array<BigInt>, _>(limits)
-                .load::<EventRow>(conn)?,
-        )
+        crate::db::function_call! {
+            struct ReadInboxes = "fastchat_read_inboxes"(
+                user_ids: Vec<i64> as Array<BigInt>,
+                afters: Vec<i64> as Array<BigInt>,
+                limits: Vec<i64> as Array<BigInt>,
+            );
+        }
+        Ok(ReadInboxes {
+            user_ids,
+            afters,
+            limits,
+        }
+        .load::<EventRow>(conn)?)
     });
     let rows = match rows {
         Ok(rows) => rows,

@@ -18,7 +18,7 @@ use serde::Deserialize;
 
 use crate::auth::AuthUser;
 use crate::blobs;
-use crate::db::{self, PgConn, PgPool};
+use crate::db::{self, function_call, PgConn, PgPool};
 use crate::error::ApiError;
 use crate::groups::{self, Lock};
 use crate::schema::{messages, users};
@@ -344,19 +344,32 @@ fn send_together(
     let keys_ok: Vec<bool> = batch.iter().map(|s| s.check_keys().is_ok()).collect();
     let texts =
         |f: &dyn Fn(&DirectSend) -> String| -> Vec<String> { batch.iter().map(|s| f(s)).collect() };
-    let rows: Vec<Sent> = diesel::sql_query(
-        "SELECT * FROM fastchat_send_direct($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
-    )
-    .bind::<Array<BigInt>, _>(batch.iter().map(|s| s.sender.user_id).collect::<Vec<_>>())
-    .bind::<Array<Text>, _>(texts(&|s| s.recipient.clone()))
-    .bind::<Array<Bool>, _>(&keys_ok)
-    .bind::<Array<SqlUuid>, _>(batch.iter().map(|s| s.new.client_id).collect::<Vec<_>>())
-    .bind::<Array<Text>, _>(texts(&|s| s.new.kind.clone()))
-    .bind::<Array<Text>, _>(texts(&|s| s.new.nonce.clone()))
-    .bind::<Array<Text>, _>(texts(&|s| s.new.ciphertext.clone()))
-    .bind::<Array<Text>, _>(texts(&|s| s.new.sig.clone()))
-    .bind::<Array<Text>, _>(texts(&|s| s.key_for(&s.sender.username)))
-    .bind::<Array<Text>, _>(texts(&|s| s.key_for(&s.recipient)))
+    function_call! {
+        struct SendDirect = "fastchat_send_direct"(
+            sender_ids: Vec<i64> as Array<BigInt>,
+            recipients: Vec<String> as Array<Text>,
+            stores: Vec<bool> as Array<Bool>,
+            client_ids: Vec<uuid::Uuid> as Array<SqlUuid>,
+            kinds: Vec<String> as Array<Text>,
+            nonces: Vec<String> as Array<Text>,
+            ciphertexts: Vec<String> as Array<Text>,
+            sigs: Vec<String> as Array<Text>,
+            sender_keys: Vec<String> as Array<Text>,
+            recipient_keys: Vec<String> as Array<Text>,
+        );
+    }
+    let rows: Vec<Sent> = SendDirect {
+        sender_ids: batch.iter().map(|s| s.sender.user_id).collect(),
+        recipients: texts(&|s| s.recipient.clone()),
+        stores: keys_ok,
+        client_ids: batch.iter().map(|s| s.new.client_id).collect(),
+        kinds: texts(&|s| s.new.kind.clone()),
+        nonces: texts(&|s| s.new.nonce.clone()),
+        ciphertexts: texts(&|s| s.new.ciphertext.clone()),
+        sigs: texts(&|s| s.new.sig.clone()),
+        sender_keys: texts(&|s| s.key_for(&s.sender.username)),
+        recipient_keys: texts(&|s| s.key_for(&s.recipient)),
+    }
     .load(conn)?;
     if rows.len() != batch.len() || rows.iter().zip(1..).any(|(r, ord)| r.ord != ord) {
         return Err(ApiError::Internal(anyhow::anyhow!(
