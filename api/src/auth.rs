@@ -17,7 +17,7 @@ use rand::rngs::OsRng;
 use rand::RngCore;
 use sha2::{Digest, Sha256};
 
-use crate::db::PgPool;
+use crate::db::{self, function_call, PgPool};
 use crate::error::ApiError;
 use crate::startup::AppState;
 
@@ -114,7 +114,7 @@ pub type SessionLookup = Result<Option<(i64, String)>, ApiError>;
 /// Blocks: for the session lookup batcher's threads.
 pub fn find_sessions(pool: &PgPool, hashes: Vec<Vec<u8>>) -> Vec<SessionLookup> {
     let count = hashes.len();
-    let found = crate::db::with_conn(pool, |conn| {
+    let found = db::with_conn(pool, |conn| {
         #[derive(QueryableByName)]
         struct Found {
             #[diesel(sql_type = Bytea)]
@@ -124,7 +124,7 @@ pub fn find_sessions(pool: &PgPool, hashes: Vec<Vec<u8>>) -> Vec<SessionLookup> 
             #[diesel(sql_type = Text)]
             username: String,
         }
-        crate::db::function_call! {
+        function_call! {
             struct FindSessions = "fastchat_find_sessions"(hashes: Vec<Vec<u8>> as Array<Bytea>);
         }
         let hashes = hashes.clone();

@@ -16,7 +16,7 @@ use futures_util::{stream, Stream};
 use serde::Deserialize;
 
 use crate::auth::AuthUser;
-use crate::db::{self, PgPool};
+use crate::db::{self, function_call, PgPool};
 use crate::error::ApiError;
 use crate::hub::Subscription;
 use crate::messages::MessageRow;
@@ -165,7 +165,7 @@ pub fn read_inboxes(pool: &PgPool, reads: Vec<InboxRead>) -> Vec<Result<Vec<Even
     let afters: Vec<i64> = reads.iter().map(|r| r.after).collect();
     let limits: Vec<i64> = reads.iter().map(|r| r.limit).collect();
     let rows = db::with_conn(pool, |conn| {
-        crate::db::function_call! {
+        function_call! {
             struct ReadInboxes = "fastchat_read_inboxes"(
                 user_ids: Vec<i64> as Array<BigInt>,
                 afters: Vec<i64> as Array<BigInt>,
