@@ -75,6 +75,14 @@ impl Http {
         }
     }
 
+    /// `GET path`, answered with a success and its body read whole.
+    pub async fn get_ok(&self, path: &str) -> bool {
+        match self.client().get(self.url(path)).send().await {
+            Ok(answer) if answer.status().is_success() => answer.bytes().await.is_ok(),
+            _ => false,
+        }
+    }
+
     /// Signs up and logs in `names`, a few at a time.
     pub async fn sign_up(
         &self,

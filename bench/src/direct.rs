@@ -11,7 +11,7 @@ use uuid::Uuid;
 
 use crate::report::{cdf, Latency};
 use crate::setup::Bench;
-use crate::system::{cores, CpuTimes, Processes};
+use crate::system::{CpuCost, Processes};
 
 /// How long stragglers may take before they count as lost.
 const DRAIN: Duration = Duration::from_secs(10);
@@ -35,43 +35,7 @@ pub struct Step {
     pub held: bool,
     /// Where the CPU went, per delivered message, from the step's start until
     /// everything had arrived.
-    pub cpu: CpuPerMessage,
-}
-
-/// CPU milliseconds per delivered message, by part of the system.
-#[derive(Debug, Serialize)]
-pub struct CpuPerMessage {
-    pub api_ms: f64,
-    pub balancer_ms: f64,
-    pub postgres_ms: f64,
-    /// The clients: this bench.
-    pub bench_ms: f64,
-    pub total_ms: f64,
-    /// The share of all cores busy with any of it over the step.
-    pub machine_busy: f64,
-}
-
-impl CpuPerMessage {
-    fn between(before: CpuTimes, after: CpuTimes, messages: u64, elapsed: Duration) -> Self {
-        let per = |a: Duration, b: Duration| {
-            b.saturating_sub(a).as_secs_f64() * 1e3 / messages.max(1) as f64
-        };
-        let api_ms = per(before.api, after.api);
-        let balancer_ms = per(before.balancer, after.balancer);
-        let postgres_ms = per(before.postgres, after.postgres);
-        let bench_ms = per(before.bench, after.bench);
-        let total_ms = api_ms + balancer_ms + postgres_ms + bench_ms;
-        CpuPerMessage {
-            api_ms,
-            balancer_ms,
-            postgres_ms,
-            bench_ms,
-            total_ms,
-            machine_busy: total_ms * messages as f64
-                / 1e3
-                / (elapsed.as_secs_f64() * cores() as f64).max(1e-3),
-        }
-    }
+    pub cpu: CpuCost,
 }
 
 #[derive(Debug, Serialize)]
@@ -164,7 +128,7 @@ async fn run_step(
     bench.tracker.drained(Instant::now() + DRAIN).await;
     let tally = bench.tracker.finish();
     // Read once everything has arrived (or the drain gave up waiting).
-    let cpu = CpuPerMessage::between(
+    let cpu = CpuCost::between(
         cpu_before,
         processes.cpu_times(),
         tally.delivered,

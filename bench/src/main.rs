@@ -3,6 +3,7 @@
 //! `report.json`, `report.md` and two SVG plots. `scripts/bench` starts the system and
 //! runs this; see README.md, "Performance".
 
+mod ceiling;
 mod client;
 mod database;
 mod direct;
@@ -29,6 +30,7 @@ use crate::system::Processes;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 enum Scenario {
+    Ceiling,
     Direct,
     Group,
     Idle,
@@ -70,7 +72,7 @@ struct Args {
     #[arg(
         long,
         value_delimiter = ',',
-        default_value = "direct,group,idle,database"
+        default_value = "ceiling,direct,group,idle,database"
     )]
     only: Vec<Scenario>,
     /// One-to-one offered rates to sweep, messages per second.
@@ -107,6 +109,8 @@ struct Settings {
     group_length: Duration,
     idle_streams: usize,
     pgbench_length: Duration,
+    ceiling_concurrency: usize,
+    ceiling_length: Duration,
 }
 
 impl Settings {
@@ -122,6 +126,8 @@ impl Settings {
                 group_length: Duration::from_secs(1),
                 idle_streams: 200,
                 pgbench_length: Duration::from_secs(1),
+                ceiling_concurrency: 8,
+                ceiling_length: Duration::from_secs(1),
             }
         } else {
             Settings {
@@ -137,6 +143,8 @@ impl Settings {
                 group_length: Duration::from_secs(5),
                 idle_streams: 50_000,
                 pgbench_length: Duration::from_secs(10),
+                ceiling_concurrency: 64,
+                ceiling_length: Duration::from_secs(5),
             }
         };
         Settings {
@@ -168,33 +176,66 @@ async fn main() -> ExitCode {
 /// duplicated where nothing should be.
 async fn run(args: Args) -> anyhow::Result<bool> {
     let settings = Settings::from(&args);
+    let mut sound = true;
     std::fs::create_dir_all(&args.out)
         .with_context(|| format!("creating {}", args.out.display()))?;
     let http = Http::new(&args.balancer, args.sources)?;
     http.wait_ready(Duration::from_secs(30)).await?;
+    let processes = Processes {
+        api: args.api_pids.clone(),
+        balancer: args.balancer_pid,
+        postgres: args.postgres_pid,
+    };
+
+    // First, while nothing else runs: the system at rest is what it measures.
+    let ceiling = if args.only.contains(&Scenario::Ceiling) {
+        println!(
+            "the ceiling: {} at once of GET /healthz, {} s",
+            settings.ceiling_concurrency,
+            settings.ceiling_length.as_secs_f64()
+        );
+        let ceiling_http = Arc::new(Http::new(&args.balancer, args.sources)?);
+        let report = ceiling::run(
+            &ceiling_http,
+            &processes,
+            settings.ceiling_concurrency,
+            settings.ceiling_length,
+        )
+        .await?;
+        println!(
+            "  {:.0} requests/s, p99 {:.1} ms, {} failed; balancer {:.3} ms CPU a request",
+            report.requests_per_second,
+            report.latency.p99_ms,
+            report.failed,
+            report.cpu.balancer_ms
+        );
+        sound &= report.failed == 0;
+        Some(report)
+    } else {
+        None
+    };
+
     let mut bench = Bench::new(http, args.apis.clone())?;
 
     let online = if args.only.contains(&Scenario::Group) {
         settings.users.max(settings.group_size)
-    } else {
+    } else if args.only.iter().any(|s| *s != Scenario::Ceiling) {
         settings.users
+    } else {
+        0
     };
-    println!("signing up {online} users, each with an event stream");
-    let users = bench.sign_up(0, online).await?;
-    bench.go_online(users).await?;
+    if online > 0 {
+        println!("signing up {online} users, each with an event stream");
+        let users = bench.sign_up(0, online).await?;
+        bench.go_online(users).await?;
+    }
     let mut bench = Arc::new(bench);
-    let mut sound = true;
 
     let direct = if args.only.contains(&Scenario::Direct) {
         println!("one-to-one sweep, {} s a step", settings.step.as_secs_f64());
         let users = settings.users;
         // The sweep talks among the first `users`; the rest stay online but quiet.
         let sweep_bench = Arc::clone(&bench);
-        let processes = Processes {
-            api: args.api_pids.clone(),
-            balancer: args.balancer_pid,
-            postgres: args.postgres_pid,
-        };
         let report = direct::sweep(
             &sweep_bench,
             &processes,
@@ -301,6 +342,7 @@ async fn run(args: Args) -> anyhow::Result<bool> {
             api_servers: args.apis.len(),
         },
         message_body_bytes: bench.envelopes.direct_body_bytes(),
+        ceiling,
         direct,
         group,
         idle,

@@ -4,6 +4,7 @@
 use hdrhistogram::Histogram;
 use serde::Serialize;
 
+use crate::ceiling::CeilingReport;
 use crate::database::DatabaseReport;
 use crate::direct::DirectReport;
 use crate::group::GroupReport;
@@ -76,6 +77,7 @@ pub struct Report {
     pub machine: Machine,
     /// One-to-one request body, bytes.
     pub message_body_bytes: usize,
+    pub ceiling: Option<CeilingReport>,
     pub direct: Option<DirectReport>,
     pub group: Option<GroupReport>,
     pub idle: Option<IdleReport>,
@@ -284,6 +286,47 @@ impl Report {
             if let Some(why) = &i.limited_by {
                 line(String::new());
                 line(format!("{} requested; {why}.", i.requested));
+            }
+        }
+        if let Some(c) = &self.ceiling {
+            line(String::new());
+            line("## The ceiling: requests that do no work".into());
+            line(String::new());
+            line(format!(
+                "`GET {}` through the balancer, {} at a time, for {:.0} s, before anything else ran: **{:.0} requests/s**, p50 {:.1} ms, p99 {:.1} ms, {} failed.",
+                c.path,
+                c.concurrency,
+                c.seconds,
+                c.requests_per_second,
+                c.latency.p50_ms,
+                c.latency.p99_ms,
+                c.failed
+            ));
+            line(String::new());
+            line("CPU per request, in milliseconds:".into());
+            line(String::new());
+            line(
+                "| api servers | balancer | PostgreSQL | bench (clients) | total | cores busy |"
+                    .into(),
+            );
+            line("|---:|---:|---:|---:|---:|---:|".into());
+            line(format!(
+                "| {:.3} | {:.3} | {:.3} | {:.3} | {:.3} | {:.0}% |",
+                c.cpu.api_ms,
+                c.cpu.balancer_ms,
+                c.cpu.postgres_ms,
+                c.cpu.bench_ms,
+                c.cpu.total_ms,
+                c.cpu.machine_busy * 100.0
+            ));
+            line(String::new());
+            line("A one-to-one message is a request like this one, plus its work in the api server and PostgreSQL, plus an event pushed back through the balancer: no message rate on this machine can reach this request rate.".into());
+            if let Some(rate) = self.direct.as_ref().and_then(|d| d.sustainable_rate) {
+                line(String::new());
+                line(format!(
+                    "FastChat's sustainable one-to-one rate is {:.0}% of it.",
+                    100.0 * f64::from(rate) / c.requests_per_second.max(1.0)
+                ));
             }
         }
         if let Some(d) = &self.database {

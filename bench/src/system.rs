@@ -4,6 +4,7 @@
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context};
+use serde::Serialize;
 
 /// Resident memory of a process, in bytes.
 pub fn rss_bytes(pid: u32) -> anyhow::Result<u64> {
@@ -91,6 +92,43 @@ impl Processes {
                 sum(&mut std::iter::once(postmaster).chain(children(postmaster)))
             }),
             bench: cpu_time(std::process::id()).unwrap_or_default(),
+        }
+    }
+}
+
+/// CPU milliseconds per unit of work (a delivered message, a request), by part of the
+/// system.
+#[derive(Debug, Serialize)]
+pub struct CpuCost {
+    pub api_ms: f64,
+    pub balancer_ms: f64,
+    pub postgres_ms: f64,
+    /// The clients: this bench.
+    pub bench_ms: f64,
+    pub total_ms: f64,
+    /// The share of all cores busy with any of it while it was measured.
+    pub machine_busy: f64,
+}
+
+impl CpuCost {
+    pub fn between(before: CpuTimes, after: CpuTimes, units: u64, elapsed: Duration) -> Self {
+        let per = |a: Duration, b: Duration| {
+            b.saturating_sub(a).as_secs_f64() * 1e3 / units.max(1) as f64
+        };
+        let api_ms = per(before.api, after.api);
+        let balancer_ms = per(before.balancer, after.balancer);
+        let postgres_ms = per(before.postgres, after.postgres);
+        let bench_ms = per(before.bench, after.bench);
+        let total_ms = api_ms + balancer_ms + postgres_ms + bench_ms;
+        CpuCost {
+            api_ms,
+            balancer_ms,
+            postgres_ms,
+            bench_ms,
+            total_ms,
+            machine_busy: total_ms * units as f64
+                / 1e3
+                / (elapsed.as_secs_f64() * cores() as f64).max(1e-3),
         }
     }
 }
