@@ -18,7 +18,7 @@ use serde::Deserialize;
 use crate::auth::AuthUser;
 use crate::db::{self, function_call, PgPool};
 use crate::error::ApiError;
-use crate::hub::Subscription;
+use crate::hub::{Subscription, Wake};
 use crate::messages::MessageRow;
 use crate::schema::inboxes;
 use crate::startup::AppState;
@@ -154,6 +154,25 @@ impl EventRow {
             seq: self.seq,
             body,
         })
+    }
+}
+
+/// A one-to-one message as its notification carries it to the recipient's server
+/// (`fastchat_send_direct`): the recipient's inbox event, whole.
+#[derive(Deserialize)]
+pub struct PushedMessage {
+    pub seq: i64,
+    message: MessageRow,
+}
+
+impl PushedMessage {
+    fn to_event(&self, reader: &str) -> Event {
+        Event {
+            seq: self.seq,
+            body: EventBody::Message {
+                message: Box::new(self.message.clone().into_message(reader)),
+            },
+        }
     }
 }
 
@@ -361,8 +380,21 @@ impl Feed {
                     }
                 }
             }
-            if self.caught_up && !self.subscription.woken().await {
-                return None;
+            if self.caught_up {
+                match self.subscription.woken().await {
+                    None => return None,
+                    // The next event, whole: no read.
+                    Some(Wake::Pushed(message)) if message.seq == self.cursor + 1 => {
+                        self.state.metrics.events_pushed.inc();
+                        self.cursor = message.seq;
+                        self.unsent = vec![message.to_event(&self.caller.username)].into_iter();
+                        continue;
+                    }
+                    // Wake-ups come in seq order: this one and all before it were read.
+                    Some(Wake::Pushed(message)) if message.seq <= self.cursor => continue,
+                    // Something in between was missed, or the inbox grew: read it.
+                    Some(_) => {}
+                }
             }
             // Marked before the read, so that a wake-up during it is not lost.
             self.subscription.mark_seen();
@@ -376,6 +408,7 @@ impl Feed {
             .await;
             match read {
                 Ok(events) => {
+                    self.state.metrics.events_read.inc_by(events.len() as u64);
                     self.caught_up = i64::try_from(events.len()).is_ok_and(|n| n < STREAM_PAGE);
                     self.cursor = events.last().map_or(self.cursor, |e| e.seq);
                     self.unsent = events.into_iter();

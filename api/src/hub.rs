@@ -1,10 +1,13 @@
 //! The event streams this server holds, by user. Waking a user's streams tells them to
-//! read their inbox again; the inbox table, not the wake-up, is the truth.
+//! read their inbox again, or hands them a message that arrived whole; the inbox
+//! table, not the wake-up, is the truth.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use tokio::sync::{mpsc, watch};
+
+use crate::events::PushedMessage;
 
 /// A user gained their first, or lost their last, stream on this server.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -13,8 +16,19 @@ pub enum PresenceChange {
     Offline(i64),
 }
 
+/// Why a user's streams were woken: the latest reason wins.
+#[derive(Clone, Default)]
+pub enum Wake {
+    /// The inbox grew: read it.
+    #[default]
+    Read,
+    /// This message arrived whole: a stream whose cursor is just before it sends it on
+    /// without a read. It stays here until the next wake-up (a few KiB per user).
+    Pushed(Arc<PushedMessage>),
+}
+
 pub struct Hub {
-    streams: Mutex<HashMap<i64, watch::Sender<u64>>>,
+    streams: Mutex<HashMap<i64, watch::Sender<Wake>>>,
     presence: mpsc::UnboundedSender<PresenceChange>,
 }
 
@@ -26,7 +40,7 @@ impl Hub {
         })
     }
 
-    fn streams(&self) -> MutexGuard<'_, HashMap<i64, watch::Sender<u64>>> {
+    fn streams(&self) -> MutexGuard<'_, HashMap<i64, watch::Sender<Wake>>> {
         // A panic while holding the lock leaves the map consistent: keep going.
         self.streams.lock().unwrap_or_else(|e| e.into_inner())
     }
@@ -37,7 +51,7 @@ impl Hub {
         let rx = match streams.get(&user_id) {
             Some(tx) => tx.subscribe(),
             None => {
-                let (tx, rx) = watch::channel(0);
+                let (tx, rx) = watch::channel(Wake::Read);
                 streams.insert(user_id, tx);
                 let _ = self.presence.send(PresenceChange::Online(user_id));
                 rx
@@ -55,15 +69,27 @@ impl Hub {
         let streams = self.streams();
         for user_id in user_ids {
             if let Some(tx) = streams.get(&user_id) {
-                tx.send_modify(|generation| *generation = generation.wrapping_add(1));
+                tx.send_replace(Wake::Read);
             }
         }
+    }
+
+    /// Hands `message` to `user_id`'s streams, where this server holds any.
+    pub fn push(&self, user_id: i64, message: Arc<PushedMessage>) {
+        if let Some(tx) = self.streams().get(&user_id) {
+            tx.send_replace(Wake::Pushed(message));
+        }
+    }
+
+    /// Whether this server holds a stream of `user_id`.
+    pub fn holds(&self, user_id: i64) -> bool {
+        self.streams().contains_key(&user_id)
     }
 
     /// Wakes every stream: after a gap in wake-ups, everyone re-reads their inbox.
     pub fn wake_all(&self) {
         for tx in self.streams().values() {
-            tx.send_modify(|generation| *generation = generation.wrapping_add(1));
+            tx.send_replace(Wake::Read);
         }
     }
 
@@ -86,7 +112,7 @@ impl Hub {
 pub struct Subscription {
     hub: Arc<Hub>,
     user_id: i64,
-    rx: Option<watch::Receiver<u64>>,
+    rx: Option<watch::Receiver<Wake>>,
 }
 
 impl Subscription {
@@ -98,12 +124,12 @@ impl Subscription {
         }
     }
 
-    /// Waits for the next wake-up; `false` when the hub closed this stream.
-    pub async fn woken(&mut self) -> bool {
-        match &mut self.rx {
-            Some(rx) => rx.changed().await.is_ok(),
-            None => false,
-        }
+    /// Waits for the next wake-up and tells why (the latest reason, if several came);
+    /// `None` when the hub closed this stream.
+    pub async fn woken(&mut self) -> Option<Wake> {
+        let rx = self.rx.as_mut()?;
+        rx.changed().await.ok()?;
+        Some(rx.borrow_and_update().clone())
     }
 }
 
@@ -143,8 +169,8 @@ mod tests {
             sub.mark_seen();
         }
         hub.wake([1]);
-        assert!(alice_1.woken().await);
-        assert!(alice_2.woken().await);
+        assert!(matches!(alice_1.woken().await, Some(Wake::Read)));
+        assert!(matches!(alice_2.woken().await, Some(Wake::Read)));
         assert!(!bob.rx.as_mut().expect("rx").has_changed().expect("open"));
 
         drop(alice_1);
@@ -154,6 +180,51 @@ mod tests {
         assert_eq!(hub.local_users(), vec![2]);
 
         hub.close_all();
-        assert!(!bob.woken().await, "a closed hub ends the stream");
+        assert!(bob.woken().await.is_none(), "a closed hub ends the stream");
+    }
+
+    fn pushed(seq: i64) -> Arc<PushedMessage> {
+        let json = serde_json::json!({
+            "seq": seq,
+            "message": {
+                "id": 7, "sender": "alice", "recipient": "bob", "kind": "text",
+                "client_id": "0b6f2c66-5a3e-4a53-9b8e-0f1f1c0d2a11",
+                "sent_at": "2026-11-22T20:00:00.123456+00:00",
+                "nonce": "n", "ciphertext": "c", "sig": "s", "wrapped_key": "k"
+            }
+        });
+        Arc::new(serde_json::from_value(json).expect("a pushed message"))
+    }
+
+    #[tokio::test]
+    async fn the_latest_wake_up_wins_and_pushes_reach_only_their_user() {
+        let (tx, _presence) = mpsc::unbounded_channel();
+        let hub = Hub::new(tx);
+        let mut bob = hub.subscribe(2);
+        let mut carol = hub.subscribe(3);
+        bob.mark_seen();
+        carol.mark_seen();
+        assert!(hub.holds(2) && !hub.holds(4));
+
+        hub.push(2, pushed(5));
+        match bob.woken().await {
+            Some(Wake::Pushed(message)) => assert_eq!(message.seq, 5),
+            _ => panic!("bob was handed his message"),
+        }
+        assert!(!carol.rx.as_mut().expect("rx").has_changed().expect("open"));
+
+        // A push, then a plain wake-up before the stream looks: it must read.
+        hub.push(2, pushed(6));
+        hub.wake([2]);
+        assert!(matches!(bob.woken().await, Some(Wake::Read)));
+        // A wake-up, then two pushes: the stream sees the last, and its seq tells it
+        // whether it missed the one before.
+        hub.wake([2]);
+        hub.push(2, pushed(7));
+        hub.push(2, pushed(8));
+        match bob.woken().await {
+            Some(Wake::Pushed(message)) => assert_eq!(message.seq, 8),
+            _ => panic!("the latest push wins"),
+        }
     }
 }

@@ -549,8 +549,9 @@ pub fn deliver_all(conn: &mut PgConn, deliveries: Vec<(i64, Delivery)>) -> Query
     wakeup::announce(conn, &user_ids)
 }
 
-/// A message as one reader sees it, from the queries below.
-#[derive(QueryableByName)]
+/// A message as one reader sees it, from the queries below (or, for one just sent, from
+/// its notification).
+#[derive(Clone, QueryableByName, Deserialize)]
 pub struct MessageRow {
     #[diesel(sql_type = BigInt)]
     pub id: i64,
@@ -573,6 +574,7 @@ pub struct MessageRow {
     #[diesel(sql_type = Text)]
     pub sig: String,
     #[diesel(sql_type = Array<Text>)]
+    #[serde(default)]
     pub attachments: Vec<String>,
     #[diesel(sql_type = Text)]
     pub wrapped_key: String,

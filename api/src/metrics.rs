@@ -7,7 +7,8 @@ use actix_web::dev::{ServiceRequest, ServiceResponse};
 use actix_web::middleware::Next;
 use actix_web::web;
 use prometheus::{
-    Encoder, HistogramOpts, HistogramVec, IntCounterVec, IntGauge, Opts, Registry, TextEncoder,
+    Encoder, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, Opts, Registry,
+    TextEncoder,
 };
 
 use crate::db::PgPool;
@@ -23,6 +24,10 @@ pub struct Metrics {
     pub streams_open: IntGauge,
     /// Requests served together, per batch, by kind (see `batch`).
     pub batch_sizes: HistogramVec,
+    /// Events sent on streams as their notification carried them, with no read.
+    pub events_pushed: IntCounter,
+    /// Events sent on streams after reading them from the inbox.
+    pub events_read: IntCounter,
 }
 
 impl Metrics {
@@ -56,6 +61,14 @@ impl Metrics {
             &["kind"],
         )?;
         registry.register(Box::new(batch_sizes.clone()))?;
+        let stream_events = IntCounterVec::new(
+            Opts::new(
+                "sse_events_total",
+                "Events sent on event streams, by where they came from",
+            ),
+            &["source"],
+        )?;
+        registry.register(Box::new(stream_events.clone()))?;
         Ok(Self {
             registry,
             requests,
@@ -64,6 +77,8 @@ impl Metrics {
             pool_idle,
             streams_open,
             batch_sizes,
+            events_pushed: stream_events.with_label_values(&["pushed"]),
+            events_read: stream_events.with_label_values(&["inbox"]),
         })
     }
 

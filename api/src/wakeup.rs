@@ -2,6 +2,9 @@
 //! writes the inbox events, and one LISTEN connection per server. This module is the
 //! whole interface; a message broker could take its place without touching the rest.
 //! A wake-up is only a hint: after (re)connecting, every local stream re-reads its inbox.
+//!
+//! A payload is either users whose inboxes grew (`12,34`) or, for a one-to-one message,
+//! the recipient's new event whole (`event:<user id>:<json>`, see `fastchat_send_direct`).
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -11,6 +14,7 @@ use diesel::{sql_query, RunQueryDsl};
 use tokio_postgres::{AsyncMessage, NoTls};
 
 use crate::db::PgConn;
+use crate::events::PushedMessage;
 use crate::hub::Hub;
 
 const CHANNEL: &str = "fastchat_inbox";
@@ -52,6 +56,33 @@ fn parse_payload(payload: &str) -> impl Iterator<Item = i64> + '_ {
     payload.split(',').filter_map(|id| id.parse().ok())
 }
 
+/// Passes one notification to the streams it concerns.
+fn dispatch(hub: &Hub, payload: &str) {
+    let Some(pushed) = payload.strip_prefix("event:") else {
+        hub.wake(parse_payload(payload));
+        return;
+    };
+    let Some((user_id, json)) = pushed
+        .split_once(':')
+        .and_then(|(id, json)| Some((id.parse::<i64>().ok()?, json)))
+    else {
+        tracing::warn!("a malformed pushed event; every stream reads its inbox");
+        hub.wake_all();
+        return;
+    };
+    // Every server hears every message: only the one holding the recipient decodes it.
+    if !hub.holds(user_id) {
+        return;
+    }
+    match serde_json::from_str::<PushedMessage>(json) {
+        Ok(message) => hub.push(user_id, Arc::new(message)),
+        Err(e) => {
+            tracing::warn!(error = %e, user_id, "a malformed pushed event; reading the inbox");
+            hub.wake([user_id]);
+        }
+    }
+}
+
 /// Listens for wake-ups for as long as the server runs, reconnecting with back-off.
 pub async fn listen_forever(database_url: String, hub: Arc<Hub>) {
     let mut backoff = Duration::from_millis(100);
@@ -88,7 +119,7 @@ async fn listen(database_url: &str, hub: &Hub) -> Result<(), tokio_postgres::Err
     // Anything committed while we were not listening: catch up from the table.
     hub.wake_all();
     while let Some(payload) = rx.recv().await {
-        hub.wake(parse_payload(&payload));
+        dispatch(hub, &payload);
     }
     drop(client);
     match driver.await {
@@ -110,5 +141,35 @@ mod tests {
         let back: Vec<i64> = payloads.iter().flat_map(|p| parse_payload(p)).collect();
         assert_eq!(back, ids);
         assert!(super::payloads(&[]).is_empty());
+    }
+
+    #[tokio::test]
+    async fn a_pushed_event_reaches_its_users_streams_whole_and_a_broken_one_makes_them_read() {
+        use crate::hub::Wake;
+
+        let (tx, _presence) = tokio::sync::mpsc::unbounded_channel();
+        let hub = Hub::new(tx);
+        let mut bob = hub.subscribe(2);
+        bob.mark_seen();
+        let event = r#"{"seq": 9, "message": {"id": 7, "sender": "alice", "recipient": "bob",
+            "kind": "text", "client_id": "0b6f2c66-5a3e-4a53-9b8e-0f1f1c0d2a11",
+            "sent_at": "2026-11-22T20:00:00.123456+00:00", "nonce": "n", "ciphertext": "c",
+            "sig": "s", "wrapped_key": "k"}}"#;
+
+        dispatch(&hub, &format!("event:2:{event}"));
+        match bob.woken().await {
+            Some(Wake::Pushed(message)) => assert_eq!(message.seq, 9),
+            _ => panic!("bob's message was handed over whole"),
+        }
+
+        dispatch(&hub, &format!("event:3:{event}"));
+        dispatch(&hub, "event:2:{\"seq\": 10}");
+        assert!(
+            matches!(bob.woken().await, Some(Wake::Read)),
+            "a broken push: read"
+        );
+
+        dispatch(&hub, "1,2,3");
+        assert!(matches!(bob.woken().await, Some(Wake::Read)));
     }
 }

@@ -658,3 +658,109 @@ async fn sends_served_together_are_each_answered_on_their_own() {
         "{requests} sends came in {batches} batches"
     );
 }
+
+/// The server's count of events sent on streams from `source` ("pushed" or "inbox").
+async fn stream_events(api: &Api, source: &str) -> f64 {
+    let text = reqwest::get(format!("{}/metrics", api.base))
+        .await
+        .expect("metrics")
+        .text()
+        .await
+        .expect("metrics text");
+    fastchat_tests::metric_where(&text, "fastchat_sse_events_total", "source", source)
+}
+
+/// A one-to-one message reaches an open stream whole, in its notification, with no
+/// inbox read. What the stream shows must still be exactly what the inbox holds, seq by
+/// seq: one message at a time, several to the same reader stored together, and one too
+/// big for a notification (read back instead) in among them.
+#[tokio::test]
+async fn pushed_messages_show_on_streams_exactly_as_the_inbox_holds_them() {
+    use base64::engine::general_purpose::STANDARD;
+    use base64::Engine;
+
+    let cluster = Cluster::start(2).await;
+    let (home, other) = (cluster.api(0), cluster.api(1));
+    let bob = home.user("bob").await;
+    let ann = other.user("ann").await;
+    let cyd = other.user("cyd").await;
+    let mut stream = SseClient::connect(&home.base, &bob, None, Some(0)).await;
+    let mut shown = Vec::new();
+
+    // One at a time, each seen before the next goes: every one is pushed.
+    for _ in 0..5 {
+        other
+            .send_opaque(&ann, "ann", "bob")
+            .await
+            .assert_status(201);
+        shown.push(stream.next_event(WAIT).await.expect("a pushed message"));
+    }
+    assert!(
+        stream_events(&home, "pushed").await >= 5.0,
+        "messages to a waiting stream are pushed, not read back"
+    );
+
+    // Many at once from two senders: stored together, several to bob in one batch.
+    let sends = (0..30).map(|i| {
+        let (api, token, from) = if i % 2 == 0 {
+            (other.clone(), ann.clone(), "ann")
+        } else {
+            (home.clone(), cyd.clone(), "cyd")
+        };
+        async move { api.send_opaque(&token, from, "bob").await }
+    });
+    for answer in futures_util::future::join_all(sends).await {
+        answer.assert_status(201);
+    }
+    // Too big for a notification: bob's server reads it back.
+    let big_envelope = with_overrides(
+        opaque_envelope(&["ann", "bob"]),
+        json!({ "ciphertext": STANDARD.encode(vec![7u8; 9_000]) }),
+    );
+    other
+        .post(
+            "/v1/messages",
+            Some(&ann),
+            json!({
+                "to": "bob",
+                "client_id": uuid::Uuid::new_v4().to_string(),
+                "kind": "text",
+                "envelope": big_envelope,
+            }),
+        )
+        .await
+        .assert_status(201);
+    for _ in 0..3 {
+        other
+            .send_opaque(&ann, "ann", "bob")
+            .await
+            .assert_status(201);
+    }
+    while shown.len() < 39 {
+        let event = stream
+            .next_event(WAIT)
+            .await
+            .unwrap_or_else(|| panic!("the stream stalled after {} events", shown.len()));
+        shown.push(event);
+    }
+    assert!(stream
+        .next_event(Duration::from_millis(300))
+        .await
+        .is_none());
+
+    let inbox = home.get("/v1/inbox?after=0&limit=1000", &bob).await;
+    let held = inbox.assert_status(200)["events"]
+        .as_array()
+        .expect("events")
+        .clone();
+    assert_eq!(held.len(), 39);
+    for (event, held) in shown.iter().zip(&held) {
+        assert_eq!(event.event.as_deref(), Some("message"));
+        seq_of(event);
+        assert_eq!(&event.data, held, "the stream shows what the inbox holds");
+    }
+    assert!(
+        stream_events(&home, "inbox").await >= 1.0,
+        "the message too big to push was read back"
+    );
+}
