@@ -159,6 +159,17 @@ impl Settings {
     }
 }
 
+/// Lets the machine come to rest before a scenario, and says so if it would not.
+async fn settle(smoke: bool) {
+    let deadline = Duration::from_secs(if smoke { 5 } else { 30 });
+    if system::settle(deadline).await.is_none() {
+        println!(
+            "  (the machine was still busy after {} s; measuring anyway)",
+            deadline.as_secs()
+        );
+    }
+}
+
 #[tokio::main]
 async fn main() -> ExitCode {
     let args = Args::parse();
@@ -189,6 +200,7 @@ async fn run(args: Args) -> anyhow::Result<bool> {
 
     // First, while nothing else runs: the system at rest is what it measures.
     let ceiling = if args.only.contains(&Scenario::Ceiling) {
+        settle(args.smoke).await;
         println!(
             "the ceiling: {} at once of GET /healthz, {} s",
             settings.ceiling_concurrency,
@@ -231,30 +243,8 @@ async fn run(args: Args) -> anyhow::Result<bool> {
     }
     let mut bench = Arc::new(bench);
 
-    // Before the sweep, whose last step is past what the system can carry.
-    let group = if args.only.contains(&Scenario::Group) {
-        println!("a group of {} online members", settings.group_size);
-        let report = group::run(
-            &bench,
-            settings.group_size,
-            settings.group_samples,
-            settings.group_rate,
-            settings.group_length,
-        )
-        .await?;
-        println!(
-            "  time to the last member: p50 {:.1} ms, p99 {:.1} ms; sustained {:.0} deliveries/s",
-            report.time_to_last.p50_ms,
-            report.time_to_last.p99_ms,
-            report.sustained.deliveries_per_second
-        );
-        sound &= report.lost == 0 && report.duplicates == 0 && report.failed_sends == 0;
-        Some(report)
-    } else {
-        None
-    };
-
     let direct = if args.only.contains(&Scenario::Direct) {
+        settle(args.smoke).await;
         println!("one-to-one sweep, {} s a step", settings.step.as_secs_f64());
         let users = settings.users;
         // The sweep talks among the first `users`; the rest stay online but quiet.
@@ -275,6 +265,29 @@ async fn run(args: Args) -> anyhow::Result<bool> {
                 .iter()
                 .all(|s| s.lost == 0 && s.failed_sends == 0);
         }
+        Some(report)
+    } else {
+        None
+    };
+
+    let group = if args.only.contains(&Scenario::Group) {
+        settle(args.smoke).await;
+        println!("a group of {} online members", settings.group_size);
+        let report = group::run(
+            &bench,
+            settings.group_size,
+            settings.group_samples,
+            settings.group_rate,
+            settings.group_length,
+        )
+        .await?;
+        println!(
+            "  time to the last member: p50 {:.1} ms, p99 {:.1} ms; sustained {:.0} deliveries/s",
+            report.time_to_last.p50_ms,
+            report.time_to_last.p99_ms,
+            report.sustained.deliveries_per_second
+        );
+        sound &= report.lost == 0 && report.duplicates == 0 && report.failed_sends == 0;
         Some(report)
     } else {
         None
@@ -308,6 +321,7 @@ async fn run(args: Args) -> anyhow::Result<bool> {
 
     let database = match (&args.database_url, args.only.contains(&Scenario::Database)) {
         (Some(url), true) => {
+            settle(args.smoke).await;
             println!("pgbench: the SQL of one message, one transaction each");
             let report = database::Pgbench {
                 program: &args.pgbench,

@@ -155,6 +155,47 @@ pub fn cores() -> usize {
     std::thread::available_parallelism().map_or(1, |n| n.get())
 }
 
+/// (busy, total) jiffies of all cores since boot, from `/proc/stat`.
+fn machine_jiffies() -> Option<(u64, u64)> {
+    let stat = std::fs::read_to_string("/proc/stat").ok()?;
+    parse_machine_jiffies(&stat)
+}
+
+fn parse_machine_jiffies(stat: &str) -> Option<(u64, u64)> {
+    let line = stat.lines().find(|l| l.starts_with("cpu "))?;
+    let fields: Vec<u64> = line
+        .split_whitespace()
+        .skip(1)
+        .filter_map(|f| f.parse().ok())
+        .collect();
+    // user nice system idle iowait irq softirq steal ...: idle and iowait are not busy.
+    let total: u64 = fields.iter().take(8).sum();
+    let idle = fields.get(3)? + fields.get(4).copied().unwrap_or(0);
+    Some((total - idle, total))
+}
+
+/// Waits (up to `deadline`) until the machine is at rest: under a tenth of its cores
+/// busy for a second. What one scenario leaves behind (PostgreSQL's autovacuum after a
+/// burst of writes, say) should not be measured as part of the next. Returns how long
+/// it waited, or `None` if the machine never settled.
+pub async fn settle(deadline: Duration) -> Option<Duration> {
+    const WINDOW: Duration = Duration::from_secs(1);
+    let start = Instant::now();
+    let mut before = machine_jiffies()?;
+    loop {
+        tokio::time::sleep(WINDOW).await;
+        let now = machine_jiffies()?;
+        let busy = (now.0 - before.0) as f64 / (now.1 - before.1).max(1) as f64;
+        if busy < 0.10 {
+            return Some(start.elapsed());
+        }
+        if start.elapsed() > deadline {
+            return None;
+        }
+        before = now;
+    }
+}
+
 /// The sum of `fastchat_sse_streams_open` over the api servers.
 pub async fn open_streams(http: &reqwest::Client, apis: &[String]) -> anyhow::Result<u64> {
     let mut total = 0.0;
@@ -198,6 +239,14 @@ pub async fn wait_for_streams(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn machine_busy_time_leaves_out_idle_and_iowait() {
+        let stat = "cpu  100 5 50 1000 20 3 2 7 0 0\ncpu0 50 2 25 500 10 1 1 3 0 0\n";
+        // user + nice + system + irq + softirq + steal; all eight counted in the total.
+        assert_eq!(parse_machine_jiffies(stat), Some((167, 1187)));
+        assert_eq!(parse_machine_jiffies("intr 1 2 3"), None);
+    }
 
     #[test]
     fn reads_stat_fields_past_a_name_with_spaces_and_parentheses() {
