@@ -334,7 +334,7 @@ impl Report {
             line("## The database alone".into());
             line(String::new());
             line(format!(
-                "pgbench, {} clients for {} s, running the SQL of one one-to-one message (session and recipient lookups, the sending transaction, the recipient's read) as one transaction per message: **{:.0} msg/s**{}.",
+                "pgbench, {} clients for {} s, running the SQL of one one-to-one message (session and recipient lookups, the sending transaction with its notification) as one transaction per message: **{:.0} msg/s**{}.",
                 d.clients,
                 d.seconds,
                 d.messages_per_second,
