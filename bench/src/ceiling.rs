@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 use serde::Serialize;
 
 use crate::client::Http;
-use crate::report::Latency;
+use crate::latency::Latency;
 use crate::system::{CpuCost, Processes};
 use crate::tracker::histogram;
 

@@ -9,7 +9,7 @@ use rand::Rng;
 use serde::Serialize;
 use uuid::Uuid;
 
-use crate::report::{cdf, Latency};
+use crate::latency::{cdf, Latency};
 use crate::setup::Bench;
 use crate::system::{CpuCost, Processes};
 

@@ -10,7 +10,7 @@ use uuid::Uuid;
 
 use fastchat_protocol::wire::CreateGroup;
 
-use crate::report::{cdf, Latency};
+use crate::latency::{cdf, Latency};
 use crate::setup::Bench;
 
 const DRAIN: Duration = Duration::from_secs(10);

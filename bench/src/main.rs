@@ -9,6 +9,7 @@ mod database;
 mod direct;
 mod group;
 mod idle;
+mod latency;
 mod plot;
 mod report;
 mod setup;

@@ -61,7 +61,7 @@ pub fn percentiles(direct: &DirectReport, path: &Path) -> anyhow::Result<()> {
         .y_desc("latency (ms, log scale)")
         .draw()
         .map_err(plot_err)?;
-    type Pick = fn(&crate::report::Latency) -> f64;
+    type Pick = fn(&crate::latency::Latency) -> f64;
     let series: [(&str, Pick); 4] = [
         ("p50", |l| l.p50_ms),
         ("p90", |l| l.p90_ms),
