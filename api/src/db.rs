@@ -1,6 +1,6 @@
 //! The PostgreSQL pool, the embedded migrations, [`run`], which keeps diesel's
 //! synchronous queries on the blocking pool and off the async workers, and
-//! [`function_call!`] for the hot queries.
+//! [`function_call!`], with which `store::functions` declares the SQL functions.
 
 use std::time::Duration;
 
@@ -58,9 +58,7 @@ pub fn with_conn<T>(
     pool: &PgPool,
     query: impl FnOnce(&mut PgConn) -> Result<T, ApiError>,
 ) -> Result<T, ApiError> {
-    let mut conn = pool
-        .get()
-        .map_err(|e| ApiError::Unavailable(format!("no database connection: {e}")))?;
+    let mut conn = pool.get().map_err(ApiError::no_database)?;
     query(&mut conn)
 }
 
@@ -71,9 +69,18 @@ where
     T: Send + 'static,
 {
     let pool = pool.clone();
-    actix_web::web::block(move || with_conn(&pool, query))
+    tokio::task::spawn_blocking(move || with_conn(&pool, query))
         .await
-        .map_err(|e| ApiError::Internal(anyhow::anyhow!("blocking task failed: {e}")))?
+        .map_err(|e| ApiError::internal(format!("a database task failed: {e}")))?
+}
+
+/// Runs CPU-bound `work` (bcrypt) on the blocking thread pool, off the async workers.
+pub async fn blocking<T: Send + 'static>(
+    work: impl FnOnce() -> T + Send + 'static,
+) -> Result<T, ApiError> {
+    tokio::task::spawn_blocking(work)
+        .await
+        .map_err(|e| ApiError::internal(format!("a blocking task failed: {e}")))
 }
 
 /// True when the database answers a trivial query.
@@ -89,20 +96,21 @@ pub async fn is_ready(pool: &PgPool) -> bool {
 /// Declares a query, `SELECT * FROM function($1, $2, ...)` with the given fields bound in
 /// order, that diesel prepares once per connection and then only binds and executes. (It
 /// parses and plans a `sql_query` anew on every call, which was a fifth of PostgreSQL's
-/// time on the hottest queries.) Load its rows as `QueryableByName`. Servers that are
-/// running keep the statement prepared, so a migration that changes such a function's
-/// columns must give it a new name.
+/// time on the hottest queries.) Load its rows as `QueryableByName`, or `execute` it for
+/// a function that returns nothing. Servers that are running keep the statement
+/// prepared, so a migration that changes such a function's columns must give it a new
+/// name.
 macro_rules! function_call {
-    (
+    ($(
         $(#[$doc:meta])*
         struct $name:ident = $function:literal (
             $first:ident: $first_ty:ty as $first_sql:ty $(, $field:ident: $ty:ty as $sql:ty)* $(,)?
         );
-    ) => {
+    )+) => {$(
         $(#[$doc])*
-        struct $name {
-            $first: $first_ty,
-            $($field: $ty,)*
+        pub struct $name {
+            pub $first: $first_ty,
+            $(pub $field: $ty,)*
         }
 
         impl diesel::query_builder::QueryId for $name {
@@ -131,6 +139,6 @@ macro_rules! function_call {
         }
 
         impl diesel::RunQueryDsl<diesel::pg::PgConnection> for $name {}
-    };
+    )+};
 }
 pub(crate) use function_call;

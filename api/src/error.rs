@@ -1,31 +1,55 @@
-//! The one error type of every handler. A client's mistake is an [`ApiError::Problem`]
-//! with a stable `code`, answered as RFC 9457 problem details; anything else is
-//! [`ApiError::Internal`], logged in full and answered with a plain 500.
+//! The one error type of the server, from the store up. A client's mistake is an
+//! [`ApiError::Problem`] with a stable [`ErrorCode`] (its HTTP status comes with the
+//! code); anything else is [`ApiError::Unavailable`] (503, worth retrying) or
+//! [`ApiError::Internal`] (logged in full, answered with a plain 500).
+//!
+//! Every error is built by one constructor below, so each has one wording. How an
+//! error becomes an HTTP answer is the handlers' business (`handlers::problem`).
 
-use actix_web::http::header::{self, HeaderValue};
-use actix_web::http::StatusCode;
-use actix_web::{error, HttpRequest, HttpResponse, ResponseError};
-use fastchat_protocol::wire::{Problem, PROBLEM_CONTENT_TYPE};
+use fastchat_protocol::problem::ErrorCode;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ApiError {
     #[error("{code}: {detail}")]
     Problem {
-        status: StatusCode,
-        code: &'static str,
+        code: ErrorCode,
         detail: String,
         retry_after_secs: Option<u64>,
     },
     /// 409 `recipients_mismatch`: the envelope's keys must cover exactly `members`.
     #[error("recipients_mismatch: {members:?}")]
     RecipientsMismatch { members: Vec<String> },
+    /// 503: the cause is logged, the client hears "try again".
     #[error("service unavailable: {0}")]
     Unavailable(String),
     #[error(transparent)]
     Internal(#[from] anyhow::Error),
 }
 
+impl From<diesel::result::Error> for ApiError {
+    fn from(e: diesel::result::Error) -> Self {
+        ApiError::Internal(e.into())
+    }
+}
+
+fn problem(code: ErrorCode, detail: impl Into<String>) -> ApiError {
+    ApiError::Problem {
+        code,
+        detail: detail.into(),
+        retry_after_secs: None,
+    }
+}
+
 impl ApiError {
+    pub fn code(&self) -> ErrorCode {
+        match self {
+            ApiError::Problem { code, .. } => *code,
+            ApiError::RecipientsMismatch { .. } => ErrorCode::RecipientsMismatch,
+            ApiError::Unavailable(_) => ErrorCode::Unavailable,
+            ApiError::Internal(_) => ErrorCode::InternalError,
+        }
+    }
+
     /// The answer to each of `count` batched requests when the batch as a whole failed
     /// (no connection, say): every request hears why, as 503.
     pub fn for_each_of<T>(&self, count: usize) -> Vec<Result<T, ApiError>> {
@@ -35,180 +59,279 @@ impl ApiError {
             .collect()
     }
 
-    pub fn new(status: StatusCode, code: &'static str, detail: impl Into<String>) -> Self {
+    pub fn internal(what: impl std::fmt::Display) -> Self {
+        ApiError::Internal(anyhow::anyhow!("{what}"))
+    }
+
+    // Requests that cannot be read.
+
+    pub fn malformed_json(detail: impl Into<String>) -> Self {
+        problem(ErrorCode::MalformedJson, detail)
+    }
+
+    pub fn invalid_query(detail: impl Into<String>) -> Self {
+        problem(ErrorCode::InvalidQuery, detail)
+    }
+
+    pub fn invalid_path(detail: impl Into<String>) -> Self {
+        problem(ErrorCode::InvalidPath, detail)
+    }
+
+    pub fn body_too_large() -> Self {
+        problem(
+            ErrorCode::BodyTooLarge,
+            "the request body is larger than this server accepts",
+        )
+    }
+
+    /// `expected` is the content type this endpoint reads.
+    pub fn unsupported_media_type(expected: &str) -> Self {
+        problem(
+            ErrorCode::UnsupportedMediaType,
+            format!("send the body as {expected}"),
+        )
+    }
+
+    pub fn not_found() -> Self {
+        problem(ErrorCode::NotFound, "no such endpoint")
+    }
+
+    pub fn method_not_allowed() -> Self {
+        problem(
+            ErrorCode::MethodNotAllowed,
+            "this endpoint does not take that method",
+        )
+    }
+
+    // Accounts and sessions.
+
+    pub fn invalid_username() -> Self {
+        problem(
+            ErrorCode::InvalidUsername,
+            "a username is 3 to 32 characters of a-z, 0-9 and _",
+        )
+    }
+
+    pub fn invalid_password(min: usize, max: usize) -> Self {
+        problem(
+            ErrorCode::InvalidPassword,
+            format!("a password is {min} to {max} bytes long"),
+        )
+    }
+
+    pub fn invalid_public_key(cause: impl std::fmt::Display) -> Self {
+        problem(ErrorCode::InvalidPublicKey, cause.to_string())
+    }
+
+    pub fn invalid_key_backup(max: usize) -> Self {
+        problem(
+            ErrorCode::InvalidKeyBackup,
+            format!("a key backup is 1 to {max} bytes"),
+        )
+    }
+
+    pub fn username_taken() -> Self {
+        problem(ErrorCode::UsernameTaken, "that username is taken")
+    }
+
+    /// Unknown, and names that cannot exist: the same answer.
+    pub fn user_not_found() -> Self {
+        problem(ErrorCode::UserNotFound, "no user has that name")
+    }
+
+    pub fn no_key_backup() -> Self {
+        problem(ErrorCode::NoKeyBackup, "this account has no key backup")
+    }
+
+    pub fn invalid_credentials() -> Self {
+        problem(ErrorCode::InvalidCredentials, "wrong username or password")
+    }
+
+    pub fn too_many_attempts(retry_after_secs: u64) -> Self {
         ApiError::Problem {
-            status,
-            code,
-            detail: detail.into(),
-            retry_after_secs: None,
-        }
-    }
-
-    pub fn bad_request(code: &'static str, detail: impl Into<String>) -> Self {
-        Self::new(StatusCode::BAD_REQUEST, code, detail)
-    }
-
-    pub fn unauthorized(code: &'static str, detail: impl Into<String>) -> Self {
-        Self::new(StatusCode::UNAUTHORIZED, code, detail)
-    }
-
-    pub fn not_found(code: &'static str, detail: impl Into<String>) -> Self {
-        Self::new(StatusCode::NOT_FOUND, code, detail)
-    }
-
-    pub fn conflict(code: &'static str, detail: impl Into<String>) -> Self {
-        Self::new(StatusCode::CONFLICT, code, detail)
-    }
-
-    pub fn too_many_requests(detail: impl Into<String>, retry_after_secs: u64) -> Self {
-        ApiError::Problem {
-            status: StatusCode::TOO_MANY_REQUESTS,
-            code: "too_many_attempts",
-            detail: detail.into(),
+            code: ErrorCode::TooManyAttempts,
+            detail: "too many failed logins for this username; try again later".into(),
             retry_after_secs: Some(retry_after_secs.max(1)),
         }
     }
 
-    pub fn code(&self) -> &'static str {
-        match self {
-            ApiError::Problem { code, .. } => code,
-            ApiError::RecipientsMismatch { .. } => "recipients_mismatch",
-            ApiError::Unavailable(_) => "unavailable",
-            ApiError::Internal(_) => "internal_error",
-        }
+    pub fn missing_token() -> Self {
+        problem(
+            ErrorCode::MissingToken,
+            "send Authorization: Bearer <token>",
+        )
+    }
+
+    pub fn malformed_authorization() -> Self {
+        problem(
+            ErrorCode::InvalidToken,
+            "the Authorization header must be: Bearer <token>",
+        )
+    }
+
+    pub fn invalid_token() -> Self {
+        problem(
+            ErrorCode::InvalidToken,
+            "the token is unknown, expired or revoked; log in again",
+        )
+    }
+
+    // Messages and inboxes.
+
+    pub fn invalid_client_id() -> Self {
+        problem(ErrorCode::InvalidClientId, "client_id must be a UUID")
+    }
+
+    pub fn invalid_kind() -> Self {
+        problem(ErrorCode::InvalidKind, "kind is text or image")
+    }
+
+    pub fn no_single_destination() -> Self {
+        problem(
+            ErrorCode::InvalidRecipient,
+            "name exactly one of to and group",
+        )
+    }
+
+    pub fn message_to_self() -> Self {
+        problem(
+            ErrorCode::InvalidRecipient,
+            "you cannot send a message to yourself",
+        )
+    }
+
+    pub fn invalid_envelope(detail: impl Into<String>) -> Self {
+        problem(ErrorCode::InvalidEnvelope, detail)
+    }
+
+    pub fn message_too_large(max: usize) -> Self {
+        problem(
+            ErrorCode::MessageTooLarge,
+            format!("the ciphertext is over {max} bytes"),
+        )
+    }
+
+    pub fn too_many_attachments(max: usize) -> Self {
+        problem(
+            ErrorCode::InvalidAttachment,
+            format!("at most {max} attachments"),
+        )
+    }
+
+    pub fn attachment_not_yours() -> Self {
+        problem(
+            ErrorCode::InvalidAttachment,
+            "attachments must name blobs you uploaded",
+        )
+    }
+
+    pub fn client_id_reused() -> Self {
+        problem(
+            ErrorCode::ClientIdReused,
+            "this client_id was used for another message",
+        )
+    }
+
+    pub fn invalid_last_event_id() -> Self {
+        problem(ErrorCode::InvalidLastEventId, "Last-Event-ID must be a seq")
+    }
+
+    // Groups.
+
+    pub fn invalid_group_name() -> Self {
+        problem(
+            ErrorCode::InvalidGroupName,
+            "a group name is 3 to 32 characters of a-z, 0-9 and _",
+        )
+    }
+
+    pub fn group_too_large(max: usize) -> Self {
+        problem(
+            ErrorCode::GroupTooLarge,
+            format!("a group has at most {max} members"),
+        )
+    }
+
+    pub fn group_full(max: usize) -> Self {
+        problem(
+            ErrorCode::GroupFull,
+            format!("a group has at most {max} members"),
+        )
+    }
+
+    pub fn group_name_taken() -> Self {
+        problem(ErrorCode::GroupNameTaken, "a group with that name exists")
+    }
+
+    /// To a non-member a group does not exist, so its name cannot be probed.
+    pub fn group_not_found() -> Self {
+        problem(
+            ErrorCode::GroupNotFound,
+            "no such group, or you are not a member",
+        )
+    }
+
+    pub fn not_admin() -> Self {
+        problem(ErrorCode::NotAdmin, "only the group's admins may do that")
+    }
+
+    pub fn member_not_found() -> Self {
+        problem(
+            ErrorCode::MemberNotFound,
+            "that user is not a member of the group",
+        )
+    }
+
+    pub fn already_member() -> Self {
+        problem(ErrorCode::AlreadyMember, "that user is already a member")
+    }
+
+    pub fn already_admin() -> Self {
+        problem(ErrorCode::AlreadyAdmin, "that member is already an admin")
+    }
+
+    // Blobs.
+
+    pub fn blob_too_large(max: usize) -> Self {
+        problem(
+            ErrorCode::BlobTooLarge,
+            format!("a blob is at most {max} bytes"),
+        )
+    }
+
+    pub fn empty_blob() -> Self {
+        problem(ErrorCode::EmptyBlob, "the blob is empty")
+    }
+
+    pub fn upload_incomplete(cause: impl std::fmt::Display) -> Self {
+        problem(
+            ErrorCode::UploadIncomplete,
+            format!("the upload broke off: {cause}"),
+        )
+    }
+
+    /// To anyone but its uploader and readers a blob does not exist.
+    pub fn blob_not_found() -> Self {
+        problem(
+            ErrorCode::BlobNotFound,
+            "no such blob, or it is not yours to read",
+        )
+    }
+
+    // The server itself.
+
+    /// A batcher's threads have stopped: the server is on its way out.
+    pub fn shutting_down() -> Self {
+        ApiError::Unavailable("the server is shutting down".into())
+    }
+
+    pub fn no_database(cause: impl std::fmt::Display) -> Self {
+        ApiError::Unavailable(format!("no database connection: {cause}"))
     }
 }
 
-impl From<diesel::result::Error> for ApiError {
-    fn from(e: diesel::result::Error) -> Self {
-        ApiError::Internal(e.into())
+impl From<crate::batch::Stopped> for ApiError {
+    fn from(_: crate::batch::Stopped) -> Self {
+        ApiError::shutting_down()
     }
-}
-
-/// Builds a problem answer; also used for errors raised outside handlers (bad JSON,
-/// unknown routes).
-pub fn problem_response(status: StatusCode, code: &str, detail: Option<String>) -> HttpResponse {
-    respond(problem(status, code, detail))
-}
-
-fn problem(status: StatusCode, code: &str, detail: Option<String>) -> Problem {
-    Problem {
-        kind: "about:blank".to_owned(),
-        title: status.canonical_reason().unwrap_or("Error").to_owned(),
-        status: status.as_u16(),
-        code: code.to_owned(),
-        detail,
-        members: None,
-    }
-}
-
-fn respond(body: Problem) -> HttpResponse {
-    let status = StatusCode::from_u16(body.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
-    HttpResponse::build(status)
-        .content_type(PROBLEM_CONTENT_TYPE)
-        .json(body)
-}
-
-impl ResponseError for ApiError {
-    fn status_code(&self) -> StatusCode {
-        match self {
-            ApiError::Problem { status, .. } => *status,
-            ApiError::RecipientsMismatch { .. } => StatusCode::CONFLICT,
-            ApiError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
-            ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
-        }
-    }
-
-    fn error_response(&self) -> HttpResponse {
-        let detail = match self {
-            ApiError::Problem { detail, .. } => Some(detail.clone()),
-            ApiError::RecipientsMismatch { members } => {
-                let mut body = problem(
-                    self.status_code(),
-                    self.code(),
-                    Some(
-                        "the envelope must carry a key for exactly the conversation's members"
-                            .into(),
-                    ),
-                );
-                body.members = Some(members.clone());
-                return respond(body);
-            }
-            ApiError::Unavailable(cause) => {
-                tracing::warn!(%cause, "answering 503");
-                Some("the service is temporarily unavailable; try again".to_owned())
-            }
-            ApiError::Internal(cause) => {
-                tracing::error!(cause = format!("{cause:#}"), "internal error");
-                None
-            }
-        };
-        let mut response = problem_response(self.status_code(), self.code(), detail);
-        match self {
-            ApiError::Problem {
-                status: StatusCode::UNAUTHORIZED,
-                ..
-            } => {
-                response.headers_mut().insert(
-                    header::WWW_AUTHENTICATE,
-                    HeaderValue::from_static("Bearer realm=\"fastchat\""),
-                );
-            }
-            ApiError::Problem {
-                retry_after_secs: Some(secs),
-                ..
-            } => {
-                response
-                    .headers_mut()
-                    .insert(header::RETRY_AFTER, HeaderValue::from(*secs));
-            }
-            _ => {}
-        }
-        response
-    }
-}
-
-/// Maps actix's JSON extractor failures to problems: 413 for a body over the limit,
-/// 415 for a wrong content type, 400 for anything unreadable.
-pub fn json_error(err: error::JsonPayloadError, _req: &HttpRequest) -> actix_web::Error {
-    use error::JsonPayloadError as E;
-    let api = match &err {
-        E::Overflow { .. } | E::OverflowKnownLength { .. } => ApiError::new(
-            StatusCode::PAYLOAD_TOO_LARGE,
-            "body_too_large",
-            "the request body is larger than this server accepts",
-        ),
-        E::ContentType => ApiError::new(
-            StatusCode::UNSUPPORTED_MEDIA_TYPE,
-            "unsupported_media_type",
-            "send the body as application/json",
-        ),
-        E::Deserialize(cause) => ApiError::bad_request("malformed_json", cause.to_string()),
-        _ => ApiError::bad_request("malformed_json", "the request body could not be read"),
-    };
-    api.into()
-}
-
-pub fn query_error(err: error::QueryPayloadError, _req: &HttpRequest) -> actix_web::Error {
-    ApiError::bad_request("invalid_query", err.to_string()).into()
-}
-
-pub fn path_error(err: error::PathError, _req: &HttpRequest) -> actix_web::Error {
-    ApiError::bad_request("invalid_path", err.to_string()).into()
-}
-
-pub async fn not_found() -> HttpResponse {
-    problem_response(
-        StatusCode::NOT_FOUND,
-        "not_found",
-        Some("no such endpoint".to_owned()),
-    )
-}
-
-pub async fn method_not_allowed() -> HttpResponse {
-    problem_response(
-        StatusCode::METHOD_NOT_ALLOWED,
-        "method_not_allowed",
-        Some("this endpoint does not take that method".to_owned()),
-    )
 }

@@ -1,18 +1,13 @@
-//! The server's Prometheus metrics and the middleware that counts every request.
+//! The server's Prometheus metrics.
 
-use std::time::Instant;
+use std::time::Duration;
 
-use actix_web::body::MessageBody;
-use actix_web::dev::{ServiceRequest, ServiceResponse};
-use actix_web::middleware::Next;
-use actix_web::web;
 use prometheus::{
     Encoder, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, Opts, Registry,
     TextEncoder,
 };
 
 use crate::db::PgPool;
-use crate::startup::AppState;
 
 pub struct Metrics {
     registry: Registry,
@@ -82,6 +77,18 @@ impl Metrics {
         })
     }
 
+    /// Counts an answered request. `route` is the route's pattern, never the raw path:
+    /// that would let clients create unbounded label sets.
+    pub fn observe_request(&self, method: &str, route: &str, status: u16, took: Duration) {
+        let status = status.to_string();
+        self.requests
+            .with_label_values(&[method, route, status.as_str()])
+            .inc();
+        self.latency
+            .with_label_values(&[method, route])
+            .observe(took.as_secs_f64());
+    }
+
     pub fn observe_pool(&self, pool: &PgPool) {
         let state = pool.state();
         self.pool_connections.set(i64::from(state.connections));
@@ -96,31 +103,4 @@ impl Metrics {
         }
         String::from_utf8_lossy(&out).into_owned()
     }
-}
-
-/// Counts requests by route pattern (never the raw path: that would let clients
-/// create unbounded label sets).
-pub async fn track(
-    req: ServiceRequest,
-    next: Next<impl MessageBody>,
-) -> Result<ServiceResponse<impl MessageBody>, actix_web::Error> {
-    let started = Instant::now();
-    let method = req.method().to_string();
-    let metrics = req.app_data::<web::Data<AppState>>().cloned();
-    let response = next.call(req).await?;
-    if let Some(state) = metrics {
-        let route = response
-            .request()
-            .match_pattern()
-            .unwrap_or_else(|| "unmatched".to_owned());
-        let status = response.status().as_u16().to_string();
-        let m = &state.metrics;
-        m.requests
-            .with_label_values(&[method.as_str(), route.as_str(), status.as_str()])
-            .inc();
-        m.latency
-            .with_label_values(&[method.as_str(), route.as_str()])
-            .observe(started.elapsed().as_secs_f64());
-    }
-    Ok(response)
 }

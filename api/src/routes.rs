@@ -4,11 +4,11 @@
 use actix_web::http::Method;
 use actix_web::web;
 
-use crate::{blobs, error, events, groups, health, messages, sessions, users};
+use crate::handlers::{blobs, events, groups, health, messages, problem, sessions, users};
 
 /// A resource whose unsupported methods answer a 405 problem.
 fn resource(path: &str) -> actix_web::Resource {
-    web::resource(path).default_service(web::to(error::method_not_allowed))
+    web::resource(path).default_service(web::to(problem::method_not_allowed))
 }
 
 macro_rules! route_table {
@@ -95,6 +95,26 @@ mod tests {
             unserved.is_empty(),
             "in openapi.yaml but not served: {unserved:?}"
         );
+    }
+
+    #[test]
+    fn openapi_lists_exactly_the_error_codes_the_server_answers_with() {
+        use fastchat_protocol::problem::ErrorCode;
+
+        let doc: serde_yaml_ng::Value =
+            serde_yaml_ng::from_str(include_str!("../../openapi.yaml")).expect("parses");
+        let documented: BTreeSet<String> = doc["components"]["schemas"]["Problem"]["properties"]
+            ["code"]["enum"]
+            .as_sequence()
+            .expect("Problem.code lists its values")
+            .iter()
+            .map(|v| v.as_str().expect("a code").to_owned())
+            .collect();
+        let answered: BTreeSet<String> = ErrorCode::ALL
+            .iter()
+            .map(|c| c.as_str().to_owned())
+            .collect();
+        assert_eq!(documented, answered);
     }
 
     #[test]

@@ -1,99 +1,11 @@
-//! Diesel's view of the tables created by `migrations/`.
+// @generated automatically by Diesel CLI.
 
 diesel::table! {
-    users (id) {
-        id -> Int8,
-        username -> Text,
-        password_hash -> Text,
-        public_key -> Text,
-        key_backup -> Nullable<Text>,
-        created_at -> Timestamptz,
-    }
-}
-
-diesel::table! {
-    sessions (token_hash) {
-        token_hash -> Bytea,
-        user_id -> Int8,
-        created_at -> Timestamptz,
-        expires_at -> Timestamptz,
-    }
-}
-
-diesel::table! {
-    login_failures (username) {
-        username -> Text,
-        failures -> Int4,
-        window_start -> Timestamptz,
-        locked_until -> Nullable<Timestamptz>,
-    }
-}
-
-diesel::joinable!(sessions -> users (user_id));
-
-diesel::table! {
-    inboxes (user_id) {
-        user_id -> Int8,
-        last_seq -> Int8,
-    }
-}
-
-diesel::table! {
-    messages (id) {
-        id -> Int8,
-        sender_id -> Int8,
-        recipient_id -> Nullable<Int8>,
-        client_id -> Uuid,
-        kind -> Text,
-        nonce -> Text,
-        ciphertext -> Text,
-        sig -> Text,
-        attachments -> Array<Text>,
-        sent_at -> Timestamptz,
-        pair_low -> Nullable<Int8>,
-        pair_high -> Nullable<Int8>,
-        group_id -> Nullable<Int8>,
-    }
-}
-
-diesel::table! {
-    message_keys (message_id, user_id) {
-        message_id -> Int8,
-        user_id -> Int8,
-        wrapped_key -> Text,
-    }
-}
-
-diesel::table! {
-    inbox_events (user_id, seq) {
-        user_id -> Int8,
-        seq -> Int8,
-        message_id -> Nullable<Int8>,
-        group_event -> Nullable<Jsonb>,
-    }
-}
-
-diesel::table! {
-    servers (id) {
+    blobs (id) {
         id -> Uuid,
-        address -> Text,
-        started_at -> Timestamptz,
-        heartbeat_at -> Timestamptz,
-        open_streams -> Int4,
-    }
-}
-
-diesel::table! {
-    presence (user_id, server_id) {
-        user_id -> Int8,
-        server_id -> Uuid,
-    }
-}
-
-diesel::table! {
-    groups (id) {
-        id -> Int8,
-        name -> Text,
+        uploader_id -> Int8,
+        size -> Int8,
+        data -> Bytea,
         created_at -> Timestamptz,
     }
 }
@@ -108,12 +20,35 @@ diesel::table! {
 }
 
 diesel::table! {
-    blobs (id) {
-        id -> Uuid,
-        uploader_id -> Int8,
-        size -> Int8,
-        data -> Bytea,
+    groups (id) {
+        id -> Int8,
+        name -> Text,
         created_at -> Timestamptz,
+    }
+}
+
+diesel::table! {
+    inbox_events (user_id, seq) {
+        user_id -> Int8,
+        seq -> Int8,
+        message_id -> Nullable<Int8>,
+        group_event -> Nullable<Jsonb>,
+    }
+}
+
+diesel::table! {
+    inboxes (user_id) {
+        user_id -> Int8,
+        last_seq -> Int8,
+    }
+}
+
+diesel::table! {
+    login_failures (username) {
+        username -> Text,
+        failures -> Int4,
+        window_start -> Timestamptz,
+        locked_until -> Nullable<Timestamptz>,
     }
 }
 
@@ -124,26 +59,92 @@ diesel::table! {
     }
 }
 
+diesel::table! {
+    message_keys (message_id, user_id) {
+        message_id -> Int8,
+        user_id -> Int8,
+        wrapped_key -> Text,
+    }
+}
+
+diesel::table! {
+    messages (id) {
+        id -> Int8,
+        sender_id -> Int8,
+        recipient_id -> Nullable<Int8>,
+        client_id -> Uuid,
+        kind -> Text,
+        nonce -> Text,
+        ciphertext -> Text,
+        sig -> Text,
+        attachments -> Array<Nullable<Text>>,
+        sent_at -> Timestamptz,
+        pair_low -> Nullable<Int8>,
+        pair_high -> Nullable<Int8>,
+        group_id -> Nullable<Int8>,
+    }
+}
+
+diesel::table! {
+    presence (user_id, server_id) {
+        user_id -> Int8,
+        server_id -> Uuid,
+    }
+}
+
+diesel::table! {
+    servers (id) {
+        id -> Uuid,
+        address -> Text,
+        started_at -> Timestamptz,
+        heartbeat_at -> Timestamptz,
+        open_streams -> Int4,
+    }
+}
+
+diesel::table! {
+    sessions (token_hash) {
+        token_hash -> Bytea,
+        user_id -> Int8,
+        created_at -> Timestamptz,
+        expires_at -> Timestamptz,
+    }
+}
+
+diesel::table! {
+    users (id) {
+        id -> Int8,
+        username -> Text,
+        password_hash -> Text,
+        public_key -> Text,
+        key_backup -> Nullable<Text>,
+        created_at -> Timestamptz,
+    }
+}
+
+diesel::joinable!(blobs -> users (uploader_id));
+diesel::joinable!(group_members -> groups (group_id));
+diesel::joinable!(group_members -> users (user_id));
 diesel::joinable!(inboxes -> users (user_id));
 diesel::joinable!(message_attachments -> blobs (blob_id));
 diesel::joinable!(message_attachments -> messages (message_id));
-diesel::joinable!(group_members -> groups (group_id));
-diesel::joinable!(group_members -> users (user_id));
-diesel::joinable!(message_keys -> messages (message_id));
-diesel::joinable!(inbox_events -> messages (message_id));
+diesel::joinable!(messages -> groups (group_id));
 diesel::joinable!(presence -> servers (server_id));
+diesel::joinable!(presence -> users (user_id));
+diesel::joinable!(sessions -> users (user_id));
+
 diesel::allow_tables_to_appear_in_same_query!(
-    users,
-    sessions,
-    login_failures,
-    inboxes,
-    messages,
-    message_keys,
-    inbox_events,
-    servers,
-    presence,
-    groups,
-    group_members,
     blobs,
+    group_members,
+    groups,
+    inbox_events,
+    inboxes,
+    login_failures,
     message_attachments,
+    message_keys,
+    messages,
+    presence,
+    servers,
+    sessions,
+    users,
 );

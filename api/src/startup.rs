@@ -3,46 +3,24 @@
 
 use std::net::TcpListener;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
-use actix_web::dev::{Server, ServerHandle};
-use actix_web::middleware::{from_fn, Logger};
+use actix_web::body::MessageBody;
+use actix_web::dev::{Server, ServerHandle, ServiceRequest, ServiceResponse};
+use actix_web::middleware::{from_fn, Logger, Next};
 use actix_web::{web, App, HttpServer};
 use anyhow::Context;
 
-use crate::batch::Batcher;
 use crate::config::Config;
-use crate::db::{self, PgPool};
-use crate::error::ApiError;
-use crate::events::InboxRead;
-use crate::hub::Hub;
-use crate::messages::DirectSend;
-use crate::metrics::{self, Metrics};
-use crate::presence::{self, ServerIdentity};
-use crate::{auth, blobs, error, events, messages, routes, sessions, wakeup};
-use fastchat_protocol::wire::{Event, MessageSent};
-
-/// What every handler can reach.
-pub struct AppState {
-    pub config: Config,
-    pub pool: PgPool,
-    pub metrics: Metrics,
-    pub hub: Arc<Hub>,
-    /// A real bcrypt hash to verify against when a login names an unknown user.
-    pub dummy_password_hash: String,
-    /// The database work every request does, coalesced (see [`batch`]).
-    pub session_lookups: Batcher<Vec<u8>, auth::SessionLookup>,
-    pub direct_sends: Batcher<DirectSend, Result<MessageSent, ApiError>>,
-    pub inbox_reads: Batcher<InboxRead, Result<Vec<Event>, ApiError>>,
-}
-
-/// Requests served together at most; big enough to amortise a round trip, small
-/// enough to keep one batch's transaction short.
-const BATCH_MAX: usize = 256;
-/// A group message wakes every member's stream at once: their reads fit in one batch.
-const READ_BATCH_MAX: usize = 1024;
-/// Batches of one kind in flight at once on one server.
-const BATCH_WORKERS: usize = 2;
+use crate::db;
+use crate::handlers::problem;
+use crate::live::hub::Hub;
+use crate::live::{presence, wakeup};
+use crate::metrics::Metrics;
+use crate::routes;
+use crate::state::AppState;
+use crate::store::servers::{self, ServerIdentity};
+use crate::store::{blobs, inbox, messages, sessions};
 
 pub struct Application {
     port: u16,
@@ -84,46 +62,25 @@ impl Application {
         };
         let (presence_tx, presence_rx) = tokio::sync::mpsc::unbounded_channel();
         let hub = Hub::new(presence_tx);
-        let metrics = Metrics::new()?;
+        let metrics = Arc::new(Metrics::new()?);
         let sizes = |kind: &str| metrics.batch_sizes.with_label_values(&[kind]);
         let state = web::Data::new(AppState {
+            session_lookups: sessions::lookup_batcher(pool.clone(), sizes("session_lookups"))?,
+            direct_sends: messages::direct_send_batcher(pool.clone(), sizes("direct_sends"))?,
+            inbox_reads: inbox::read_batcher(pool.clone(), sizes("inbox_reads"))?,
             config,
             hub: Arc::clone(&hub),
             dummy_password_hash,
-            session_lookups: Batcher::start(
-                "session-lookups",
-                BATCH_WORKERS,
-                BATCH_MAX,
-                sizes("session_lookups"),
-                {
-                    let pool = pool.clone();
-                    move |hashes| auth::find_sessions(&pool, hashes)
-                },
-            )?,
-            direct_sends: Batcher::start(
-                "direct-sends",
-                BATCH_WORKERS,
-                messages::DIRECT_BATCH_MAX,
-                sizes("direct_sends"),
-                {
-                    let pool = pool.clone();
-                    move |sends| messages::store_direct_batch(&pool, sends)
-                },
-            )?,
-            inbox_reads: Batcher::start(
-                "inbox-reads",
-                BATCH_WORKERS,
-                READ_BATCH_MAX,
-                sizes("inbox_reads"),
-                {
-                    let pool = pool.clone();
-                    move |reads| events::read_inboxes(&pool, reads)
-                },
-            )?,
             pool,
             metrics,
         });
-        presence::register_server(&state.pool, &identity).await?;
+        {
+            let me = identity.clone();
+            db::run(&state.pool, move |conn| {
+                Ok(servers::register(conn, &me, &[])?)
+            })
+            .await?;
+        }
         actix_web::rt::spawn(presence::run(
             state.pool.clone(),
             Arc::clone(&hub),
@@ -143,14 +100,14 @@ impl Application {
                 .app_data(
                     web::JsonConfig::default()
                         .limit(json_limit)
-                        .error_handler(error::json_error),
+                        .error_handler(problem::json_error),
                 )
-                .app_data(web::QueryConfig::default().error_handler(error::query_error))
-                .app_data(web::PathConfig::default().error_handler(error::path_error))
-                .wrap(from_fn(metrics::track))
+                .app_data(web::QueryConfig::default().error_handler(problem::query_error))
+                .app_data(web::PathConfig::default().error_handler(problem::path_error))
+                .wrap(from_fn(count_request))
                 .wrap(Logger::new("%r %s %Dms").log_target("fastchat_api::http"))
                 .configure(routes::configure)
-                .default_service(web::to(error::not_found))
+                .default_service(web::to(problem::not_found))
         })
         .workers(workers)
         .shutdown_timeout(shutdown_timeout)
@@ -181,11 +138,39 @@ impl Application {
         let handle = server.handle();
         actix_web::rt::spawn(stop_on_signal(handle, Arc::clone(&state.hub)));
         server.await?;
-        if let Err(e) = presence::deregister_server(&state.pool, &identity).await {
+        let result = db::run(&state.pool, move |conn| {
+            Ok(servers::deregister(conn, &identity)?)
+        })
+        .await;
+        if let Err(e) = result {
             tracing::warn!(error = %e, "deregistering this server");
         }
         Ok(())
     }
+}
+
+/// Counts every answered request by route pattern, status and latency.
+async fn count_request(
+    req: ServiceRequest,
+    next: Next<impl MessageBody>,
+) -> Result<ServiceResponse<impl MessageBody>, actix_web::Error> {
+    let started = Instant::now();
+    let method = req.method().to_string();
+    let state = req.app_data::<web::Data<AppState>>().cloned();
+    let response = next.call(req).await?;
+    if let Some(state) = state {
+        let route = response
+            .request()
+            .match_pattern()
+            .unwrap_or_else(|| "unmatched".to_owned());
+        state.metrics.observe_request(
+            &method,
+            &route,
+            response.status().as_u16(),
+            started.elapsed(),
+        );
+    }
+    Ok(response)
 }
 
 async fn stop_on_signal(handle: ServerHandle, hub: Arc<Hub>) {

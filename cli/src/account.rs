@@ -5,6 +5,7 @@ use std::io::{BufRead, IsTerminal};
 use fastchat_protocol::keys::RsaPrivateKey;
 use fastchat_protocol::keys::{self, LoginKeys};
 use fastchat_protocol::names::Username;
+use fastchat_protocol::problem::ErrorCode;
 use fastchat_protocol::wire::{CreateSession, CreateUser};
 use serde_json::json;
 
@@ -109,9 +110,10 @@ pub async fn signup(ctx: &Context, creds: &Credentials) -> Result<()> {
         )),
     };
     client.create_user(&request).await.map_err(|e| match e {
-        CliError::Server { code, .. } if code == "username_taken" => {
-            CliError::Local(format!("the username {username} is taken; choose another"))
-        }
+        CliError::Server {
+            code: ErrorCode::UsernameTaken,
+            ..
+        } => CliError::Local(format!("the username {username} is taken; choose another")),
         other => other,
     })?;
     ctx.home.save_private_key(username.as_str(), &private_key)?;
@@ -160,7 +162,10 @@ async fn restore_key(
     server_key: &keys::RsaPublicKey,
 ) -> Result<RsaPrivateKey> {
     let backup = client.key_backup().await.map_err(|e| match e {
-        CliError::Server { code, .. } if code == "no_key_backup" => CliError::Local(
+        CliError::Server {
+            code: ErrorCode::NoKeyBackup,
+            ..
+        } => CliError::Local(
             "this account has no key backup and this home has no private key for it".into(),
         ),
         other => other,

@@ -3,10 +3,10 @@
 
 use std::time::Duration;
 
+use fastchat_protocol::problem::{ErrorCode, Problem};
 use fastchat_protocol::wire::{
     CreateGroup, CreateSession, CreateUser, Group, GroupList, GroupUser, InboxPage, KeyBackup,
-    MessagePage, MessageSent, Problem, SendMessage, SessionCreated, UserCreated, UserList,
-    UserProfile,
+    MessagePage, MessageSent, SendMessage, SessionCreated, UserCreated, UserList, UserProfile,
 };
 use serde::Deserialize;
 
@@ -76,7 +76,7 @@ impl Client {
         let response = self.send(builder).await?;
         response.json().await.map_err(|e| CliError::Server {
             status: 200,
-            code: "bad_response".into(),
+            code: ErrorCode::Unknown,
             detail: format!("the server's answer could not be read: {}", describe(&e)),
         })
     }
@@ -257,13 +257,13 @@ async fn problem(response: Response) -> CliError {
     let (code, detail, members) = match problem {
         Some(p) => (p.code, p.detail.unwrap_or(p.title), p.members),
         None => (
-            "unknown".to_owned(),
+            ErrorCode::Unknown,
             format!("the server answered {status}"),
             None,
         ),
     };
-    match (status, code.as_str()) {
-        (StatusCode::UNAUTHORIZED, "invalid_credentials") => {
+    match (status, code) {
+        (StatusCode::UNAUTHORIZED, ErrorCode::InvalidCredentials) => {
             CliError::Auth("wrong username or password".into())
         }
         (StatusCode::UNAUTHORIZED, _) => CliError::Auth(
@@ -273,7 +273,7 @@ async fn problem(response: Response) -> CliError {
             Some(secs) => format!("too many failed logins; try again in {secs} seconds"),
             None => "too many failed logins; try again later".into(),
         }),
-        (StatusCode::CONFLICT, "recipients_mismatch") => CliError::RecipientsMismatch {
+        (StatusCode::CONFLICT, ErrorCode::RecipientsMismatch) => CliError::RecipientsMismatch {
             members: members.unwrap_or_default(),
         },
         _ => CliError::Server {

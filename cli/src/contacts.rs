@@ -5,6 +5,7 @@
 use std::collections::HashMap;
 
 use fastchat_protocol::keys::{self, RsaPublicKey};
+use fastchat_protocol::problem::ErrorCode;
 
 use crate::client::Client;
 use crate::error::{CliError, Result};
@@ -31,9 +32,10 @@ impl<'a> Contacts<'a> {
             return Ok(key.clone());
         }
         let profile = self.client.user(username).await.map_err(|e| match e {
-            CliError::Server { code, .. } if code == "user_not_found" => {
-                CliError::Local(format!("there is no user called {username}"))
-            }
+            CliError::Server {
+                code: ErrorCode::UserNotFound,
+                ..
+            } => CliError::Local(format!("there is no user called {username}")),
             other => other,
         })?;
         let key = keys::parse_public_key_pem(&profile.public_key)

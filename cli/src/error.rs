@@ -2,6 +2,8 @@
 
 use std::process::ExitCode;
 
+use fastchat_protocol::problem::ErrorCode;
+
 /// Exit codes, documented in `fastchat --help` and README.md.
 pub mod exit {
     pub const FAILURE: u8 = 1;
@@ -25,7 +27,8 @@ pub enum CliError {
     #[error("{detail}")]
     Server {
         status: u16,
-        code: String,
+        /// [`ErrorCode::Unknown`] when the answer carried no code this build knows.
+        code: ErrorCode,
         detail: String,
     },
     #[error("{0}")]

@@ -1,6 +1,7 @@
 //! `fastchat group ...`: create groups and manage who is in them.
 
 use fastchat_protocol::names::Username;
+use fastchat_protocol::problem::ErrorCode;
 use fastchat_protocol::wire::{CreateGroup, Group};
 use serde_json::json;
 
@@ -14,14 +15,16 @@ fn explain(group: &str, e: CliError) -> CliError {
     let CliError::Server { code, detail, .. } = &e else {
         return e;
     };
-    CliError::Local(match code.as_str() {
-        "not_admin" => format!("only an admin of {group} can do that"),
-        "group_not_found" => format!("there is no group called {group}, or you are not in it"),
-        "group_name_taken" => format!("a group called {group} already exists"),
-        "member_not_found" => format!("that user is not in {group}"),
-        "already_member" => format!("that user is already in {group}"),
-        "already_admin" => format!("that member is already an admin of {group}"),
-        "group_full" | "group_too_large" | "user_not_found" => detail.clone(),
+    CliError::Local(match code {
+        ErrorCode::NotAdmin => format!("only an admin of {group} can do that"),
+        ErrorCode::GroupNotFound => {
+            format!("there is no group called {group}, or you are not in it")
+        }
+        ErrorCode::GroupNameTaken => format!("a group called {group} already exists"),
+        ErrorCode::MemberNotFound => format!("that user is not in {group}"),
+        ErrorCode::AlreadyMember => format!("that user is already in {group}"),
+        ErrorCode::AlreadyAdmin => format!("that member is already an admin of {group}"),
+        ErrorCode::GroupFull | ErrorCode::GroupTooLarge | ErrorCode::UserNotFound => detail.clone(),
         _ => return e,
     })
 }

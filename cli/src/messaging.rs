@@ -12,6 +12,7 @@ use fastchat_protocol::envelope::{
 use fastchat_protocol::image;
 use fastchat_protocol::keys::{RsaPrivateKey, RsaPublicKey};
 use fastchat_protocol::names::Username;
+use fastchat_protocol::problem::ErrorCode;
 use fastchat_protocol::wire::{Event, EventBody, Message, MessageSent, SendMessage};
 use futures_util::StreamExt;
 use serde_json::json;
@@ -128,7 +129,10 @@ async fn group_members(ctx: &Context, client: &Client, group: &str) -> Result<Ve
         return Ok(members);
     }
     let info = client.group(group).await.map_err(|e| match e {
-        CliError::Server { code, .. } if code == "group_not_found" => no_such_group(group),
+        CliError::Server {
+            code: ErrorCode::GroupNotFound,
+            ..
+        } => no_such_group(group),
         other => other,
     })?;
     ctx.home.save_group_members(group, &info.members)?;
@@ -221,7 +225,10 @@ pub async fn send_plaintext(
                 }
                 members = current;
             }
-            Err(CliError::Server { code, .. }) if code == "group_not_found" => {
+            Err(CliError::Server {
+                code: ErrorCode::GroupNotFound,
+                ..
+            }) => {
                 if let Target::Group(group) = target {
                     ctx.home.forget_group_members(group)?;
                     return Err(no_such_group(group));
@@ -402,9 +409,10 @@ impl<'a> Reader<'a> {
     async fn save_image(&self, image: &ImageRef) -> Result<std::result::Result<PathBuf, String>> {
         let blob = match self.client.blob(&image.blob).await {
             Ok(blob) => blob,
-            Err(CliError::Server { code, .. }) if code == "blob_not_found" => {
-                return Ok(Err("its image is not on the server".into()))
-            }
+            Err(CliError::Server {
+                code: ErrorCode::BlobNotFound,
+                ..
+            }) => return Ok(Err("its image is not on the server".into())),
             Err(e) => return Err(e),
         };
         let bytes = match image::open(&blob, image) {
@@ -602,9 +610,10 @@ async fn fetch_history(
             .conversation(peer.as_str(), before, limit)
             .await
             .map_err(|e| match e {
-                CliError::Server { code, .. } if code == "user_not_found" => {
-                    CliError::Local(format!("there is no user called {peer}"))
-                }
+                CliError::Server {
+                    code: ErrorCode::UserNotFound,
+                    ..
+                } => CliError::Local(format!("there is no user called {peer}")),
                 other => other,
             }),
         Target::Group(group) => {
@@ -612,9 +621,10 @@ async fn fetch_history(
                 .group_history(group, before, limit)
                 .await
                 .map_err(|e| match e {
-                    CliError::Server { code, .. } if code == "group_not_found" => {
-                        no_such_group(group)
-                    }
+                    CliError::Server {
+                        code: ErrorCode::GroupNotFound,
+                        ..
+                    } => no_such_group(group),
                     other => other,
                 })
         }

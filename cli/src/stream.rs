@@ -4,6 +4,7 @@
 use std::time::Duration;
 
 use eventsource_client::{self as es, Client as _, ReconnectOptions, SSE};
+use fastchat_protocol::problem::ErrorCode;
 use fastchat_protocol::wire::Event;
 use futures_util::{Stream, StreamExt};
 use launchdarkly_sdk_transport::HyperTransport;
@@ -64,7 +65,7 @@ pub fn events(
                 ))),
                 status @ 400..=499 => Some(Err(CliError::Server {
                     status,
-                    code: "stream_refused".into(),
+                    code: ErrorCode::Unknown,
                     detail: format!("the server refused the event stream ({status})"),
                 })),
                 // 5xx: the client retries on its own.

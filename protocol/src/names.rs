@@ -22,46 +22,73 @@ pub fn is_name_chars(text: &str) -> bool {
         .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_')
 }
 
-/// A user name that has been checked against the naming rule.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
-#[serde(transparent)]
-pub struct Username(String);
+macro_rules! checked_name {
+    ($(#[$doc:meta])* $name:ident) => {
+        $(#[$doc])*
+        #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
+        #[serde(transparent)]
+        pub struct $name(String);
 
-impl Username {
-    pub fn parse(name: &str) -> Result<Self, InvalidName> {
-        if is_valid_name(name) {
-            Ok(Self(name.to_owned()))
-        } else {
-            Err(InvalidName)
+        impl $name {
+            pub fn parse(name: &str) -> Result<Self, InvalidName> {
+                if is_valid_name(name) {
+                    Ok(Self(name.to_owned()))
+                } else {
+                    Err(InvalidName)
+                }
+            }
+
+            pub fn as_str(&self) -> &str {
+                &self.0
+            }
+
+            pub fn into_string(self) -> String {
+                self.0
+            }
         }
-    }
 
-    pub fn as_str(&self) -> &str {
-        &self.0
-    }
+        impl<'de> Deserialize<'de> for $name {
+            fn deserialize<D: serde::Deserializer<'de>>(de: D) -> Result<Self, D::Error> {
+                let raw = String::deserialize(de)?;
+                $name::parse(&raw).map_err(serde::de::Error::custom)
+            }
+        }
 
-    pub fn into_string(self) -> String {
-        self.0
-    }
+        impl std::str::FromStr for $name {
+            type Err = InvalidName;
+            fn from_str(name: &str) -> Result<Self, InvalidName> {
+                $name::parse(name)
+            }
+        }
+
+        impl fmt::Display for $name {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str(&self.0)
+            }
+        }
+
+        impl AsRef<str> for $name {
+            fn as_ref(&self) -> &str {
+                &self.0
+            }
+        }
+
+        impl PartialEq<str> for $name {
+            fn eq(&self, other: &str) -> bool {
+                self.0 == other
+            }
+        }
+    };
 }
 
-impl<'de> Deserialize<'de> for Username {
-    fn deserialize<D: serde::Deserializer<'de>>(de: D) -> Result<Self, D::Error> {
-        let raw = String::deserialize(de)?;
-        Username::parse(&raw).map_err(serde::de::Error::custom)
-    }
+checked_name! {
+    /// A user name that has been checked against the naming rule.
+    Username
 }
 
-impl fmt::Display for Username {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
-    }
-}
-
-impl AsRef<str> for Username {
-    fn as_ref(&self) -> &str {
-        &self.0
-    }
+checked_name! {
+    /// A group name that has been checked against the naming rule (the same as users').
+    GroupName
 }
 
 #[cfg(test)]
@@ -106,5 +133,7 @@ mod tests {
     fn deserializing_checks_the_rule() {
         assert!(serde_json::from_str::<Username>("\"alice\"").is_ok());
         assert!(serde_json::from_str::<Username>("\"ALICE\"").is_err());
+        assert!(serde_json::from_str::<GroupName>("\"team\"").is_ok());
+        assert!(serde_json::from_str::<GroupName>("\"../session\"").is_err());
     }
 }

@@ -68,24 +68,6 @@ pub struct KeyBackup {
     pub key_backup: String,
 }
 
-/// An RFC 9457 problem answer (`application/problem+json`). `code` is the stable,
-/// machine-readable member clients branch on.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct Problem {
-    #[serde(rename = "type")]
-    pub kind: String,
-    pub title: String,
-    pub status: u16,
-    pub code: String,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub detail: Option<String>,
-    /// With `recipients_mismatch`: who the envelope's keys must cover, exactly.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub members: Option<Vec<String>>,
-}
-
-pub const PROBLEM_CONTENT_TYPE: &str = "application/problem+json";
-
 /// `POST /v1/messages`. Exactly one of `to` and `group`.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]

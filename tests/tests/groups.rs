@@ -844,7 +844,8 @@ async fn a_deleted_group_takes_its_messages_keys_and_deliveries_with_it() {
 /// it. Each reader must still get exactly what it reads on its own.
 #[tokio::test]
 async fn a_batched_inbox_read_gives_each_reader_what_it_reads_alone() {
-    use fastchat_api::events::{read_inboxes, InboxRead};
+    use fastchat_api::ids::{Seq, UserId};
+    use fastchat_api::store::inbox::{read_inboxes, InboxRead};
 
     let cluster = Cluster::start(1).await;
     let api = cluster.api(0);
@@ -895,9 +896,9 @@ async fn a_batched_inbox_read_gives_each_reader_what_it_reads_alone() {
             .await
             .expect("user id");
         reads.push(InboxRead {
-            user_id: row.get(0),
+            user_id: UserId(row.get(0)),
             reader: name.to_owned(),
-            after: 0,
+            after: Seq(0),
             limit: 1000,
         });
     }

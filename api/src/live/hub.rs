@@ -7,13 +7,14 @@ use std::sync::{Arc, Mutex, MutexGuard};
 
 use tokio::sync::{mpsc, watch};
 
-use crate::events::PushedMessage;
+use crate::ids::UserId;
+use crate::notification::PushedEvent;
 
 /// A user gained their first, or lost their last, stream on this server.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum PresenceChange {
-    Online(i64),
-    Offline(i64),
+    Online(UserId),
+    Offline(UserId),
 }
 
 /// Why a user's streams were woken: the latest reason wins.
@@ -24,11 +25,11 @@ pub enum Wake {
     Read,
     /// This message arrived whole: a stream whose cursor is just before it sends it on
     /// without a read. It stays here until the next wake-up (a few KiB per user).
-    Pushed(Arc<PushedMessage>),
+    Pushed(Arc<PushedEvent>),
 }
 
 pub struct Hub {
-    streams: Mutex<HashMap<i64, watch::Sender<Wake>>>,
+    streams: Mutex<HashMap<UserId, watch::Sender<Wake>>>,
     presence: mpsc::UnboundedSender<PresenceChange>,
 }
 
@@ -40,13 +41,13 @@ impl Hub {
         })
     }
 
-    fn streams(&self) -> MutexGuard<'_, HashMap<i64, watch::Sender<Wake>>> {
+    fn streams(&self) -> MutexGuard<'_, HashMap<UserId, watch::Sender<Wake>>> {
         // A panic while holding the lock leaves the map consistent: keep going.
         self.streams.lock().unwrap_or_else(|e| e.into_inner())
     }
 
     /// Registers a stream for `user_id`; it is woken until the subscription is dropped.
-    pub fn subscribe(self: &Arc<Self>, user_id: i64) -> Subscription {
+    pub fn subscribe(self: &Arc<Self>, user_id: UserId) -> Subscription {
         let mut streams = self.streams();
         let rx = match streams.get(&user_id) {
             Some(tx) => tx.subscribe(),
@@ -65,7 +66,7 @@ impl Hub {
     }
 
     /// Wakes the streams of these users, where this server holds any.
-    pub fn wake(&self, user_ids: impl IntoIterator<Item = i64>) {
+    pub fn wake(&self, user_ids: impl IntoIterator<Item = UserId>) {
         let streams = self.streams();
         for user_id in user_ids {
             if let Some(tx) = streams.get(&user_id) {
@@ -74,15 +75,15 @@ impl Hub {
         }
     }
 
-    /// Hands `message` to `user_id`'s streams, where this server holds any.
-    pub fn push(&self, user_id: i64, message: Arc<PushedMessage>) {
+    /// Hands `event` to `user_id`'s streams, where this server holds any.
+    pub fn push(&self, user_id: UserId, event: Arc<PushedEvent>) {
         if let Some(tx) = self.streams().get(&user_id) {
-            tx.send_replace(Wake::Pushed(message));
+            tx.send_replace(Wake::Pushed(event));
         }
     }
 
     /// Whether this server holds a stream of `user_id`.
-    pub fn holds(&self, user_id: i64) -> bool {
+    pub fn holds(&self, user_id: UserId) -> bool {
         self.streams().contains_key(&user_id)
     }
 
@@ -94,7 +95,7 @@ impl Hub {
     }
 
     /// Users with at least one stream here.
-    pub fn local_users(&self) -> Vec<i64> {
+    pub fn local_users(&self) -> Vec<UserId> {
         self.streams().keys().copied().collect()
     }
 
@@ -111,7 +112,7 @@ impl Hub {
 /// One stream's registration; dropping it unregisters.
 pub struct Subscription {
     hub: Arc<Hub>,
-    user_id: i64,
+    user_id: UserId,
     rx: Option<watch::Receiver<Wake>>,
 }
 
@@ -152,23 +153,24 @@ impl Drop for Subscription {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::ids::Seq;
 
     #[tokio::test]
     async fn wakes_only_the_named_users_and_reports_presence_once() {
         let (tx, mut presence) = mpsc::unbounded_channel();
         let hub = Hub::new(tx);
-        let mut alice_1 = hub.subscribe(1);
-        let mut alice_2 = hub.subscribe(1);
-        let mut bob = hub.subscribe(2);
-        assert_eq!(presence.try_recv(), Ok(PresenceChange::Online(1)));
-        assert_eq!(presence.try_recv(), Ok(PresenceChange::Online(2)));
+        let mut alice_1 = hub.subscribe(UserId(1));
+        let mut alice_2 = hub.subscribe(UserId(1));
+        let mut bob = hub.subscribe(UserId(2));
+        assert_eq!(presence.try_recv(), Ok(PresenceChange::Online(UserId(1))));
+        assert_eq!(presence.try_recv(), Ok(PresenceChange::Online(UserId(2))));
         assert!(presence.try_recv().is_err(), "a second stream is not news");
         assert_eq!(hub.stream_count(), 3);
 
         for sub in [&mut alice_1, &mut alice_2, &mut bob] {
             sub.mark_seen();
         }
-        hub.wake([1]);
+        hub.wake([UserId(1)]);
         assert!(matches!(alice_1.woken().await, Some(Wake::Read)));
         assert!(matches!(alice_2.woken().await, Some(Wake::Read)));
         assert!(!bob.rx.as_mut().expect("rx").has_changed().expect("open"));
@@ -176,14 +178,14 @@ mod tests {
         drop(alice_1);
         assert!(presence.try_recv().is_err(), "alice still has a stream");
         drop(alice_2);
-        assert_eq!(presence.try_recv(), Ok(PresenceChange::Offline(1)));
-        assert_eq!(hub.local_users(), vec![2]);
+        assert_eq!(presence.try_recv(), Ok(PresenceChange::Offline(UserId(1))));
+        assert_eq!(hub.local_users(), vec![UserId(2)]);
 
         hub.close_all();
         assert!(bob.woken().await.is_none(), "a closed hub ends the stream");
     }
 
-    fn pushed(seq: i64) -> Arc<PushedMessage> {
+    fn pushed(seq: i64) -> Arc<PushedEvent> {
         let json = serde_json::json!({
             "seq": seq,
             "message": {
@@ -193,37 +195,37 @@ mod tests {
                 "nonce": "n", "ciphertext": "c", "sig": "s", "wrapped_key": "k"
             }
         });
-        Arc::new(serde_json::from_value(json).expect("a pushed message"))
+        Arc::new(serde_json::from_value(json).expect("a pushed event"))
     }
 
     #[tokio::test]
     async fn the_latest_wake_up_wins_and_pushes_reach_only_their_user() {
         let (tx, _presence) = mpsc::unbounded_channel();
         let hub = Hub::new(tx);
-        let mut bob = hub.subscribe(2);
-        let mut carol = hub.subscribe(3);
+        let mut bob = hub.subscribe(UserId(2));
+        let mut carol = hub.subscribe(UserId(3));
         bob.mark_seen();
         carol.mark_seen();
-        assert!(hub.holds(2) && !hub.holds(4));
+        assert!(hub.holds(UserId(2)) && !hub.holds(UserId(4)));
 
-        hub.push(2, pushed(5));
+        hub.push(UserId(2), pushed(5));
         match bob.woken().await {
-            Some(Wake::Pushed(message)) => assert_eq!(message.seq, 5),
+            Some(Wake::Pushed(message)) => assert_eq!(message.seq, Seq(5)),
             _ => panic!("bob was handed his message"),
         }
         assert!(!carol.rx.as_mut().expect("rx").has_changed().expect("open"));
 
         // A push, then a plain wake-up before the stream looks: it must read.
-        hub.push(2, pushed(6));
-        hub.wake([2]);
+        hub.push(UserId(2), pushed(6));
+        hub.wake([UserId(2)]);
         assert!(matches!(bob.woken().await, Some(Wake::Read)));
         // A wake-up, then two pushes: the stream sees the last, and its seq tells it
         // whether it missed the one before.
-        hub.wake([2]);
-        hub.push(2, pushed(7));
-        hub.push(2, pushed(8));
+        hub.wake([UserId(2)]);
+        hub.push(UserId(2), pushed(7));
+        hub.push(UserId(2), pushed(8));
         match bob.woken().await {
-            Some(Wake::Pushed(message)) => assert_eq!(message.seq, 8),
+            Some(Wake::Pushed(message)) => assert_eq!(message.seq, Seq(8)),
             _ => panic!("the latest push wins"),
         }
     }

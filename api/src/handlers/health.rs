@@ -4,7 +4,7 @@ use actix_web::{web, HttpResponse};
 use serde_json::json;
 
 use crate::db;
-use crate::startup::AppState;
+use crate::state::AppState;
 
 /// `GET /healthz`: the process is up and serving.
 pub async fn healthz() -> HttpResponse {

@@ -1,0 +1,153 @@
+//! `/v1/users` and `/v1/me`: signup, public profiles and keys, search, and the caller's
+//! key backup.
+
+use actix_web::{web, HttpResponse};
+use fastchat_protocol::keys::parse_public_key_pem;
+use fastchat_protocol::names::{is_name_chars, Username, NAME_MAX_LEN};
+use fastchat_protocol::wire::{
+    CreateUser, KeyBackup, UserCreated, UserList, UserProfile, UserSummary,
+};
+use serde::Deserialize;
+
+use crate::config::PASSWORD_MAX_BYTES;
+use crate::db;
+use crate::error::ApiError;
+use crate::handlers::auth::AuthUser;
+use crate::state::AppState;
+use crate::store::servers::online_among;
+use crate::store::users::{self, NewUser};
+
+const LIST_DEFAULT_LIMIT: i64 = 50;
+const LIST_MAX_LIMIT: i64 = 200;
+
+/// A password the server would accept; login refuses any other without counting it.
+pub fn acceptable_password(state: &AppState, password: &str) -> bool {
+    (state.config.password_min_bytes..=PASSWORD_MAX_BYTES).contains(&password.len())
+}
+
+/// `POST /v1/users`
+pub async fn create(
+    state: web::Data<AppState>,
+    body: web::Json<CreateUser>,
+) -> Result<HttpResponse, ApiError> {
+    let CreateUser {
+        username,
+        password,
+        public_key,
+        key_backup,
+    } = body.into_inner();
+    let username = Username::parse(&username).map_err(|_| ApiError::invalid_username())?;
+    if !acceptable_password(&state, &password) {
+        return Err(ApiError::invalid_password(
+            state.config.password_min_bytes,
+            PASSWORD_MAX_BYTES,
+        ));
+    }
+    parse_public_key_pem(&public_key).map_err(ApiError::invalid_public_key)?;
+    if let Some(backup) = &key_backup {
+        let max = state.config.key_backup_max_bytes;
+        if backup.is_empty() || backup.len() > max {
+            return Err(ApiError::invalid_key_backup(max));
+        }
+    }
+
+    // Refuse a taken name before spending a bcrypt hash on it; the insert below is
+    // what really decides when two signups race.
+    let name = username.clone();
+    if db::run(&state.pool, move |conn| Ok(users::exists(conn, &name)?)).await? {
+        return Err(ApiError::username_taken());
+    }
+    let cost = state.config.bcrypt_cost;
+    let password_hash = db::blocking(move || bcrypt::hash(password, cost))
+        .await?
+        .map_err(|e| ApiError::internal(format!("bcrypt: {e}")))?;
+    let new = NewUser {
+        username: username.to_string(),
+        password_hash,
+        public_key,
+        key_backup,
+    };
+    let created_at = db::run(&state.pool, move |conn| Ok(users::create(conn, &new)?))
+        .await?
+        .ok_or_else(ApiError::username_taken)?;
+    tracing::info!(%username, "user signed up");
+    Ok(HttpResponse::Created().json(UserCreated {
+        username: username.into_string(),
+        created_at,
+    }))
+}
+
+/// `GET /v1/users/{username}`
+pub async fn get(
+    state: web::Data<AppState>,
+    _caller: AuthUser,
+    path: web::Path<String>,
+) -> Result<web::Json<UserProfile>, ApiError> {
+    let username = Username::parse(&path).map_err(|_| ApiError::user_not_found())?;
+    let profile = db::run(&state.pool, move |conn| {
+        let Some(profile) = users::profile(conn, &username)? else {
+            return Ok(None);
+        };
+        let online = online_among(conn, &[profile.id])?.contains(&profile.id);
+        Ok(Some(UserProfile {
+            username: profile.username,
+            public_key: profile.public_key,
+            online,
+        }))
+    })
+    .await?;
+    Ok(web::Json(profile.ok_or_else(ApiError::user_not_found)?))
+}
+
+#[derive(Debug, Deserialize)]
+pub struct ListQuery {
+    #[serde(default)]
+    prefix: String,
+    limit: Option<i64>,
+}
+
+/// `GET /v1/users?prefix=&limit=`: names in alphabetical order.
+pub async fn list(
+    state: web::Data<AppState>,
+    _caller: AuthUser,
+    query: web::Query<ListQuery>,
+) -> Result<web::Json<UserList>, ApiError> {
+    let ListQuery { prefix, limit } = query.into_inner();
+    if prefix.len() > NAME_MAX_LEN || !is_name_chars(&prefix) {
+        return Err(ApiError::invalid_query(
+            "prefix may hold only a-z, 0-9 and _, at most 32 of them",
+        ));
+    }
+    let limit = limit.unwrap_or(LIST_DEFAULT_LIMIT);
+    if !(1..=LIST_MAX_LIMIT).contains(&limit) {
+        return Err(ApiError::invalid_query(format!(
+            "limit is 1 to {LIST_MAX_LIMIT}"
+        )));
+    }
+    let users = db::run(&state.pool, move |conn| {
+        let found = users::with_prefix(conn, &prefix, limit)?;
+        let ids: Vec<_> = found.iter().map(|(id, _)| *id).collect();
+        let online = online_among(conn, &ids)?;
+        Ok(found
+            .into_iter()
+            .map(|(id, username)| UserSummary {
+                username,
+                online: online.contains(&id),
+            })
+            .collect())
+    })
+    .await?;
+    Ok(web::Json(UserList { users }))
+}
+
+/// `GET /v1/me/key-backup`
+pub async fn key_backup(
+    state: web::Data<AppState>,
+    caller: AuthUser,
+) -> Result<web::Json<KeyBackup>, ApiError> {
+    let user = caller.user.user_id;
+    let key_backup = db::run(&state.pool, move |conn| Ok(users::key_backup(conn, user)?))
+        .await?
+        .ok_or_else(ApiError::no_key_backup)?;
+    Ok(web::Json(KeyBackup { key_backup }))
+}

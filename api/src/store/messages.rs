@@ -1,0 +1,371 @@
+//! Messages: storing them (idempotent by the sender's `client_id`) and reading history.
+//! One-to-one messages take one path, attachments or not: `fastchat_send_direct_messages`,
+//! fed in batches by [`direct_send_batcher`]. Group messages are stored under the
+//! group's share lock, so the members they are encrypted for are the members they reach.
+
+use std::collections::BTreeSet;
+
+use chrono::{DateTime, Utc};
+use diesel::prelude::*;
+use diesel::sql_types::{BigInt, Nullable, Text, Timestamptz};
+use fastchat_protocol::envelope::{Envelope, Kind};
+use fastchat_protocol::names::{GroupName, Username};
+use fastchat_protocol::wire::{Message, MessagePage, MessageSent};
+use prometheus::Histogram;
+
+use crate::batch::Batcher;
+use crate::db::{self, PgConn, PgPool};
+use crate::error::ApiError;
+use crate::ids::{GroupId, MessageId, UserId};
+use crate::schema::messages;
+use crate::store::blobs;
+use crate::store::functions::SendDirectMessages;
+use crate::store::groups::{self, Lock};
+use crate::store::inbox::{self, Delivery};
+use crate::store::message_view::MessageView;
+use crate::store::sessions::SessionUser;
+
+/// A message checked as far as it can be without the database: its sender, what it
+/// says (opaque) and the blobs it lists (parsed, each once).
+pub struct Outgoing {
+    pub sender: SessionUser,
+    pub client_id: uuid::Uuid,
+    pub kind: Kind,
+    pub envelope: Envelope,
+    pub attachments: Vec<uuid::Uuid>,
+}
+
+impl Outgoing {
+    fn key_for(&self, username: &str) -> String {
+        self.envelope
+            .keys
+            .get(username)
+            .cloned()
+            .unwrap_or_default()
+    }
+}
+
+/// The envelope must carry a key for exactly the conversation's members.
+fn check_keys<'a>(
+    envelope: &Envelope,
+    members: impl IntoIterator<Item = &'a str>,
+) -> Result<(), ApiError> {
+    let expected: BTreeSet<&str> = members.into_iter().collect();
+    let given: BTreeSet<&str> = envelope.keys.keys().map(String::as_str).collect();
+    if expected == given {
+        return Ok(());
+    }
+    Err(ApiError::RecipientsMismatch {
+        members: expected.into_iter().map(str::to_owned).collect(),
+    })
+}
+
+/// A one-to-one message.
+pub struct DirectSend {
+    pub message: Outgoing,
+    pub recipient: Username,
+}
+
+impl DirectSend {
+    /// Its keys must be for exactly the sender and the recipient.
+    fn check_keys(&self) -> Result<(), ApiError> {
+        check_keys(
+            &self.message.envelope,
+            [
+                self.message.sender.username.as_str(),
+                self.recipient.as_str(),
+            ],
+        )
+    }
+}
+
+/// At most this many one-to-one messages are stored together: one transaction, short.
+const DIRECT_BATCH_MAX: usize = 256;
+const DIRECT_WORKERS: usize = 2;
+
+pub type SendAnswer = Result<MessageSent, ApiError>;
+
+/// Starts the threads that serve [`send_direct_batch`].
+pub fn direct_send_batcher(
+    pool: PgPool,
+    sizes: Histogram,
+) -> std::io::Result<Batcher<DirectSend, SendAnswer>> {
+    Batcher::start(
+        "direct-sends",
+        DIRECT_WORKERS,
+        DIRECT_BATCH_MAX,
+        sizes,
+        move |sends| send_direct_batch(&pool, &sends),
+    )
+}
+
+/// Stores one-to-one messages that arrived together, each answered as if it had come
+/// alone. They go in one statement; should it fail, each is stored on its own, so one
+/// bad message cannot sink the others. Blocks.
+pub fn send_direct_batch(pool: &PgPool, sends: &[DirectSend]) -> Vec<SendAnswer> {
+    let stored = db::with_conn(pool, |conn| {
+        Ok(match send_direct(conn, sends) {
+            Ok(answers) => answers,
+            Err(e) => {
+                tracing::warn!(error = %e, count = sends.len(), "storing a batch failed; storing its messages one by one");
+                sends
+                    .chunks(1)
+                    .map(|one| {
+                        send_direct(conn, one).and_then(|mut answers| {
+                            answers.pop().unwrap_or_else(|| {
+                                Err(ApiError::internal("a send went unanswered"))
+                            })
+                        })
+                    })
+                    .collect()
+            }
+        })
+    });
+    stored.unwrap_or_else(|e| e.for_each_of(sends.len()))
+}
+
+/// `sends` stored by one call of `fastchat_send_direct_messages` (an answer each, in
+/// order), or the error that stored none of them.
+fn send_direct(conn: &mut PgConn, sends: &[DirectSend]) -> Result<Vec<SendAnswer>, ApiError> {
+    #[derive(QueryableByName)]
+    struct Sent {
+        #[diesel(sql_type = BigInt)]
+        ord: i64,
+        #[diesel(sql_type = Text)]
+        outcome: String,
+        #[diesel(sql_type = Nullable<BigInt>)]
+        id: Option<MessageId>,
+        #[diesel(sql_type = Nullable<Timestamptz>)]
+        sent_at: Option<DateTime<Utc>>,
+    }
+    let texts =
+        |f: &dyn Fn(&DirectSend) -> String| -> Vec<String> { sends.iter().map(f).collect() };
+    let (attachment_ords, attachment_ids) = sends
+        .iter()
+        .zip(1..)
+        .flat_map(|(send, ord)| send.message.attachments.iter().map(move |id| (ord, *id)))
+        .unzip();
+    let rows: Vec<Sent> = SendDirectMessages {
+        sender_ids: sends.iter().map(|s| s.message.sender.user_id).collect(),
+        recipients: texts(&|s| s.recipient.to_string()),
+        stores: sends.iter().map(|s| s.check_keys().is_ok()).collect(),
+        client_ids: sends.iter().map(|s| s.message.client_id).collect(),
+        kinds: texts(&|s| s.message.kind.as_str().to_owned()),
+        nonces: texts(&|s| s.message.envelope.nonce.clone()),
+        ciphertexts: texts(&|s| s.message.envelope.ciphertext.clone()),
+        sigs: texts(&|s| s.message.envelope.sig.clone()),
+        sender_keys: texts(&|s| s.message.key_for(&s.message.sender.username)),
+        recipient_keys: texts(&|s| s.message.key_for(s.recipient.as_str())),
+        attachment_ords,
+        attachment_ids,
+    }
+    .load(conn)?;
+    if rows.len() != sends.len() || rows.iter().zip(1..).any(|(r, ord)| r.ord != ord) {
+        return Err(ApiError::internal(format!(
+            "fastchat_send_direct_messages answered {} of {} sends",
+            rows.len(),
+            sends.len()
+        )));
+    }
+    Ok(sends
+        .iter()
+        .zip(rows)
+        .map(
+            |(send, row)| match (row.outcome.as_str(), row.id, row.sent_at) {
+                ("stored" | "retry", Some(id), Some(sent_at)) => {
+                    Ok(MessageSent { id: id.0, sent_at })
+                }
+                ("no_recipient", ..) => Err(ApiError::user_not_found()),
+                ("keys_mismatch", ..) => send
+                    .check_keys()
+                    .and(Err(ApiError::internal("keys refused, then found right"))),
+                ("invalid_attachment", ..) => Err(ApiError::attachment_not_yours()),
+                ("client_id_reused", ..) => Err(ApiError::client_id_reused()),
+                (outcome, ..) => Err(ApiError::internal(format!(
+                    "fastchat_send_direct_messages answered {outcome:?}"
+                ))),
+            },
+        )
+        .collect())
+}
+
+#[derive(Insertable)]
+#[diesel(table_name = messages)]
+struct NewGroupMessage<'a> {
+    sender_id: UserId,
+    group_id: GroupId,
+    client_id: uuid::Uuid,
+    kind: &'a str,
+    nonce: &'a str,
+    ciphertext: &'a str,
+    sig: &'a str,
+    attachments: Vec<Option<String>>,
+}
+
+/// Stores a group message, its keys and attachments, and delivers it to every member but
+/// the sender. The group's row stays share-locked until commit: membership cannot change
+/// between checking the keys and delivering. A message already stored under this
+/// client_id is answered as it was.
+pub fn send_to_group(
+    conn: &mut PgConn,
+    group: &GroupName,
+    message: &Outgoing,
+) -> Result<MessageSent, ApiError> {
+    let sender = &message.sender;
+    if !blobs::all_uploaded_by(conn, sender.user_id, &message.attachments)? {
+        return Err(ApiError::attachment_not_yours());
+    }
+    conn.transaction(|conn| {
+        let group = groups::lock(conn, group, sender.user_id, Lock::Share)?;
+        check_keys(
+            &message.envelope,
+            group.members.iter().map(|m| m.username.as_str()),
+        )?;
+        let inserted = diesel::insert_into(messages::table)
+            .values(&NewGroupMessage {
+                sender_id: sender.user_id,
+                group_id: group.id,
+                client_id: message.client_id,
+                kind: message.kind.as_str(),
+                nonce: &message.envelope.nonce,
+                ciphertext: &message.envelope.ciphertext,
+                sig: &message.envelope.sig,
+                attachments: message
+                    .attachments
+                    .iter()
+                    .map(|id| Some(id.to_string()))
+                    .collect(),
+            })
+            .on_conflict((messages::sender_id, messages::client_id))
+            .do_nothing()
+            .returning((messages::id, messages::sent_at))
+            .get_result::<(MessageId, DateTime<Utc>)>(conn)
+            .optional()?;
+        let Some((id, sent_at)) = inserted else {
+            return earlier_group_send(conn, sender.user_id, message.client_id, group.id);
+        };
+        let (user_ids, keys): (Vec<UserId>, Vec<String>) = group
+            .members
+            .iter()
+            .map(|m| (m.user_id, message.key_for(&m.username)))
+            .unzip();
+        insert_keys(conn, id, &user_ids, &keys)?;
+        blobs::attach(conn, id, &message.attachments)?;
+        let recipients: Vec<UserId> = user_ids
+            .into_iter()
+            .filter(|&u| u != sender.user_id)
+            .collect();
+        inbox::deliver_to_all(conn, &recipients, Delivery::Message(id))?;
+        Ok(MessageSent { id: id.0, sent_at })
+    })
+}
+
+fn insert_keys(
+    conn: &mut PgConn,
+    message: MessageId,
+    users: &[UserId],
+    keys: &[String],
+) -> QueryResult<()> {
+    use diesel::sql_types::Array;
+    diesel::sql_query(
+        "INSERT INTO message_keys (message_id, user_id, wrapped_key)
+         SELECT $1, * FROM unnest($2::bigint[], $3::text[])",
+    )
+    .bind::<BigInt, _>(message)
+    .bind::<Array<BigInt>, _>(users)
+    .bind::<Array<Text>, _>(keys)
+    .execute(conn)
+    .map(drop)
+}
+
+/// A retry of a group message: answered as before if it is the same message's client_id.
+fn earlier_group_send(
+    conn: &mut PgConn,
+    sender: UserId,
+    client_id: uuid::Uuid,
+    group: GroupId,
+) -> Result<MessageSent, ApiError> {
+    let (id, sent_at, group_id) = messages::table
+        .filter(messages::sender_id.eq(sender))
+        .filter(messages::client_id.eq(client_id))
+        .select((messages::id, messages::sent_at, messages::group_id))
+        .first::<(MessageId, DateTime<Utc>, Option<GroupId>)>(conn)?;
+    if group_id != Some(group) {
+        return Err(ApiError::client_id_reused());
+    }
+    Ok(MessageSent { id: id.0, sent_at })
+}
+
+/// `SELECT` and `FROM` of every history query: the messages that carry a key for the
+/// reader, `$1`. A reader sees nothing sent to a conversation it was not in.
+const MESSAGES_FOR_READER: &str = "
+    SELECT m.id, su.username AS sender, ru.username AS recipient, g.name AS group_name,
+           m.kind, m.client_id, m.sent_at, m.nonce, m.ciphertext, m.sig, m.attachments,
+           k.wrapped_key
+      FROM messages m
+      JOIN message_keys k ON k.message_id = m.id AND k.user_id = $1
+      JOIN users su ON su.id = m.sender_id
+      LEFT JOIN users ru ON ru.id = m.recipient_id
+      LEFT JOIN groups g ON g.id = m.group_id";
+
+/// Where a history page starts and how long it is.
+#[derive(Debug, Clone, Copy)]
+pub struct PageRequest {
+    /// Only messages older than this one.
+    pub before: MessageId,
+    pub limit: i64,
+}
+
+/// A page of `reader`'s conversation with `other`, both directions, newest first.
+pub fn conversation_page(
+    conn: &mut PgConn,
+    reader: &SessionUser,
+    other: &Username,
+    page: PageRequest,
+) -> Result<MessagePage, ApiError> {
+    let other = crate::store::users::find_id(conn, other)?.ok_or_else(ApiError::user_not_found)?;
+    let rows = diesel::sql_query(format!(
+        "{MESSAGES_FOR_READER}
+          WHERE m.pair_low = LEAST($1, $2) AND m.pair_high = GREATEST($1, $2)
+            AND m.recipient_id IS NOT NULL AND m.id < $3
+          ORDER BY m.id DESC
+          LIMIT $4"
+    ))
+    .bind::<BigInt, _>(reader.user_id)
+    .bind::<BigInt, _>(other)
+    .bind::<BigInt, _>(page.before)
+    .bind::<BigInt, _>(page.limit)
+    .load::<MessageView>(conn)?;
+    Ok(into_page(rows, page.limit, &reader.username))
+}
+
+/// A page of a group's history for `reader` (a member), newest first: the messages sent
+/// while they were a member.
+pub fn group_page(
+    conn: &mut PgConn,
+    reader: &SessionUser,
+    group: &GroupName,
+    page: PageRequest,
+) -> Result<MessagePage, ApiError> {
+    let group = conn.transaction(|conn| groups::lock(conn, group, reader.user_id, Lock::Share))?;
+    let rows = diesel::sql_query(format!(
+        "{MESSAGES_FOR_READER} WHERE m.group_id = $2 AND m.id < $3 ORDER BY m.id DESC LIMIT $4"
+    ))
+    .bind::<BigInt, _>(reader.user_id)
+    .bind::<BigInt, _>(group.id)
+    .bind::<BigInt, _>(page.before)
+    .bind::<BigInt, _>(page.limit)
+    .load::<MessageView>(conn)?;
+    Ok(into_page(rows, page.limit, &reader.username))
+}
+
+fn into_page(rows: Vec<MessageView>, limit: i64, reader: &str) -> MessagePage {
+    let full = i64::try_from(rows.len()).is_ok_and(|n| n == limit);
+    let messages: Vec<Message> = rows.into_iter().map(|r| r.into_wire(reader)).collect();
+    let next = if full {
+        messages.last().map(|m| m.id)
+    } else {
+        None
+    };
+    MessagePage { messages, next }
+}
