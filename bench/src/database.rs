@@ -1,7 +1,8 @@
-//! The database's own ceiling: pgbench running the SQL one one-to-one message costs
-//! (the session lookup, the recipient lookup, and the sending transaction, whose
-//! notification carries the message to the recipient's server), one transaction per
-//! message.
+//! The database's own ceiling: pgbench running the SQL one one-to-one message costs, as
+//! the server runs it (the same SQL functions: the session lookup, then the sending
+//! statement with its inbox event and notification), one transaction per message.
+//! Its users are its own and offline, so the api servers hear every notification, as
+//! they would, and have no stream to push it to.
 
 use std::path::Path;
 use std::process::Command;
@@ -19,29 +20,40 @@ pub struct DatabaseReport {
     pub mean_latency_ms: Option<f64>,
 }
 
-/// The script, for users `<prefix>_0` to `<prefix>_<users - 1>`.
-fn script(prefix: &str, users: usize, ciphertext: &str, sig: &str, wrapped_key: &str) -> String {
+/// Users `pgbench_0` to `pgbench_<users - 1>`, each with an inbox and a session whose
+/// token hash is `sha256('pgbench' || i)`.
+fn setup_script(users: usize) -> String {
+    format!(
+        r#"INSERT INTO users (username, password_hash, public_key)
+  SELECT 'pgbench_' || i, 'not a hash', 'not a key' FROM generate_series(0, {last}) AS i
+  ON CONFLICT (username) DO NOTHING;
+INSERT INTO inboxes (user_id)
+  SELECT id FROM users WHERE username LIKE 'pgbench\_%' ON CONFLICT DO NOTHING;
+INSERT INTO sessions (token_hash, user_id, expires_at)
+  SELECT sha256(('pgbench' || substr(username, 9))::bytea), id, now() + interval '1 day'
+    FROM users WHERE username LIKE 'pgbench\_%'
+  ON CONFLICT DO NOTHING;
+"#,
+        last = users - 1,
+    )
+}
+
+/// One message from a random user to another, as the server sends it.
+fn message_script(
+    users: usize,
+    nonce: &str,
+    ciphertext: &str,
+    sig: &str,
+    wrapped_key: &str,
+) -> String {
     format!(
         r#"\set a random(0, {last})
 \set b (:a + random(1, {last})) % {users}
-SELECT user_id FROM sessions WHERE token_hash = sha256(('bench' || :a)::bytea) AND expires_at > now();
-SELECT id AS sender FROM users WHERE username = '{prefix}_' || :a \gset
-SELECT id AS recipient FROM users WHERE username = '{prefix}_' || :b \gset
-BEGIN;
-INSERT INTO messages (sender_id, recipient_id, client_id, kind, nonce, ciphertext, sig)
-  VALUES (:sender, :recipient, gen_random_uuid(), 'text', 'AAAAAAAAAAAAAAAA', '{ciphertext}', '{sig}')
-  ON CONFLICT (sender_id, client_id) DO NOTHING RETURNING id AS message \gset
-INSERT INTO message_keys (message_id, user_id, wrapped_key)
-  VALUES (:message, :sender, '{wrapped_key}'), (:message, :recipient, '{wrapped_key}');
-UPDATE inboxes SET last_seq = last_seq + 1 WHERE user_id = :recipient RETURNING last_seq \gset
-INSERT INTO inbox_events (user_id, seq, message_id) VALUES (:recipient, :last_seq, :message);
-SELECT pg_notify('fastchat_bench', 'event:' || :recipient::bigint || ':' || json_build_object(
-  'seq', :last_seq::bigint, 'message', json_build_object('id', :message::bigint,
-  'sender', '{prefix}_' || :a::int, 'recipient', '{prefix}_' || :b::int, 'kind', 'text',
-  'client_id', gen_random_uuid(), 'sent_at', now(),
-  'nonce', 'AAAAAAAAAAAAAAAA', 'ciphertext', '{ciphertext}', 'sig', '{sig}',
-  'wrapped_key', '{wrapped_key}')));
-COMMIT;
+SELECT user_id AS sender FROM fastchat_find_sessions(ARRAY[sha256(('pgbench' || :a)::bytea)]) \gset
+SELECT outcome FROM fastchat_send_direct_messages(
+  ARRAY[:sender]::bigint[], ARRAY['pgbench_' || :b], ARRAY[true], ARRAY[gen_random_uuid()],
+  ARRAY['text'], ARRAY['{nonce}'], ARRAY['{ciphertext}'], ARRAY['{sig}'],
+  ARRAY['{wrapped_key}'], ARRAY['{wrapped_key}'], '{{}}'::bigint[], '{{}}'::uuid[]);
 "#,
         last = users - 1,
     )
@@ -56,37 +68,32 @@ pub struct Pgbench<'a> {
 }
 
 impl Pgbench<'_> {
-    pub fn run(&self, prefix: &str, users: usize) -> anyhow::Result<DatabaseReport> {
+    pub fn run(&self, users: usize) -> anyhow::Result<DatabaseReport> {
         if users < 2 {
             bail!("pgbench needs at least two users");
         }
-        let path = self.out_dir.join("message.pgbench.sql");
         let random = |n| {
             use base64::Engine;
             let bytes: Vec<u8> = (0..n).map(|_| rand::random::<u8>()).collect();
             base64::engine::general_purpose::STANDARD.encode(bytes)
         };
+        let setup = self.out_dir.join("setup.pgbench.sql");
+        std::fs::write(&setup, setup_script(users))?;
+        self.pgbench(&setup, &["--transactions=1", "--client=1"])?;
+        let path = self.out_dir.join("message.pgbench.sql");
         std::fs::write(
             &path,
-            script(prefix, users, &random(128), &random(256), &random(256)),
+            message_script(users, &random(12), &random(128), &random(256), &random(256)),
         )?;
         let seconds = self.length.as_secs().max(1);
-        let output = Command::new(self.program)
-            .args(["--no-vacuum", "--protocol=prepared"])
-            .arg(format!("--client={}", self.clients))
-            .arg("--jobs=2")
-            .arg(format!("--time={seconds}"))
-            .arg(format!("--file={}", path.display()))
-            .arg(self.database_url)
-            .output()
-            .with_context(|| format!("running {}", self.program))?;
-        let stdout = String::from_utf8_lossy(&output.stdout);
-        if !output.status.success() {
-            bail!(
-                "pgbench failed: {}\n{stdout}",
-                String::from_utf8_lossy(&output.stderr)
-            );
-        }
+        let stdout = self.pgbench(
+            &path,
+            &[
+                &format!("--client={}", self.clients),
+                "--jobs=2",
+                &format!("--time={seconds}"),
+            ],
+        )?;
         let number_after = |label: &str| {
             stdout
                 .lines()
@@ -105,5 +112,24 @@ impl Pgbench<'_> {
                 .with_context(|| format!("pgbench printed no tps:\n{stdout}"))?,
             mean_latency_ms: number_after("latency average"),
         })
+    }
+
+    /// Runs pgbench on `script` with `args`; its standard output.
+    fn pgbench(&self, script: &Path, args: &[&str]) -> anyhow::Result<String> {
+        let output = Command::new(self.program)
+            .args(["--no-vacuum", "--protocol=prepared"])
+            .args(args)
+            .arg(format!("--file={}", script.display()))
+            .arg(self.database_url)
+            .output()
+            .with_context(|| format!("running {}", self.program))?;
+        let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
+        if !output.status.success() {
+            bail!(
+                "pgbench failed: {}\n{stdout}",
+                String::from_utf8_lossy(&output.stderr)
+            );
+        }
+        Ok(stdout)
     }
 }

@@ -331,7 +331,7 @@ async fn run(args: Args) -> anyhow::Result<bool> {
                 clients: 8,
                 length: settings.pgbench_length,
             }
-            .run(&bench.prefix, online)?;
+            .run(online)?;
             println!("  {:.0} messages/s", report.messages_per_second);
             Some(report)
         }
