@@ -10,25 +10,27 @@ use tokio_postgres::NoTls;
 use crate::binaries::root;
 
 /// The admin URL of the test cluster (no database part): FASTCHAT_TEST_DATABASE_URL, or
-/// the cluster scripts/lib.sh starts in .data/test-pg.
+/// the cluster scripts/lib.sh starts in .data/test-pg on FASTCHAT_TEST_PG_PORT (54331
+/// unless set), as scripts/test does.
 pub fn admin_url() -> &'static str {
     static URL: OnceLock<String> = OnceLock::new();
     URL.get_or_init(|| {
         if let Ok(url) = std::env::var("FASTCHAT_TEST_DATABASE_URL") {
             return url;
         }
-        let script = root().join("scripts/lib.sh");
+        let port = std::env::var("FASTCHAT_TEST_PG_PORT").unwrap_or_else(|_| "54331".to_owned());
         let out = Command::new("bash")
             .arg("-c")
-            .arg(format!(
-                "source '{}' && FASTCHAT_PG_FSYNC=off pg_start test-pg 54331",
-                script.display()
-            ))
+            .arg(r#"source "$1" && pg_start test-pg "$2""#)
+            .arg("bash")
+            .arg(root().join("scripts/lib.sh"))
+            .arg(&port)
+            .env("FASTCHAT_PG_FSYNC", "off")
             .output()
             .expect("running scripts/lib.sh");
         assert!(
             out.status.success(),
-            "starting the test PostgreSQL failed:\n{}",
+            "starting the test PostgreSQL on port {port} failed:\n{}",
             String::from_utf8_lossy(&out.stderr)
         );
         String::from_utf8(out.stdout)
