@@ -199,8 +199,17 @@ impl Cluster {
         Self::start_with(n, &[]).await
     }
 
+    /// `n` servers with settings `extra` on a copy of the migrated template.
     pub async fn start_with(n: usize, extra: &[(&str, &str)]) -> Self {
-        let db = TestDb::create().await;
+        Self::start_on(TestDb::create().await, n, extra)
+    }
+
+    /// `n` servers started together on an empty database, which they migrate themselves.
+    pub async fn start_unmigrated(n: usize) -> Self {
+        Self::start_on(TestDb::create_empty().await, n, &[])
+    }
+
+    fn start_on(db: TestDb, n: usize, extra: &[(&str, &str)]) -> Self {
         let pending: Vec<_> = (0..n).map(|_| ApiServer::spawn(&db.url, extra)).collect();
         let servers = pending.into_iter().map(PendingServer::ready).collect();
         Cluster { servers, db }

@@ -435,7 +435,7 @@ async fn probes_metrics_and_unknown_routes() {
 #[tokio::test]
 async fn servers_started_together_migrate_once_and_stop_cleanly_on_sigterm() {
     // Four servers migrating one fresh database at the same moment.
-    let mut cluster = Cluster::start(4).await;
+    let mut cluster = Cluster::start_unmigrated(4).await;
     let migrations = cluster.db.count("__diesel_schema_migrations").await;
     assert!(migrations >= 1);
     for i in 0..4 {
