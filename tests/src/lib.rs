@@ -6,6 +6,7 @@
 //! - [`binaries`]: the workspace and the binaries the tests run.
 //! - [`process`]: [`ApiServer`], [`BalancerProcess`] and [`Cluster`], servers on a database.
 //! - [`api`]: [`Api`], one server as an HTTP client sees it, and its [`Answer`]s.
+//! - [`paths`]: every api path, spelled once.
 //! - [`sse`]: a plain reader of the event stream.
 //! - [`cli`]: [`CliHome`], the `fastchat` binary in a home folder of its own.
 //! - [`metrics`]: reading Prometheus text.
@@ -16,6 +17,7 @@ pub mod binaries;
 pub mod cli;
 pub mod db;
 pub mod metrics;
+pub mod paths;
 pub mod process;
 pub mod sse;
 pub mod wait;

@@ -2,7 +2,7 @@
 
 /// The `/metrics` text at `base`, or `None` while nothing answers there.
 pub async fn fetch_metrics(base: &str) -> Option<String> {
-    reqwest::get(format!("{base}/metrics"))
+    reqwest::get(format!("{base}{}", crate::paths::METRICS))
         .await
         .ok()?
         .text()
