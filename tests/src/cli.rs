@@ -8,7 +8,9 @@ use std::time::Duration;
 
 use serde_json::Value;
 
+use crate::api::Api;
 use crate::binaries::bin;
+use crate::user::TestUser;
 use crate::wait::wait_for_exit;
 
 /// The `fastchat` CLI with its own home folder.
@@ -71,13 +73,24 @@ impl CliHome {
         home
     }
 
-    /// The session token the CLI saved.
-    pub fn token(&self) -> String {
-        let session: Value = serde_json::from_str(
+    /// The session the CLI saved (`session.json`).
+    fn session(&self) -> Value {
+        serde_json::from_str(
             &std::fs::read_to_string(self.dir.join("session.json")).expect("session file"),
         )
-        .expect("session json");
-        session["token"].as_str().expect("token").to_owned()
+        .expect("session json")
+    }
+
+    /// The session token the CLI saved.
+    pub fn token(&self) -> String {
+        self.session()["token"].as_str().expect("token").to_owned()
+    }
+
+    /// Whoever is logged in here, with the CLI's token, talking to `api` directly.
+    pub fn user_on(&self, api: &Api) -> TestUser {
+        let session = self.session();
+        let name = session["username"].as_str().expect("username");
+        api.as_user(name, session["token"].as_str().expect("token"))
     }
 
     /// Starts a long-running `fastchat ARGS` (e.g. `recv --follow`) whose stdout lines

@@ -2,10 +2,24 @@
 //! test, real `fastchat-api` processes on free ports, and the real `fastchat` CLI.
 //! Everything waits for conditions with deadlines; nothing sleeps to synchronise.
 //!
+//! ```no_run
+//! # async fn example() {
+//! use fastchat_tests::Cluster;
+//! let cluster = Cluster::start(2).await;
+//! let alice = cluster.api(0).user("alice").await;
+//! let bob = cluster.api(1).user("bob").await;
+//! let mut stream = bob.events(None).await;
+//! alice.send_opaque_to(&bob).await.assert_status(201);
+//! let event = stream.next_event(std::time::Duration::from_secs(20)).await;
+//! assert_eq!(event.expect("pushed").data["message"]["from"], "alice");
+//! # }
+//! ```
+//!
 //! - [`db`]: the cluster and [`TestDb`], a database of its own for each test.
 //! - [`binaries`]: the workspace and the binaries the tests run.
 //! - [`process`]: [`ApiServer`], [`BalancerProcess`] and [`Cluster`], servers on a database.
 //! - [`api`]: [`Api`], one server as an HTTP client sees it, and its [`Answer`]s.
+//! - [`user`]: [`TestUser`], a signed-in user with a helper for each thing they do.
 //! - [`paths`]: every api path, spelled once.
 //! - [`sse`]: a plain reader of the event stream.
 //! - [`cli`]: [`CliHome`], the `fastchat` binary in a home folder of its own.
@@ -20,6 +34,7 @@ pub mod metrics;
 pub mod paths;
 pub mod process;
 pub mod sse;
+pub mod user;
 pub mod wait;
 
 pub use api::{Answer, Api};
@@ -28,4 +43,6 @@ pub use cli::{json_lines, CliHome, CliOutput, RunningCli};
 pub use db::{admin_url, connect, TestDb};
 pub use metrics::{metric_sum, metric_values, metric_where};
 pub use process::{ApiServer, BalancerProcess, Cluster, PendingServer};
+pub use sse::{SseClient, SseEvent};
+pub use user::TestUser;
 pub use wait::eventually;

@@ -1,4 +1,6 @@
-//! Every path of the api, spelled once.
+//! Every path of the api, spelled once. Tests name what they call through
+//! [`TestUser`](crate::user::TestUser)'s helpers, or these where they build a request
+//! by hand.
 
 pub const HEALTHZ: &str = "/healthz";
 pub const READYZ: &str = "/readyz";
