@@ -1,10 +1,15 @@
-//! Typed helpers for talking to one api server the way any HTTP client would.
+//! One api server as any HTTP client sees it ([`Api`]), its [`Answer`]s, and the bodies
+//! tests send: a valid key, opaque envelopes, messages.
 
 use std::sync::OnceLock;
 
 use fastchat_protocol::keys;
 use reqwest::{Method, StatusCode};
 use serde_json::{json, Value};
+
+use crate::metrics::fetch_metrics;
+use crate::paths;
+use crate::user::TestUser;
 
 /// A 2048-bit public key shared by the tests that only need *a* valid key.
 pub fn test_public_key() -> &'static str {
@@ -59,7 +64,9 @@ impl Answer {
     }
 }
 
-#[derive(Clone)]
+/// One server (or the balancer) as any HTTP client sees it. Requests as a signed-in user
+/// go through [`TestUser`]; what is here is for the anonymous and the deliberately odd.
+#[derive(Clone, Debug)]
 pub struct Api {
     pub base: String,
     http: reqwest::Client,
@@ -73,6 +80,17 @@ impl Api {
         }
     }
 
+    /// The full URL of `path` on this server.
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.base)
+    }
+
+    /// A request to build by hand (odd headers, streamed bodies), without a token.
+    pub fn request(&self, method: Method, path: &str) -> reqwest::RequestBuilder {
+        self.http.request(method, self.url(path))
+    }
+
+    /// `method path`, with a bearer token and a JSON body if given.
     pub async fn call(
         &self,
         method: Method,
@@ -80,17 +98,41 @@ impl Api {
         token: Option<&str>,
         body: Option<Value>,
     ) -> Answer {
-        let mut req = self.http.request(method, format!("{}{path}", self.base));
-        if let Some(token) = token {
-            req = req.bearer_auth(token);
-        }
-        if let Some(body) = body {
-            req = req.json(&body);
-        }
-        Self::answer(req.send().await.expect("request sent")).await
+        let request = self.json_request(method, path, token, body);
+        Self::answer(request.send().await.expect("request sent")).await
     }
 
-    /// Sends a raw body with the given content type.
+    /// Like [`call`](Self::call), but `None` instead of a panic when the request cannot
+    /// be sent or answered (a server or balancer that is going away).
+    pub async fn try_call(
+        &self,
+        method: Method,
+        path: &str,
+        token: Option<&str>,
+        body: Option<Value>,
+    ) -> Option<Answer> {
+        let request = self.json_request(method, path, token, body);
+        Some(Self::answer(request.send().await.ok()?).await)
+    }
+
+    fn json_request(
+        &self,
+        method: Method,
+        path: &str,
+        token: Option<&str>,
+        body: Option<Value>,
+    ) -> reqwest::RequestBuilder {
+        let mut request = self.request(method, path);
+        if let Some(token) = token {
+            request = request.bearer_auth(token);
+        }
+        if let Some(body) = body {
+            request = request.json(&body);
+        }
+        request
+    }
+
+    /// Sends a raw body with the given content type: for malformed and non-JSON bodies.
     pub async fn raw(
         &self,
         method: Method,
@@ -99,15 +141,14 @@ impl Api {
         content_type: &str,
         body: Vec<u8>,
     ) -> Answer {
-        let mut req = self
-            .http
-            .request(method, format!("{}{path}", self.base))
+        let mut request = self
+            .request(method, path)
             .header("content-type", content_type)
             .body(body);
         if let Some(token) = token {
-            req = req.bearer_auth(token);
+            request = request.bearer_auth(token);
         }
-        Self::answer(req.send().await.expect("request sent")).await
+        Self::answer(request.send().await.expect("request sent")).await
     }
 
     async fn answer(response: reqwest::Response) -> Answer {
@@ -132,46 +173,57 @@ impl Api {
         }
     }
 
-    pub async fn get(&self, path: &str, token: &str) -> Answer {
-        self.call(Method::GET, path, Some(token), None).await
-    }
-
-    pub async fn post(&self, path: &str, token: Option<&str>, body: Value) -> Answer {
-        self.call(Method::POST, path, token, Some(body)).await
+    /// The server's `/metrics` text.
+    pub async fn metrics(&self) -> String {
+        fetch_metrics(&self.base)
+            .await
+            .unwrap_or_else(|| panic!("no metrics from {}", self.base))
     }
 
     /// `POST /v1/users` with a valid key and the test password.
     pub async fn signup(&self, username: &str) -> Answer {
-        self.post(
-            "/v1/users",
-            None,
+        self.signup_with(
             json!({"username": username, "password": TEST_PASSWORD, "public_key": test_public_key()}),
         )
         .await
     }
 
+    /// `POST /v1/users` with this body, as it is.
+    pub async fn signup_with(&self, body: Value) -> Answer {
+        self.call(Method::POST, paths::USERS, None, Some(body))
+            .await
+    }
+
+    /// `POST /v1/sessions`.
     pub async fn login_answer(&self, username: &str, password: &str) -> Answer {
-        self.post(
-            "/v1/sessions",
-            None,
-            json!({"username": username, "password": password}),
-        )
-        .await
+        self.login_with(json!({"username": username, "password": password}))
+            .await
     }
 
-    /// Logs in with the test password and returns the token.
-    pub async fn login(&self, username: &str) -> String {
+    /// `POST /v1/sessions` with this body, as it is.
+    pub async fn login_with(&self, body: Value) -> Answer {
+        self.call(Method::POST, paths::SESSIONS, None, Some(body))
+            .await
+    }
+
+    /// Logs in with the test password.
+    pub async fn login(&self, username: &str) -> TestUser {
         let answer = self.login_answer(username, TEST_PASSWORD).await;
-        answer.assert_status(201)["token"]
+        let token = answer.assert_status(201)["token"]
             .as_str()
-            .expect("token in the answer")
-            .to_owned()
+            .expect("token in the answer");
+        self.as_user(username, token)
     }
 
-    /// Signs up and logs in; returns the token.
-    pub async fn user(&self, username: &str) -> String {
+    /// Signs up and logs in.
+    pub async fn user(&self, username: &str) -> TestUser {
         self.signup(username).await.assert_status(201);
         self.login(username).await
+    }
+
+    /// `username` holding `token` (which need not be good), talking to this server.
+    pub fn as_user(&self, username: &str, token: &str) -> TestUser {
+        TestUser::new(username, token, self)
     }
 }
 
@@ -214,32 +266,22 @@ pub fn opaque_envelope(members: &[&str]) -> Value {
     })
 }
 
-impl Api {
-    /// A POST that tolerates a failing connection: `None` instead of a panic.
-    pub async fn post_raw(&self, path: &str, token: &str, body: &Value) -> Option<Answer> {
-        let response = self
-            .http
-            .post(format!("{}{path}", self.base))
-            .bearer_auth(token)
-            .json(body)
-            .send()
-            .await
-            .ok()?;
-        Some(Self::answer(response).await)
-    }
+/// A `POST /v1/messages` body to one user, with a fresh `client_id`.
+pub fn direct_message(to: &str, envelope: Value) -> Value {
+    json!({
+        "to": to,
+        "client_id": uuid::Uuid::new_v4().to_string(),
+        "kind": "text",
+        "envelope": envelope,
+    })
+}
 
-    /// `POST /v1/messages` to a user with an opaque envelope for `from` and `to`.
-    pub async fn send_opaque(&self, token: &str, from: &str, to: &str) -> Answer {
-        self.post(
-            "/v1/messages",
-            Some(token),
-            json!({
-                "to": to,
-                "client_id": uuid::Uuid::new_v4().to_string(),
-                "kind": "text",
-                "envelope": opaque_envelope(&[from, to]),
-            }),
-        )
-        .await
-    }
+/// A `POST /v1/messages` body to a group, with a fresh `client_id`.
+pub fn group_message(group: &str, envelope: Value) -> Value {
+    json!({
+        "group": group,
+        "client_id": uuid::Uuid::new_v4().to_string(),
+        "kind": "text",
+        "envelope": envelope,
+    })
 }

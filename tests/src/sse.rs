@@ -51,7 +51,7 @@ impl SseClient {
         last_event_id: Option<i64>,
         after: Option<i64>,
     ) -> Option<Self> {
-        let mut url = format!("{base}/v1/events");
+        let mut url = format!("{base}{}", crate::paths::EVENTS);
         if let Some(after) = after {
             url.push_str(&format!("?after={after}"));
         }

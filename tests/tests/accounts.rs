@@ -4,7 +4,7 @@ use std::time::Duration;
 
 use fastchat_protocol::keys;
 use fastchat_tests::api::{test_public_key, with_overrides, TEST_PASSWORD};
-use fastchat_tests::{eventually, Cluster};
+use fastchat_tests::{eventually, paths, Cluster};
 use reqwest::Method;
 use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
@@ -23,29 +23,27 @@ async fn a_token_from_one_server_works_on_another_until_logout_ends_it_everywher
     let session = session.assert_status(201).clone();
     assert_eq!(session["username"], "alice");
     assert!(session["expires_at"].is_string());
-    let token = session["token"].as_str().expect("token").to_owned();
+    let alice = one.as_user("alice", session["token"].as_str().expect("token"));
 
     // Made on server one, good on server two.
-    let profile = two.get("/v1/users/alice", &token).await;
+    let profile = alice.on(&two).profile("alice").await;
     let profile = profile.assert_status(200);
     assert_eq!(profile["username"], "alice");
     assert_eq!(profile["public_key"], test_public_key());
     assert_eq!(profile["online"], false);
 
     // Logged out on server two: dead on both.
-    let out = two
-        .call(Method::DELETE, "/v1/sessions/current", Some(&token), None)
-        .await;
+    let out = alice.on(&two).logout().await;
     out.assert_status(204);
     for api in [&one, &two] {
-        api.get("/v1/users/alice", &token)
+        alice
+            .on(api)
+            .profile("alice")
             .await
             .assert_problem(401, "invalid_token");
     }
     // A second logout with the dead token is refused too.
-    one.call(Method::DELETE, "/v1/sessions/current", Some(&token), None)
-        .await
-        .assert_problem(401, "invalid_token");
+    alice.logout().await.assert_problem(401, "invalid_token");
 }
 
 #[tokio::test]
@@ -150,13 +148,13 @@ async fn bad_signups_get_their_code_and_change_nothing() {
     ];
     let before = cluster.db.count("users").await;
     for (what, overrides, status, code) in cases {
-        let answer = api.post("/v1/users", None, good(overrides)).await;
+        let answer = api.signup_with(good(overrides)).await;
         assert_eq!(answer.body["code"], code, "{what}: {}", answer.text);
         answer.assert_problem(status, code);
     }
     api.raw(
         Method::POST,
-        "/v1/users",
+        paths::USERS,
         None,
         "application/json",
         b"{\"username\": ".to_vec(),
@@ -165,7 +163,7 @@ async fn bad_signups_get_their_code_and_change_nothing() {
     .assert_problem(400, "malformed_json");
     api.raw(
         Method::POST,
-        "/v1/users",
+        paths::USERS,
         None,
         "text/plain",
         b"{}".to_vec(),
@@ -174,7 +172,7 @@ async fn bad_signups_get_their_code_and_change_nothing() {
     .assert_problem(415, "unsupported_media_type");
     api.raw(
         Method::POST,
-        "/v1/users",
+        paths::USERS,
         None,
         "application/json",
         vec![b' '; 2 * 1024 * 1024],
@@ -188,9 +186,7 @@ async fn bad_signups_get_their_code_and_change_nothing() {
     );
 
     // And the good body really is good: the cases above failed for their one change.
-    api.post("/v1/users", None, good(json!({})))
-        .await
-        .assert_status(201);
+    api.signup_with(good(json!({}))).await.assert_status(201);
     assert_eq!(cluster.db.count("users").await, before + 1);
 }
 
@@ -210,22 +206,25 @@ async fn bad_logins_and_bad_tokens_are_refused_and_store_nothing() {
     api.login_answer("NOT A NAME", TEST_PASSWORD)
         .await
         .assert_problem(401, "invalid_credentials");
-    api.post("/v1/sessions", None, json!({"username": "alice"}))
+    api.login_with(json!({"username": "alice"}))
         .await
         .assert_problem(400, "malformed_json");
     assert_eq!(cluster.db.count("sessions").await, sessions);
 
-    let no_token = api.call(Method::GET, "/v1/users/alice", None, None).await;
+    let no_token = api
+        .call(Method::GET, &paths::user("alice"), None, None)
+        .await;
     no_token.assert_problem(401, "missing_token");
     for token in ["garbage", &"A".repeat(43), "Bearer", &"x".repeat(5000)] {
-        api.get("/v1/users/alice", token)
+        api.as_user("alice", token)
+            .profile("alice")
             .await
             .assert_problem(401, "invalid_token");
     }
     for (method, path) in [
-        (Method::GET, "/v1/users"),
-        (Method::GET, "/v1/me/key-backup"),
-        (Method::DELETE, "/v1/sessions/current"),
+        (Method::GET, paths::USERS),
+        (Method::GET, paths::KEY_BACKUP),
+        (Method::DELETE, paths::CURRENT_SESSION),
     ] {
         api.call(method, path, None, None)
             .await
@@ -308,14 +307,14 @@ async fn passwords_are_bcrypt_with_a_salt_each_and_tokens_are_kept_only_as_hashe
         .iter()
         .map(|row| row.get(0))
         .collect();
-    for token in [&alice, &bob] {
-        let hash = Sha256::digest(token.as_bytes()).to_vec();
+    for user in [&alice, &bob] {
+        let hash = Sha256::digest(user.token.as_bytes()).to_vec();
         assert!(stored.contains(&hash), "the token's SHA-256 is not stored");
     }
 
     let dump = cluster.db.dump();
     assert!(dump.contains("$2b$04$"), "the dump is not of this database");
-    for secret in [alice.as_str(), bob.as_str(), TEST_PASSWORD] {
+    for secret in [alice.token.as_str(), bob.token.as_str(), TEST_PASSWORD] {
         assert!(!dump.contains(secret), "{secret} is stored in clear");
     }
 }
@@ -324,7 +323,7 @@ async fn passwords_are_bcrypt_with_a_salt_each_and_tokens_are_kept_only_as_hashe
 async fn users_are_listed_by_prefix_and_looked_up_by_name() {
     let cluster = Cluster::start(1).await;
     let api = cluster.api(0);
-    let token = api.user("ab_c").await;
+    let ab_c = api.user("ab_c").await;
     for name in ["abxc", "abz", "zed"] {
         api.signup(name).await.assert_status(201);
     }
@@ -339,17 +338,17 @@ async fn users_are_listed_by_prefix_and_looked_up_by_name() {
             })
             .collect()
     };
-    let all = api.get("/v1/users", &token).await;
+    let all = ab_c.users().await;
     assert_eq!(
         names(all.assert_status(200)),
         ["ab_c", "abxc", "abz", "zed"]
     );
     // `_` is a literal, not a wildcard.
-    let underscore = api.get("/v1/users?prefix=ab_", &token).await;
+    let underscore = ab_c.users_query("prefix=ab_").await;
     assert_eq!(names(underscore.assert_status(200)), ["ab_c"]);
-    let limited = api.get("/v1/users?prefix=ab&limit=2", &token).await;
+    let limited = ab_c.users_query("prefix=ab&limit=2").await;
     assert_eq!(names(limited.assert_status(200)), ["ab_c", "abxc"]);
-    let none = api.get("/v1/users?prefix=q", &token).await;
+    let none = ab_c.users_query("prefix=q").await;
     assert_eq!(names(none.assert_status(200)), Vec::<String>::new());
 
     for bad in [
@@ -359,14 +358,14 @@ async fn users_are_listed_by_prefix_and_looked_up_by_name() {
         "limit=201",
         "limit=x",
     ] {
-        api.get(&format!("/v1/users?{bad}"), &token)
+        ab_c.users_query(bad)
             .await
             .assert_problem(400, "invalid_query");
     }
-    api.get("/v1/users/nobody", &token)
+    ab_c.profile("nobody")
         .await
         .assert_problem(404, "user_not_found");
-    api.get("/v1/users/NOT%20VALID", &token)
+    ab_c.profile("NOT%20VALID")
         .await
         .assert_problem(404, "user_not_found");
 }
@@ -376,25 +375,19 @@ async fn the_key_backup_comes_back_only_to_its_owner() {
     let cluster = Cluster::start(1).await;
     let api = cluster.api(0);
     let created = api
-        .post(
-            "/v1/users",
-            None,
-            json!({"username": "alice", "password": TEST_PASSWORD,
-                   "public_key": test_public_key(), "key_backup": "opaque-backup-of-alice"}),
-        )
+        .signup_with(json!({"username": "alice", "password": TEST_PASSWORD,
+                   "public_key": test_public_key(), "key_backup": "opaque-backup-of-alice"}))
         .await;
     created.assert_status(201);
     let alice = api.login("alice").await;
     let bob = api.user("bob").await;
 
-    let backup = api.get("/v1/me/key-backup", &alice).await;
+    let backup = alice.key_backup().await;
     assert_eq!(
         backup.assert_status(200)["key_backup"],
         "opaque-backup-of-alice"
     );
-    api.get("/v1/me/key-backup", &bob)
-        .await
-        .assert_problem(404, "no_key_backup");
+    bob.key_backup().await.assert_problem(404, "no_key_backup");
 }
 
 #[tokio::test]
@@ -402,23 +395,22 @@ async fn probes_metrics_and_unknown_routes() {
     let cluster = Cluster::start(1).await;
     let api = cluster.api(0);
     let http = reqwest::Client::new();
-    let get = |path: &str| http.get(format!("{}{path}", api.base)).send();
+    let get = |path: &str| http.get(api.url(path)).send();
 
-    assert_eq!(get("/healthz").await.expect("healthz").status(), 200);
-    assert_eq!(get("/readyz").await.expect("readyz").status(), 200);
+    assert_eq!(get(paths::HEALTHZ).await.expect("healthz").status(), 200);
+    assert_eq!(get(paths::READYZ).await.expect("readyz").status(), 200);
     api.signup("alice").await.assert_status(201);
-    let metrics = get("/metrics")
+    let metrics = get(paths::METRICS)
         .await
         .expect("metrics")
         .text()
         .await
         .expect("text");
-    assert!(
-        metrics.contains(
-            r#"fastchat_http_requests_total{method="POST",route="/v1/users",status="201"} 1"#
-        ),
-        "{metrics}"
+    let signups = format!(
+        r#"fastchat_http_requests_total{{method="POST",route="{}",status="201"}} 1"#,
+        paths::USERS
     );
+    assert!(metrics.contains(&signups), "{metrics}");
     assert!(
         metrics.contains("fastchat_db_pool_connections"),
         "{metrics}"
@@ -427,7 +419,7 @@ async fn probes_metrics_and_unknown_routes() {
     api.call(Method::GET, "/v2/nothing", None, None)
         .await
         .assert_problem(404, "not_found");
-    api.call(Method::PUT, "/v1/users", None, None)
+    api.call(Method::PUT, paths::USERS, None, None)
         .await
         .assert_problem(405, "method_not_allowed");
 }
@@ -435,7 +427,7 @@ async fn probes_metrics_and_unknown_routes() {
 #[tokio::test]
 async fn servers_started_together_migrate_once_and_stop_cleanly_on_sigterm() {
     // Four servers migrating one fresh database at the same moment.
-    let mut cluster = Cluster::start(4).await;
+    let mut cluster = Cluster::start_unmigrated(4).await;
     let migrations = cluster.db.count("__diesel_schema_migrations").await;
     assert!(migrations >= 1);
     for i in 0..4 {

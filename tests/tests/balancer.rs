@@ -4,10 +4,10 @@
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
-use fastchat_tests::api::opaque_envelope;
-use fastchat_tests::sse::SseClient;
-use fastchat_tests::{eventually, metric_values, Api, ApiServer, BalancerProcess, Cluster};
-use serde_json::json;
+use fastchat_tests::api::{direct_message, opaque_envelope};
+use fastchat_tests::{
+    eventually, metric_values, Api, ApiServer, BalancerProcess, Cluster, TestUser,
+};
 
 const WAIT: Duration = Duration::from_secs(30);
 /// Quick keep-alives, so servers notice departed clients (and the balancer passes them on).
@@ -30,11 +30,11 @@ async fn streams_spread_evenly_and_a_new_server_takes_the_new_ones() {
         .wait_healthy(&addrs.iter().map(String::as_str).collect::<Vec<_>>())
         .await;
     let api = Api::new(&balancer.url);
-    let token = api.user("watcher").await;
+    let watcher = api.user("watcher").await;
 
     let mut streams = Vec::new();
     for _ in 0..30 {
-        streams.push(SseClient::connect(&balancer.url, &token, None, None).await);
+        streams.push(watcher.events(None).await);
     }
     let counts = eventually(WAIT, "30 streams to land", || async {
         let counts = streams_on(&cluster.servers).await;
@@ -54,7 +54,7 @@ async fn streams_spread_evenly_and_a_new_server_takes_the_new_ones() {
         .await;
     cluster.servers.push(fourth);
     for _ in 0..10 {
-        streams.push(SseClient::connect(&balancer.url, &token, None, None).await);
+        streams.push(watcher.events(None).await);
     }
     let on_fourth = eventually(WAIT, "the new streams to land", || async {
         let counts = streams_on(&cluster.servers).await;
@@ -67,9 +67,9 @@ async fn streams_spread_evenly_and_a_new_server_takes_the_new_ones() {
     );
 }
 
-/// Reads `reader`'s stream through the balancer, reconnecting with Last-Event-ID
-/// whenever it breaks, until `want` messages arrived; returns their ids in order.
-async fn read_all(base: String, token: String, want: usize) -> (Vec<i64>, Vec<i64>) {
+/// Reads `reader`'s stream (through the balancer), reconnecting with Last-Event-ID
+/// whenever it breaks, until `want` messages arrived; returns their seqs and ids in order.
+async fn read_all(reader: TestUser, want: usize) -> (Vec<i64>, Vec<i64>) {
     let mut seqs = Vec::new();
     let mut ids = Vec::new();
     let deadline = Instant::now() + Duration::from_secs(90);
@@ -80,15 +80,11 @@ async fn read_all(base: String, token: String, want: usize) -> (Vec<i64>, Vec<i6
             ids.len()
         );
         let last = seqs.last().copied().unwrap_or(0);
-        let mut stream = match tokio::time::timeout(
-            Duration::from_secs(5),
-            SseClient::try_connect(&base, &token, Some(last), None),
-        )
-        .await
-        {
-            Ok(Some(stream)) => stream,
-            _ => continue,
-        };
+        let mut stream =
+            match tokio::time::timeout(Duration::from_secs(5), reader.try_resume(last)).await {
+                Ok(Some(stream)) => stream,
+                _ => continue,
+            };
         while let Some(event) = stream.next_event(Duration::from_secs(5)).await {
             seqs.push(event.data["seq"].as_i64().expect("seq"));
             ids.push(event.data["message"]["id"].as_i64().expect("id"));
@@ -114,13 +110,11 @@ async fn killing_a_server_under_a_steady_flow_loses_and_repeats_nothing() {
     let writer = api.user("writer").await;
     let mut readers = Vec::new();
     for i in 0..READERS {
-        let name = format!("reader{i}");
-        let token = api.user(&name).await;
-        readers.push((name, token));
+        readers.push(api.user(&format!("reader{i}")).await);
     }
     let reading: Vec<_> = readers
         .iter()
-        .map(|(_, token)| tokio::spawn(read_all(balancer.url.clone(), token.clone(), EACH)))
+        .map(|reader| tokio::spawn(read_all(reader.clone(), EACH)))
         .collect();
     eventually(WAIT, "every reader to be connected", || async {
         (streams_on(&cluster.servers).await.iter().sum::<f64>() >= READERS as f64).then_some(())
@@ -130,20 +124,18 @@ async fn killing_a_server_under_a_steady_flow_loses_and_repeats_nothing() {
     // The writer sends steadily; a send whose answer was lost is retried with the same
     // client_id, which is what makes retrying safe.
     let sending = {
-        let (api, writer, names) = (
-            api.clone(),
+        let (writer, names) = (
             writer.clone(),
-            readers.iter().map(|(n, _)| n.clone()).collect::<Vec<_>>(),
+            readers.iter().map(|r| r.name.clone()).collect::<Vec<_>>(),
         );
         tokio::spawn(async move {
             let mut acked: HashMap<String, Vec<i64>> = HashMap::new();
             for _ in 0..EACH {
                 for name in &names {
-                    let body = json!({"to": name, "client_id": uuid::Uuid::new_v4().to_string(),
-                                      "kind": "text", "envelope": opaque_envelope(&["writer", name])});
+                    let body = direct_message(name, opaque_envelope(&["writer", name]));
                     let mut attempts = 0;
                     let id = loop {
-                        let answer = api.post_raw("/v1/messages", &writer, &body).await;
+                        let answer = writer.try_send(&body).await;
                         match answer {
                             Some(a) if a.status == 201 => break a.body["id"].as_i64().expect("id"),
                             // Lost with the dead server (502) or not sent at all: retry.
@@ -177,7 +169,7 @@ async fn killing_a_server_under_a_steady_flow_loses_and_repeats_nothing() {
     cluster.servers[victim].signal("KILL");
 
     let acked = sending.await.expect("writer");
-    for ((name, _), reader) in readers.iter().zip(reading) {
+    for (TestUser { name, .. }, reader) in readers.iter().zip(reading) {
         let (seqs, ids) = reader.await.expect("reader");
         assert_eq!(
             seqs,
@@ -230,18 +222,16 @@ async fn a_client_that_leaves_closes_its_upstream_stream() {
     let balancer = BalancerProcess::spawn(None, &[&addr]);
     balancer.wait_healthy(&[&addr]).await;
     let api = Api::new(&balancer.url);
-    let token = api.user("alice").await;
-    let sender = api.user("bob").await;
+    let alice = api.user("alice").await;
+    let bob = api.user("bob").await;
 
-    let mut stream = SseClient::connect(&balancer.url, &token, None, None).await;
+    let mut stream = alice.events(None).await;
     eventually(WAIT, "the stream to reach the server", || async {
         (cluster.servers[0].open_streams().await == Some(1.0)).then_some(())
     })
     .await;
     // Unbuffered: an event arrives through the balancer as soon as it is sent.
-    api.send_opaque(&sender, "bob", "alice")
-        .await
-        .assert_status(201);
+    bob.send_opaque_to(&alice).await.assert_status(201);
     let event = stream
         .next_event(Duration::from_secs(5))
         .await
@@ -264,9 +254,8 @@ async fn a_client_that_leaves_closes_its_upstream_stream() {
 #[tokio::test]
 async fn servers_register_with_address_start_time_and_load_and_leave_on_shutdown() {
     let mut cluster = Cluster::start_with(2, QUICK).await;
-    let api = cluster.api(0);
-    let token = api.user("alice").await;
-    let _stream = SseClient::connect(&cluster.servers[0].url, &token, None, None).await;
+    let alice = cluster.api(0).user("alice").await;
+    let _stream = alice.events(None).await;
     let db = cluster.db.client().await;
     let first = cluster.servers[0].url.clone();
     eventually(WAIT, "the heartbeat to report the stream", || async {

@@ -3,7 +3,6 @@
 use std::os::unix::fs::PermissionsExt;
 
 use fastchat_tests::{CliHome, Cluster};
-use reqwest::Method;
 
 const PASSWORD: &str = "hunter2 but longer\n";
 
@@ -96,7 +95,8 @@ async fn signup_here_login_elsewhere_restores_the_key_then_whoami_and_logout() {
     for i in 0..2 {
         cluster
             .api(i)
-            .call(Method::GET, "/v1/users/alice", Some(&token), None)
+            .as_user("alice", &token)
+            .profile("alice")
             .await
             .assert_problem(401, "invalid_token");
     }

@@ -4,47 +4,17 @@
 use std::collections::{BTreeSet, HashMap, HashSet};
 use std::time::Duration;
 
-use fastchat_tests::api::opaque_envelope;
-use fastchat_tests::sse::SseClient;
-use fastchat_tests::{Api, CliHome, Cluster};
-use reqwest::Method;
+use fastchat_tests::api::{opaque_envelope, Answer};
+use fastchat_tests::{CliHome, Cluster, TestUser};
+use futures_util::future::BoxFuture;
+use futures_util::FutureExt;
 use serde_json::{json, Value};
 
 const WAIT: Duration = Duration::from_secs(20);
 
-async fn create_group(api: &Api, token: &str, name: &str, members: &[&str]) -> Value {
-    api.post(
-        "/v1/groups",
-        Some(token),
-        json!({"name": name, "members": members}),
-    )
-    .await
-    .assert_status(201)
-    .clone()
-}
-
-/// Sends an opaque group message whose keys name `members`.
-async fn send_group(
-    api: &Api,
-    token: &str,
-    group: &str,
-    members: &[&str],
-) -> fastchat_tests::api::Answer {
-    api.post(
-        "/v1/messages",
-        Some(token),
-        json!({
-            "group": group,
-            "client_id": uuid::Uuid::new_v4().to_string(),
-            "kind": "text",
-            "envelope": opaque_envelope(members),
-        }),
-    )
-    .await
-}
-
-async fn inbox(api: &Api, token: &str) -> Vec<Value> {
-    let page = api.get("/v1/inbox?limit=1000", token).await;
+/// Every event in `user`'s inbox.
+async fn inbox(user: &TestUser) -> Vec<Value> {
+    let page = user.inbox(0).await;
     page.assert_status(200)["events"]
         .as_array()
         .expect("events")
@@ -64,37 +34,34 @@ async fn a_group_spread_over_two_servers_gets_every_message_once() {
     let cluster = Cluster::start(2).await;
     let apis = [cluster.api(0), cluster.api(1)];
     let names = ["alice", "bob", "carol", "dave"];
-    let mut tokens = HashMap::new();
+    let mut users = HashMap::new();
     for (i, name) in names.iter().enumerate() {
-        tokens.insert(*name, apis[i % 2].user(name).await);
+        users.insert(*name, apis[i % 2].user(name).await);
     }
-    let group = create_group(
-        &apis[0],
-        &tokens["alice"],
-        "team",
-        &["bob", "carol", "dave"],
-    )
-    .await;
+    let group = users["alice"]
+        .on(&apis[0])
+        .create_group("team", &["bob", "carol", "dave"])
+        .await;
+    let group = group.assert_status(201);
     assert_eq!(group["admins"], json!(["alice"]));
     assert_eq!(group["members"], json!(["alice", "bob", "carol", "dave"]));
 
     let mut streams = Vec::new();
     for (i, name) in names.iter().enumerate() {
-        streams
-            .push(SseClient::connect(&apis[(i + 1) % 2].base, &tokens[name], None, Some(0)).await);
+        streams.push(users[name].on(&apis[(i + 1) % 2]).events(Some(0)).await);
     }
     let senders: Vec<_> = names
         .iter()
         .enumerate()
         .map(|(i, name)| {
-            let (api, token, name) = (apis[i % 2].clone(), tokens[name].clone(), name.to_string());
+            let sender = users[name].on(&apis[i % 2]);
             tokio::spawn(async move {
                 let mut ids = Vec::new();
                 for _ in 0..EACH {
-                    let answer = send_group(&api, &token, "team", &names).await;
+                    let answer = sender.send_opaque_to_group("team", &names).await;
                     ids.push(answer.assert_status(201)["id"].as_i64().expect("id"));
                 }
-                (name, ids)
+                (sender.name, ids)
             })
         })
         .collect();
@@ -156,189 +123,134 @@ async fn only_admins_change_membership_and_outsiders_see_nothing() {
     let eve = api.user("eve").await;
     api.signup("carol").await.assert_status(201);
     api.signup("dave").await.assert_status(201);
-    create_group(&api, &alice, "team", &["bob", "carol"]).await;
+    alice
+        .create_group("team", &["bob", "carol"])
+        .await
+        .assert_status(201);
 
     let tables = ["group_members", "groups", "messages", "inbox_events"];
     let mut before = Vec::new();
     for t in tables {
         before.push(cluster.db.count(t).await);
     }
-    let members = |name: &str| json!({ "username": name });
-    /// What is tried, by whom, how, and the refusal expected.
-    type Refusal<'a> = (
-        &'a str,
-        &'a String,
-        Method,
-        &'a str,
-        Option<Value>,
-        u16,
-        &'a str,
-    );
+    /// What is tried (by whom and how: run when its turn comes), and the refusal expected.
+    type Refusal<'a> = (&'a str, BoxFuture<'a, Answer>, u16, &'a str);
     let refusals: Vec<Refusal> = vec![
         (
             "member adds",
-            &bob,
-            Method::POST,
-            "/v1/groups/team/members",
-            Some(members("dave")),
+            bob.add_member("team", "dave").boxed(),
             403,
             "not_admin",
         ),
         (
             "member removes",
-            &bob,
-            Method::DELETE,
-            "/v1/groups/team/members/carol",
-            None,
+            bob.remove_member("team", "carol").boxed(),
             403,
             "not_admin",
         ),
         (
             "member promotes",
-            &bob,
-            Method::POST,
-            "/v1/groups/team/admins",
-            Some(members("bob")),
+            bob.promote("team", "bob").boxed(),
             403,
             "not_admin",
         ),
         (
             "outsider reads",
-            &eve,
-            Method::GET,
-            "/v1/groups/team",
-            None,
+            eve.group("team").boxed(),
             404,
             "group_not_found",
         ),
         (
             "outsider history",
-            &eve,
-            Method::GET,
-            "/v1/groups/team/messages",
-            None,
+            eve.group_history("team").boxed(),
             404,
             "group_not_found",
         ),
         (
             "outsider adds",
-            &eve,
-            Method::POST,
-            "/v1/groups/team/members",
-            Some(members("eve")),
+            eve.add_member("team", "eve").boxed(),
             404,
             "group_not_found",
         ),
         (
             "outsider removes",
-            &eve,
-            Method::DELETE,
-            "/v1/groups/team/members/bob",
-            None,
+            eve.remove_member("team", "bob").boxed(),
             404,
             "group_not_found",
         ),
         (
             "no such group",
-            &alice,
-            Method::GET,
-            "/v1/groups/nothing",
-            None,
+            alice.group("nothing").boxed(),
             404,
             "group_not_found",
         ),
         (
             "add unknown",
-            &alice,
-            Method::POST,
-            "/v1/groups/team/members",
-            Some(members("nobody")),
+            alice.add_member("team", "nobody").boxed(),
             404,
             "user_not_found",
         ),
         (
             "add twice",
-            &alice,
-            Method::POST,
-            "/v1/groups/team/members",
-            Some(members("bob")),
+            alice.add_member("team", "bob").boxed(),
             409,
             "already_member",
         ),
         (
             "remove stranger",
-            &alice,
-            Method::DELETE,
-            "/v1/groups/team/members/dave",
-            None,
+            alice.remove_member("team", "dave").boxed(),
             404,
             "member_not_found",
         ),
         (
             "admin twice",
-            &alice,
-            Method::POST,
-            "/v1/groups/team/admins",
-            Some(members("alice")),
+            alice.promote("team", "alice").boxed(),
             409,
             "already_admin",
         ),
         (
             "admin a stranger",
-            &alice,
-            Method::POST,
-            "/v1/groups/team/admins",
-            Some(members("dave")),
+            alice.promote("team", "dave").boxed(),
             404,
             "member_not_found",
         ),
         (
             "bad name",
-            &alice,
-            Method::POST,
-            "/v1/groups",
-            Some(json!({"name": "Bad Name"})),
+            alice.create_group_with(json!({"name": "Bad Name"})).boxed(),
             400,
             "invalid_group_name",
         ),
         (
             "name taken",
-            &alice,
-            Method::POST,
-            "/v1/groups",
-            Some(json!({"name": "team"})),
+            alice.create_group_with(json!({"name": "team"})).boxed(),
             409,
             "group_name_taken",
         ),
         (
             "unknown member",
-            &alice,
-            Method::POST,
-            "/v1/groups",
-            Some(json!({"name": "other", "members": ["nobody"]})),
+            alice.create_group("other", &["nobody"]).boxed(),
             404,
             "user_not_found",
         ),
         (
             "extra field",
-            &alice,
-            Method::POST,
-            "/v1/groups",
-            Some(json!({"name": "other", "topic": "x"})),
+            alice
+                .create_group_with(json!({"name": "other", "topic": "x"}))
+                .boxed(),
             400,
             "malformed_json",
         ),
     ];
-    for (what, token, method, path, body, status, code) in refusals {
-        let answer = api.call(method, path, Some(token), body).await;
+    for (what, attempt, status, code) in refusals {
+        let answer = attempt.await;
         assert_eq!(answer.body["code"], code, "{what}: {}", answer.text);
         answer.assert_problem(status, code);
     }
     // Sending: outsiders may not, and the keys must name exactly the members.
-    send_group(&api, &eve, "team", &["alice", "bob", "carol", "eve"])
+    eve.send_opaque_to_group("team", &["alice", "bob", "carol", "eve"])
         .await
         .assert_problem(404, "group_not_found");
-    let stale = send_group(&api, &alice, "team", &["alice", "bob"]).await;
+    let stale = alice.send_opaque_to_group("team", &["alice", "bob"]).await;
     stale.assert_problem(409, "recipients_mismatch");
     assert_eq!(stale.body["members"], json!(["alice", "bob", "carol"]));
     for (i, t) in tables.iter().enumerate() {
@@ -348,9 +260,9 @@ async fn only_admins_change_membership_and_outsiders_see_nothing() {
             "a refusal changed {t}"
         );
     }
-    let eves = api.get("/v1/groups", &eve).await;
+    let eves = eve.groups().await;
     assert_eq!(eves.assert_status(200)["groups"], json!([]));
-    let bobs = api.get("/v1/groups", &bob).await;
+    let bobs = bob.groups().await;
     assert_eq!(bobs.assert_status(200)["groups"][0]["name"], "team");
 }
 
@@ -361,36 +273,29 @@ async fn a_removed_member_gets_nothing_new_and_a_new_member_only_what_follows() 
     let alice = api.user("alice").await;
     let bob = api.user("bob").await;
     let carol = api.user("carol").await;
-    create_group(&api, &alice, "team", &["bob"]).await;
-    let m1 = send_group(&api, &alice, "team", &["alice", "bob"])
+    alice
+        .create_group("team", &["bob"])
+        .await
+        .assert_status(201);
+    let m1 = alice
+        .send_opaque_to_group("team", &["alice", "bob"])
         .await
         .assert_status(201)["id"]
         .clone();
-    api.call(
-        Method::DELETE,
-        "/v1/groups/team/members/bob",
-        Some(&alice),
-        None,
-    )
-    .await
-    .assert_status(204);
-    let m2 = send_group(&api, &alice, "team", &["alice"])
+    alice.remove_member("team", &bob).await.assert_status(204);
+    let m2 = alice
+        .send_opaque_to_group("team", &["alice"])
         .await
         .assert_status(201)["id"]
         .clone();
-    api.post(
-        "/v1/groups/team/members",
-        Some(&alice),
-        json!({"username": "carol"}),
-    )
-    .await
-    .assert_status(200);
-    let m3 = send_group(&api, &alice, "team", &["alice", "carol"])
+    alice.add_member("team", &carol).await.assert_status(200);
+    let m3 = alice
+        .send_opaque_to_group("team", &["alice", "carol"])
         .await
         .assert_status(201)["id"]
         .clone();
 
-    let bobs = inbox(&api, &bob).await;
+    let bobs = inbox(&bob).await;
     assert_eq!(
         types(&bobs),
         ["group.created", "message", "group.member_removed"]
@@ -410,14 +315,14 @@ async fn a_removed_member_gets_nothing_new_and_a_new_member_only_what_follows() 
         .expect("count")
         .get(0);
     assert_eq!(bobs_keys, 0);
-    api.get("/v1/groups/team/messages", &bob)
+    bob.group_history("team")
         .await
         .assert_problem(404, "group_not_found");
 
-    let carols = inbox(&api, &carol).await;
+    let carols = inbox(&carol).await;
     assert_eq!(types(&carols), ["group.member_added", "message"]);
     assert_eq!(carols[1]["message"]["id"], m3);
-    let history = api.get("/v1/groups/team/messages", &carol).await;
+    let history = carol.group_history("team").await;
     let ids: Vec<Value> = history.assert_status(200)["messages"]
         .as_array()
         .expect("list")
@@ -429,7 +334,7 @@ async fn a_removed_member_gets_nothing_new_and_a_new_member_only_what_follows() 
         std::slice::from_ref(&m3),
         "carol reads only what was sent after she joined"
     );
-    let alices: Vec<Value> = api.get("/v1/groups/team/messages", &alice).await.body["messages"]
+    let alices: Vec<Value> = alice.group_history("team").await.body["messages"]
         .as_array()
         .expect("list")
         .iter()
@@ -449,50 +354,38 @@ async fn concurrent_membership_changes_leave_a_consistent_group_with_an_admin() 
     for i in 0..USERS {
         one.signup(&format!("user{i}")).await.assert_status(201);
     }
-    create_group(&one, &alice, "team", &["admin2", "sender"]).await;
-    one.post(
-        "/v1/groups/team/admins",
-        Some(&alice),
-        json!({"username": "admin2"}),
-    )
-    .await
-    .assert_status(200);
+    alice
+        .create_group("team", &["admin2", "sender"])
+        .await
+        .assert_status(201);
+    alice.promote("team", &admin2).await.assert_status(200);
 
     // Two admins on two servers add (and remove again) users at once, while a member
     // keeps sending with whatever member list it last heard of.
-    let admin_task = |api: Api, token: String, users: Vec<String>| {
+    let admin_task = |admin: TestUser, users: Vec<String>| {
         tokio::spawn(async move {
             for user in &users {
-                let added = api
-                    .post(
-                        "/v1/groups/team/members",
-                        Some(&token),
-                        json!({"username": user}),
-                    )
-                    .await;
+                let added = admin.add_member("team", user).await;
                 added.assert_status(200);
             }
             // Remove every other one again.
             for user in users.iter().step_by(2) {
-                let path = format!("/v1/groups/team/members/{user}");
-                api.call(Method::DELETE, &path, Some(&token), None)
-                    .await
-                    .assert_status(204);
+                admin.remove_member("team", user).await.assert_status(204);
             }
         })
     };
     let names: Vec<String> = (0..USERS).map(|i| format!("user{i}")).collect();
-    let first = admin_task(one.clone(), alice.clone(), names[..USERS / 2].to_vec());
-    let second = admin_task(two.clone(), admin2.clone(), names[USERS / 2..].to_vec());
+    let first = admin_task(alice.clone(), names[..USERS / 2].to_vec());
+    let second = admin_task(admin2.on(&two), names[USERS / 2..].to_vec());
     let messages = {
-        let (api, sender) = (two.clone(), sender.clone());
+        let sender = sender.on(&two);
         tokio::spawn(async move {
             let mut members: Vec<String> = vec!["alice".into(), "admin2".into(), "sender".into()];
             let mut sent = 0;
             let mut mismatches = 0;
             while sent < 30 {
                 let keys: Vec<&str> = members.iter().map(String::as_str).collect();
-                let answer = send_group(&api, &sender, "team", &keys).await;
+                let answer = sender.send_opaque_to_group("team", &keys).await;
                 match answer.status.as_u16() {
                     201 => sent += 1,
                     409 => {
@@ -510,7 +403,7 @@ async fn concurrent_membership_changes_leave_a_consistent_group_with_an_admin() 
     second.await.expect("second admin");
     messages.await.expect("sender");
 
-    let group = one.get("/v1/groups/team", &alice).await;
+    let group = alice.group("team").await;
     let group = group.assert_status(200).clone();
     let mut expected: BTreeSet<String> = ["alice", "admin2", "sender"]
         .iter()
@@ -548,23 +441,11 @@ async fn concurrent_membership_changes_leave_a_consistent_group_with_an_admin() 
     assert_eq!(orphans, 0, "a message's keys and deliveries disagree");
 
     // Both admins leave at the same moment: the group still has an admin.
-    let (a, b) = tokio::join!(
-        one.call(
-            Method::DELETE,
-            "/v1/groups/team/members/alice",
-            Some(&alice),
-            None
-        ),
-        two.call(
-            Method::DELETE,
-            "/v1/groups/team/members/admin2",
-            Some(&admin2),
-            None
-        ),
-    );
+    let admin2_on_two = admin2.on(&two);
+    let (a, b) = tokio::join!(alice.leave("team"), admin2_on_two.leave("team"));
     a.assert_status(204);
     b.assert_status(204);
-    let group = one.get("/v1/groups/team", &sender).await;
+    let group = sender.group("team").await;
     let admins = group.assert_status(200)["admins"]
         .as_array()
         .expect("admins")
@@ -596,18 +477,19 @@ async fn one_message_reaches_every_member_of_a_group_of_several_hundred() {
         done.expect("signup task");
     }
     let member_refs: Vec<&str> = names.iter().map(String::as_str).collect();
-    let group = create_group(&api, &owner, "crowd", &member_refs).await;
+    let group = owner.create_group("crowd", &member_refs).await;
+    let group = group.assert_status(201);
     assert_eq!(group["members"].as_array().expect("members").len(), MEMBERS);
 
     // A few members listen live, on the other server.
     let mut listeners = Vec::new();
     for name in names.iter().step_by(60) {
-        let token = cluster.api(1).login(name).await;
-        listeners.push(SseClient::connect(&cluster.servers[1].url, &token, None, None).await);
+        let member = cluster.api(1).login(name).await;
+        listeners.push(member.events(None).await);
     }
     let mut keys = member_refs.clone();
     keys.push("owner");
-    let sent = send_group(&api, &owner, "crowd", &keys).await;
+    let sent = owner.send_opaque_to_group("crowd", &keys).await;
     let id = sent.assert_status(201)["id"].as_i64().expect("id");
     for listener in &mut listeners {
         let event = listener
@@ -757,13 +639,10 @@ async fn a_group_chat_shows_everyone_the_others_lines_live() {
         bob.spawn(&two, &["chat", "--group", "team"]),
         carol.spawn(&one, &["chat", "--group", "team"]),
     ];
-    let token = alice.token();
+    let observer = alice.user_on(&cluster.api(0));
     for who in ["alice", "bob", "carol"] {
         fastchat_tests::eventually(WAIT, &format!("{who}'s chat to connect"), || async {
-            let answer = cluster
-                .api(0)
-                .get(&format!("/v1/users/{who}"), &token)
-                .await;
+            let answer = observer.profile(who).await;
             (answer.body["online"] == true).then_some(())
         })
         .await;
@@ -795,15 +674,17 @@ async fn a_deleted_group_takes_its_messages_keys_and_deliveries_with_it() {
     let api = cluster.api(0);
     let alice = api.user("alice").await;
     let bob = api.user("bob").await;
-    create_group(&api, &alice, "crew", &["bob"]).await;
+    alice
+        .create_group("crew", &["bob"])
+        .await
+        .assert_status(201);
     for _ in 0..3 {
-        send_group(&api, &alice, "crew", &["alice", "bob"])
+        alice
+            .send_opaque_to_group("crew", &["alice", "bob"])
             .await
             .assert_status(201);
     }
-    api.send_opaque(&alice, "alice", "bob")
-        .await
-        .assert_status(201);
+    alice.send_opaque_to(&bob).await.assert_status(201);
     let db = cluster.db.client().await;
     let count = |sql: &'static str| {
         let db = &db;
@@ -815,15 +696,8 @@ async fn a_deleted_group_takes_its_messages_keys_and_deliveries_with_it() {
         4
     );
 
-    for (token, name) in [(&bob, "bob"), (&alice, "alice")] {
-        api.call(
-            Method::DELETE,
-            &format!("/v1/groups/crew/members/{name}"),
-            Some(token),
-            None,
-        )
-        .await
-        .assert_status(204);
+    for member in [&bob, &alice] {
+        member.leave("crew").await.assert_status(204);
     }
     assert_eq!(count("SELECT count(*) FROM groups").await, 0);
     assert_eq!(count("SELECT count(*) FROM messages").await, 1);
@@ -853,9 +727,13 @@ async fn a_batched_inbox_read_gives_each_reader_what_it_reads_alone() {
     let bob = api.user("bob").await;
     let carol = api.user("carol").await;
     let dave = api.user("dave").await;
-    create_group(&api, &alice, "trio", &["bob", "carol"]).await;
+    alice
+        .create_group("trio", &["bob", "carol"])
+        .await
+        .assert_status(201);
     for _ in 0..2 {
-        send_group(&api, &alice, "trio", &["alice", "bob", "carol"])
+        alice
+            .send_opaque_to_group("trio", &["alice", "bob", "carol"])
             .await
             .assert_status(201);
     }
@@ -865,9 +743,7 @@ async fn a_batched_inbox_read_gives_each_reader_what_it_reads_alone() {
         "kind": "text",
         "envelope": opaque_envelope(&["alice", "bob"]),
     });
-    api.post("/v1/messages", Some(&alice), direct)
-        .await
-        .assert_status(201);
+    alice.send(direct).await.assert_status(201);
 
     let readers = [
         ("bob", &bob),
@@ -876,8 +752,8 @@ async fn a_batched_inbox_read_gives_each_reader_what_it_reads_alone() {
         ("alice", &alice),
     ];
     let mut alone = Vec::new();
-    for (_, token) in readers {
-        alone.push(inbox(&api, token).await);
+    for (_, user) in readers {
+        alone.push(inbox(user).await);
     }
     assert_eq!(
         alone[0].len(),

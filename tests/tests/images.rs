@@ -5,7 +5,7 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use fastchat_tests::{eventually, json_lines, Api, CliHome, Cluster};
+use fastchat_tests::{eventually, json_lines, paths, Api, CliHome, Cluster};
 use reqwest::Method;
 use serde_json::Value;
 
@@ -68,16 +68,20 @@ async fn png_and_jpeg_arrive_byte_for_byte_to_a_person_and_a_group_and_nobody_el
         .expect("attachment")
         .get(0);
     let api = Api::new(&one);
-    let path = format!("/v1/blobs/{blob_id}");
-    assert_eq!(api.get(&path, &alice.token()).await.status, 200);
-    assert_eq!(api.get(&path, &bob.token()).await.status, 200);
-    api.get(&path, &carol.token())
+    let (alice_http, bob_http, carol_http) =
+        (alice.user_on(&api), bob.user_on(&api), carol.user_on(&api));
+    assert_eq!(alice_http.blob(&blob_id).await.status, 200);
+    assert_eq!(bob_http.blob(&blob_id).await.status, 200);
+    carol_http
+        .blob(&blob_id)
         .await
         .assert_problem(404, "blob_not_found");
-    api.get(&format!("/v1/blobs/{}", uuid::Uuid::new_v4()), &bob.token())
+    bob_http
+        .blob(&uuid::Uuid::new_v4().to_string())
         .await
         .assert_problem(404, "blob_not_found");
-    api.get("/v1/blobs/not-an-id", &bob.token())
+    bob_http
+        .blob("not-an-id")
         .await
         .assert_problem(404, "blob_not_found");
 
@@ -208,9 +212,8 @@ async fn uploads_are_bounded_checked_and_all_or_nothing() {
     let api = cluster.api(0);
     let alice = api.user("alice").await;
     let upload = |body: Vec<u8>, content_type: &str| {
-        let request = reqwest::Client::new()
-            .post(format!("{}/v1/blobs", api.base))
-            .bearer_auth(&alice)
+        let request = alice
+            .request(Method::POST, paths::BLOBS)
             .header("content-type", content_type)
             .body(body);
         async move { request.send().await }
@@ -233,9 +236,8 @@ async fn uploads_are_bounded_checked_and_all_or_nothing() {
     // Without a Content-Length (chunked), the limit still holds while reading.
     let chunks: Vec<Result<Vec<u8>, std::io::Error>> =
         (0..11).map(|_| Ok(vec![3u8; 1024 * 1024])).collect();
-    let chunked = reqwest::Client::new()
-        .post(format!("{}/v1/blobs", api.base))
-        .bearer_auth(&alice)
+    let chunked = alice
+        .request(Method::POST, paths::BLOBS)
         .header("content-type", "application/octet-stream")
         .body(reqwest::Body::wrap_stream(futures_util::stream::iter(
             chunks,
@@ -246,27 +248,17 @@ async fn uploads_are_bounded_checked_and_all_or_nothing() {
         assert_eq!(response.status(), 413);
     }
 
+    alice
+        .raw(Method::POST, paths::BLOBS, "image/png", vec![1, 2, 3])
+        .await
+        .assert_problem(415, "unsupported_media_type");
+    alice
+        .upload_blob(Vec::new())
+        .await
+        .assert_problem(400, "empty_blob");
     api.raw(
         Method::POST,
-        "/v1/blobs",
-        Some(&alice),
-        "image/png",
-        vec![1, 2, 3],
-    )
-    .await
-    .assert_problem(415, "unsupported_media_type");
-    api.raw(
-        Method::POST,
-        "/v1/blobs",
-        Some(&alice),
-        "application/octet-stream",
-        Vec::new(),
-    )
-    .await
-    .assert_problem(400, "empty_blob");
-    api.raw(
-        Method::POST,
-        "/v1/blobs",
+        paths::BLOBS,
         None,
         "application/octet-stream",
         vec![1],
@@ -279,8 +271,10 @@ async fn uploads_are_bounded_checked_and_all_or_nothing() {
     let mut socket = std::net::TcpStream::connect(&address).expect("connect");
     write!(
         socket,
-        "POST /v1/blobs HTTP/1.1\r\nHost: {address}\r\nAuthorization: Bearer {alice}\r\n\
-         Content-Type: application/octet-stream\r\nContent-Length: 100000\r\n\r\n"
+        "POST {} HTTP/1.1\r\nHost: {address}\r\nAuthorization: Bearer {}\r\n\
+         Content-Type: application/octet-stream\r\nContent-Length: 100000\r\n\r\n",
+        paths::BLOBS,
+        alice.token,
     )
     .expect("headers");
     socket.write_all(&[9u8; 5000]).expect("part of the body");
@@ -289,16 +283,9 @@ async fn uploads_are_bounded_checked_and_all_or_nothing() {
         WAIT,
         "the server to finish with the broken upload",
         || async {
-            let metrics = reqwest::get(format!("{}/metrics", api.base))
-                .await
-                .ok()?
-                .text()
-                .await
-                .ok()?;
-            metrics
-                .lines()
-                .any(|l| l.contains(r#"route="/v1/blobs",status="400""#))
-                .then_some(())
+            let metrics = fastchat_tests::metrics::fetch_metrics(&api.base).await?;
+            let refused = format!(r#"route="{}",status="400""#, paths::BLOBS);
+            metrics.lines().any(|l| l.contains(&refused)).then_some(())
         },
     )
     .await;
@@ -320,10 +307,8 @@ async fn uploads_are_bounded_checked_and_all_or_nothing() {
         .expect("blob")
         .get(0);
     let envelope = fastchat_tests::api::opaque_envelope(&["mallory", "bob"]);
-    let stolen = api
-        .post(
-            "/v1/messages",
-            Some(&mallory),
+    let stolen = mallory
+        .send(
             serde_json::json!({"to": "bob", "client_id": uuid::Uuid::new_v4().to_string(),
                                "kind": "image", "envelope": envelope, "attachments": [theirs]}),
         )
@@ -352,15 +337,9 @@ async fn uploads_no_message_lists_are_cleaned_up() {
             "",
         )
         .success();
-    let api = Api::new(&server);
-    let orphan = api
-        .raw(
-            Method::POST,
-            "/v1/blobs",
-            Some(&alice.token()),
-            "application/octet-stream",
-            vec![5; 100],
-        )
+    let orphan = alice
+        .user_on(&Api::new(&server))
+        .upload_blob(vec![5; 100])
         .await;
     let orphan_id = orphan.assert_status(201)["id"]
         .as_str()

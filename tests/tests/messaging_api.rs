@@ -4,9 +4,8 @@
 use std::collections::HashSet;
 use std::time::Duration;
 
-use fastchat_tests::api::{opaque_envelope, with_overrides};
-use fastchat_tests::sse::SseClient;
-use fastchat_tests::{Api, Cluster};
+use fastchat_tests::api::{direct_message, opaque_envelope, with_overrides};
+use fastchat_tests::{paths, Api, Cluster};
 use reqwest::Method;
 use serde_json::{json, Value};
 
@@ -31,19 +30,18 @@ async fn a_resuming_reader_sees_every_message_once_in_seq_order_under_concurrent
     let reader = apis[0].user("reader").await;
     let mut writers = Vec::new();
     for w in 0..WRITERS {
-        let name = format!("writer{w}");
-        writers.push((name.clone(), apis[0].user(&name).await));
+        writers.push(apis[0].user(&format!("writer{w}")).await);
     }
 
     let senders: Vec<_> = writers
         .into_iter()
         .enumerate()
-        .map(|(w, (name, token))| {
-            let api = apis[w % 2].clone();
+        .map(|(w, writer)| {
+            let writer = writer.on(&apis[w % 2]);
             tokio::spawn(async move {
                 let mut acked = Vec::new();
                 for _ in 0..PER_WRITER {
-                    let answer = api.send_opaque(&token, &name, "reader").await;
+                    let answer = writer.send_opaque_to("reader").await;
                     acked.push(answer.assert_status(201)["id"].as_i64().expect("id"));
                 }
                 acked
@@ -56,12 +54,12 @@ async fn a_resuming_reader_sees_every_message_once_in_seq_order_under_concurrent
     let mut seqs = Vec::with_capacity(total);
     let mut ids = Vec::with_capacity(total);
     let mut hops = 0;
-    let mut stream = SseClient::connect(&apis[0].base, &reader, None, Some(0)).await;
+    let mut stream = reader.events(Some(0)).await;
     while seqs.len() < total {
         if seqs.len() >= (hops + 1) * 450 {
             hops += 1;
             let last = *seqs.last().expect("some seen");
-            stream = SseClient::connect(&apis[hops % 2].base, &reader, Some(last), None).await;
+            stream = reader.on(&apis[hops % 2]).resume(last).await;
         }
         let event = stream
             .next_event(WAIT)
@@ -102,13 +100,13 @@ async fn killing_the_server_that_holds_a_stream_loses_nothing() {
     let bob = survivor.user("bob").await;
     let alice = survivor.user("alice").await;
 
-    let mut stream = SseClient::connect(&doomed.base, &bob, None, Some(0)).await;
+    let mut stream = bob.on(&doomed).events(Some(0)).await;
     let sender = {
-        let (api, alice) = (survivor.clone(), alice.clone());
+        let alice = alice.clone();
         tokio::spawn(async move {
             let mut acked = Vec::new();
             for _ in 0..MESSAGES {
-                let answer = api.send_opaque(&alice, "alice", "bob").await;
+                let answer = alice.send_opaque_to("bob").await;
                 acked.push(answer.assert_status(201)["id"].as_i64().expect("id"));
             }
             acked
@@ -135,7 +133,7 @@ async fn killing_the_server_that_holds_a_stream_loses_nothing() {
     }
     // ...and bob resumes on the survivor from the last seq he saw.
     let last = seen.last().expect("seen some").0;
-    let mut stream = SseClient::connect(&survivor.base, &bob, Some(last), None).await;
+    let mut stream = bob.resume(last).await;
     while seen.len() < MESSAGES {
         let event = stream
             .next_event(WAIT)
@@ -163,12 +161,10 @@ async fn streams_replay_resume_or_start_now_and_keep_alive() {
     let alice = one.user("alice").await;
     let bob = one.user("bob").await;
     for _ in 0..3 {
-        one.send_opaque(&alice, "alice", "bob")
-            .await
-            .assert_status(201);
+        alice.send_opaque_to(&bob).await.assert_status(201);
     }
 
-    let mut replay = SseClient::connect(&two.base, &bob, None, Some(0)).await;
+    let mut replay = bob.on(&two).events(Some(0)).await;
     for seq in 1..=3 {
         assert_eq!(
             seq_of(&replay.next_event(WAIT).await.expect("replayed")),
@@ -176,9 +172,9 @@ async fn streams_replay_resume_or_start_now_and_keep_alive() {
         );
     }
     // Last-Event-ID wins over ?after= (browsers resend the original URL).
-    let mut resumed = SseClient::connect(&one.base, &bob, Some(2), Some(0)).await;
+    let mut resumed = bob.events_with(Some(2), Some(0)).await;
     assert_eq!(seq_of(&resumed.next_event(WAIT).await.expect("resumed")), 3);
-    let mut fresh = SseClient::connect(&two.base, &bob, None, None).await;
+    let mut fresh = bob.on(&two).events(None).await;
     // Keep-alives flow on an idle stream, and a retry hint was given.
     // (No event is due: this reads until the deadline, counting comments.)
     assert!(fresh
@@ -192,9 +188,7 @@ async fn streams_replay_resume_or_start_now_and_keep_alive() {
     assert_eq!(fresh.retry_hints, ["2000"]);
 
     // The fresh stream starts now: it gets the fourth message, pushed across servers.
-    one.send_opaque(&alice, "alice", "bob")
-        .await
-        .assert_status(201);
+    alice.send_opaque_to(&bob).await.assert_status(201);
     let event = fresh.next_event(WAIT).await.expect("pushed");
     assert_eq!(seq_of(&event), 4);
     assert_eq!(event.data["message"]["from"], "alice");
@@ -208,7 +202,7 @@ async fn streams_replay_resume_or_start_now_and_keep_alive() {
         "a reader gets only its own key"
     );
 
-    let page = two.get("/v1/inbox?after=1&limit=2", &bob).await;
+    let page = bob.on(&two).inbox_query("after=1&limit=2").await;
     let page = page.assert_status(200);
     let seqs: Vec<i64> = page["events"]
         .as_array()
@@ -226,11 +220,9 @@ async fn a_server_whose_listener_reconnects_catches_up_from_the_table() {
     let (one, two) = (cluster.api(0), cluster.api(1));
     let alice = one.user("alice").await;
     let bob = one.user("bob").await;
-    let mut stream = SseClient::connect(&two.base, &bob, None, None).await;
+    let mut stream = bob.on(&two).events(None).await;
     // Give the stream something to prove it is live first.
-    one.send_opaque(&alice, "alice", "bob")
-        .await
-        .assert_status(201);
+    alice.send_opaque_to(&bob).await.assert_status(201);
     assert_eq!(seq_of(&stream.next_event(WAIT).await.expect("first")), 1);
 
     // Cut every LISTEN connection; a message sent now has no listener to wake.
@@ -245,9 +237,7 @@ async fn a_server_whose_listener_reconnects_catches_up_from_the_table() {
         .expect("terminate listeners")
         .get(0);
     assert_eq!(cut, 2, "each server holds one listener connection");
-    one.send_opaque(&alice, "alice", "bob")
-        .await
-        .assert_status(201);
+    alice.send_opaque_to(&bob).await.assert_status(201);
     let event = stream
         .next_event(WAIT)
         .await
@@ -260,7 +250,7 @@ async fn bad_messages_get_their_problem_and_store_nothing() {
     let cluster = Cluster::start(1).await;
     let api = cluster.api(0);
     let alice = api.user("alice").await;
-    api.user("bob").await;
+    let bob = api.user("bob").await;
     api.signup("carol").await.assert_status(201);
 
     let base = |overrides: Value| {
@@ -392,28 +382,27 @@ async fn bad_messages_get_their_problem_and_store_nothing() {
         before.push(cluster.db.count(t).await);
     }
     for (what, overrides, status, code) in cases {
-        let answer = api
-            .post("/v1/messages", Some(&alice), base(overrides))
-            .await;
+        let answer = alice.send(base(overrides)).await;
         assert_eq!(answer.body["code"], code, "{what}: {}", answer.text);
         answer.assert_problem(status, code);
         if code == "recipients_mismatch" {
             assert_eq!(answer.body["members"], json!(["alice", "bob"]), "{what}");
         }
     }
-    api.raw(
-        Method::POST,
-        "/v1/messages",
-        Some(&alice),
-        "application/json",
-        b"{\"to\":".to_vec(),
-    )
-    .await
-    .assert_problem(400, "malformed_json");
-    api.post("/v1/messages", None, base(json!({})))
+    alice
+        .raw(
+            Method::POST,
+            paths::MESSAGES,
+            "application/json",
+            b"{\"to\":".to_vec(),
+        )
+        .await
+        .assert_problem(400, "malformed_json");
+    api.call(Method::POST, paths::MESSAGES, None, Some(base(json!({}))))
         .await
         .assert_problem(401, "missing_token");
-    api.post("/v1/messages", Some("not-a-token"), base(json!({})))
+    api.as_user("alice", "not-a-token")
+        .send(base(json!({})))
         .await
         .assert_problem(401, "invalid_token");
     for (i, t) in tables.iter().enumerate() {
@@ -426,51 +415,52 @@ async fn bad_messages_get_their_problem_and_store_nothing() {
 
     // A retry with the same client_id is the same message, stored once.
     let body = base(json!({}));
-    let first = api.post("/v1/messages", Some(&alice), body.clone()).await;
-    let retry = api.post("/v1/messages", Some(&alice), body.clone()).await;
+    let first = alice.send(body.clone()).await;
+    let retry = alice.send(body.clone()).await;
     assert_eq!(first.assert_status(201), retry.assert_status(201));
     assert_eq!(cluster.db.count("messages").await, before[0] + 1);
     assert_eq!(cluster.db.count("inbox_events").await, before[2] + 1);
     let mut reused = body.clone();
     reused["to"] = json!("carol");
     reused["envelope"] = opaque_envelope(&["alice", "carol"]);
-    api.post("/v1/messages", Some(&alice), reused)
+    alice
+        .send(reused)
         .await
         .assert_problem(409, "client_id_reused");
 
     // Reading: bad cursors and strangers.
     for query in ["after=-1", "limit=0", "limit=1001", "after=x"] {
-        api.get(&format!("/v1/inbox?{query}"), &alice)
+        alice
+            .inbox_query(query)
             .await
             .assert_problem(400, "invalid_query");
     }
-    let bad_resume = reqwest::Client::new()
-        .get(format!("{}/v1/events", api.base))
-        .bearer_auth(&alice)
+    let bad_resume = alice
+        .request(Method::GET, paths::EVENTS)
         .header("last-event-id", "abc")
         .send()
         .await
         .expect("request");
     assert_eq!(bad_resume.status(), 400);
-    api.call(Method::GET, "/v1/events", None, None)
+    api.call(Method::GET, paths::EVENTS, None, None)
         .await
         .assert_problem(401, "missing_token");
-    api.get("/v1/conversations/nobody/messages", &alice)
+    alice
+        .conversation("nobody")
         .await
         .assert_problem(404, "user_not_found");
-    api.get("/v1/conversations/bob/messages?limit=0", &alice)
+    alice
+        .conversation_query(&bob, "limit=0")
         .await
         .assert_problem(400, "invalid_query");
     let carol = api.login("carol").await;
-    let snooping = api.get("/v1/conversations/alice/messages", &carol).await;
+    let snooping = carol.conversation(&alice).await;
     assert_eq!(
         snooping.assert_status(200)["messages"],
         json!([]),
         "carol reads nothing of alice and bob"
     );
-    let bobs_view = api
-        .get("/v1/conversations/alice/messages", &api.login("bob").await)
-        .await;
+    let bobs_view = api.login("bob").await.conversation(&alice).await;
     assert_eq!(
         bobs_view.assert_status(200)["messages"]
             .as_array()
@@ -488,20 +478,18 @@ async fn history_pages_back_newest_first() {
     let bob = api.user("bob").await;
     let mut sent = Vec::new();
     for i in 0..5 {
-        let (token, from, to) = if i % 2 == 0 {
-            (&alice, "alice", "bob")
+        let (from, to) = if i % 2 == 0 {
+            (&alice, &bob)
         } else {
-            (&bob, "bob", "alice")
+            (&bob, &alice)
         };
         sent.push(
-            api.send_opaque(token, from, to).await.assert_status(201)["id"]
+            from.send_opaque_to(to).await.assert_status(201)["id"]
                 .as_i64()
                 .expect("id"),
         );
     }
-    let page = api
-        .get("/v1/conversations/bob/messages?limit=3", &alice)
-        .await;
+    let page = alice.conversation_query(&bob, "limit=3").await;
     let page = page.assert_status(200).clone();
     let ids: Vec<i64> = page["messages"]
         .as_array()
@@ -511,11 +499,8 @@ async fn history_pages_back_newest_first() {
         .collect();
     assert_eq!(ids, [sent[4], sent[3], sent[2]]);
     assert_eq!(page["next"], sent[2]);
-    let older = api
-        .get(
-            &format!("/v1/conversations/bob/messages?limit=3&before={}", sent[2]),
-            &alice,
-        )
+    let older = alice
+        .conversation_query(&bob, &format!("limit=3&before={}", sent[2]))
         .await;
     let older = older.assert_status(200);
     let ids: Vec<i64> = older["messages"]
@@ -542,49 +527,31 @@ async fn sends_served_together_are_each_answered_on_their_own() {
     let ann = api.user("ann").await;
     api.user("bob").await;
     api.user("carl").await;
-    let message = |to: &str, keys: &[&str], client_id: &uuid::Uuid| {
-        json!({
-            "to": to,
-            "client_id": client_id.to_string(),
-            "kind": "text",
-            "envelope": opaque_envelope(keys),
-        })
-    };
+    let message = |to: &str, keys: &[&str]| direct_message(to, opaque_envelope(keys));
     // What each send should get: 201 (with an id to match), or a problem code.
     let mut sends: Vec<(Value, &str)> = Vec::new();
     let mut retried = Vec::new();
     for _ in 0..40 {
-        sends.push((
-            message("bob", &["ann", "bob"], &uuid::Uuid::new_v4()),
-            "201",
-        ));
+        sends.push((message("bob", &["ann", "bob"]), "201"));
     }
     for _ in 0..10 {
         // The same message twice at once, as a client retrying on a timeout would.
-        let body = message("bob", &["ann", "bob"], &uuid::Uuid::new_v4());
+        let body = message("bob", &["ann", "bob"]);
         retried.push(body["client_id"].as_str().expect("id").to_owned());
         sends.push((body.clone(), "201"));
         sends.push((body, "201"));
     }
     for _ in 0..10 {
         sends.push((
-            message(
-                "nobody_here",
-                &["ann", "nobody_here"],
-                &uuid::Uuid::new_v4(),
-            ),
+            message("nobody_here", &["ann", "nobody_here"]),
             "user_not_found",
         ));
-        sends.push((
-            message("bob", &["ann", "carl"], &uuid::Uuid::new_v4()),
-            "recipients_mismatch",
-        ));
+        sends.push((message("bob", &["ann", "carl"]), "recipients_mismatch"));
     }
     let answers = futures_util::future::join_all(sends.iter().map(|(body, _)| {
-        let api = api.clone();
         let ann = ann.clone();
         let body = body.clone();
-        async move { api.post("/v1/messages", Some(&ann), body).await }
+        async move { ann.send(body).await }
     }))
     .await;
 
@@ -616,7 +583,7 @@ async fn sends_served_together_are_each_answered_on_their_own() {
     assert_eq!(stored.len(), 50);
 
     let bob = api.login("bob").await;
-    let page = api.get("/v1/inbox?after=0&limit=1000", &bob).await;
+    let page = bob.inbox(0).await;
     let events = page.assert_status(200)["events"]
         .as_array()
         .expect("events")
@@ -641,12 +608,7 @@ async fn sends_served_together_are_each_answered_on_their_own() {
     );
 
     // And they really were served together, not one by one.
-    let text = reqwest::get(format!("{}/metrics", api.base))
-        .await
-        .expect("metrics")
-        .text()
-        .await
-        .expect("metrics text");
+    let text = api.metrics().await;
     let of_sends = |name: &str| fastchat_tests::metric_where(&text, name, "kind", "direct_sends");
     let (batches, requests) = (
         of_sends("fastchat_batch_size_count"),
@@ -661,12 +623,7 @@ async fn sends_served_together_are_each_answered_on_their_own() {
 
 /// The server's count of events sent on streams from `source` ("pushed" or "inbox").
 async fn stream_events(api: &Api, source: &str) -> f64 {
-    let text = reqwest::get(format!("{}/metrics", api.base))
-        .await
-        .expect("metrics")
-        .text()
-        .await
-        .expect("metrics text");
+    let text = api.metrics().await;
     fastchat_tests::metric_where(&text, "fastchat_sse_events_total", "source", source)
 }
 
@@ -684,15 +641,12 @@ async fn pushed_messages_show_on_streams_exactly_as_the_inbox_holds_them() {
     let bob = home.user("bob").await;
     let ann = other.user("ann").await;
     let cyd = other.user("cyd").await;
-    let mut stream = SseClient::connect(&home.base, &bob, None, Some(0)).await;
+    let mut stream = bob.events(Some(0)).await;
     let mut shown = Vec::new();
 
     // One at a time, each seen before the next goes: every one is pushed.
     for _ in 0..5 {
-        other
-            .send_opaque(&ann, "ann", "bob")
-            .await
-            .assert_status(201);
+        ann.send_opaque_to(&bob).await.assert_status(201);
         shown.push(stream.next_event(WAIT).await.expect("a pushed message"));
     }
     assert!(
@@ -702,12 +656,12 @@ async fn pushed_messages_show_on_streams_exactly_as_the_inbox_holds_them() {
 
     // Many at once from two senders: stored together, several to bob in one batch.
     let sends = (0..30).map(|i| {
-        let (api, token, from) = if i % 2 == 0 {
-            (other.clone(), ann.clone(), "ann")
+        let sender = if i % 2 == 0 {
+            ann.clone()
         } else {
-            (home.clone(), cyd.clone(), "cyd")
+            cyd.on(&home)
         };
-        async move { api.send_opaque(&token, from, "bob").await }
+        async move { sender.send_opaque_to("bob").await }
     });
     for answer in futures_util::future::join_all(sends).await {
         answer.assert_status(201);
@@ -717,24 +671,9 @@ async fn pushed_messages_show_on_streams_exactly_as_the_inbox_holds_them() {
         opaque_envelope(&["ann", "bob"]),
         json!({ "ciphertext": STANDARD.encode(vec![7u8; 9_000]) }),
     );
-    other
-        .post(
-            "/v1/messages",
-            Some(&ann),
-            json!({
-                "to": "bob",
-                "client_id": uuid::Uuid::new_v4().to_string(),
-                "kind": "text",
-                "envelope": big_envelope,
-            }),
-        )
-        .await
-        .assert_status(201);
+    ann.send_to(&bob, big_envelope).await.assert_status(201);
     for _ in 0..3 {
-        other
-            .send_opaque(&ann, "ann", "bob")
-            .await
-            .assert_status(201);
+        ann.send_opaque_to(&bob).await.assert_status(201);
     }
     while shown.len() < 39 {
         let event = stream
@@ -748,7 +687,7 @@ async fn pushed_messages_show_on_streams_exactly_as_the_inbox_holds_them() {
         .await
         .is_none());
 
-    let inbox = home.get("/v1/inbox?after=0&limit=1000", &bob).await;
+    let inbox = bob.inbox(0).await;
     let held = inbox.assert_status(200)["events"]
         .as_array()
         .expect("events")

@@ -2,16 +2,13 @@
 
 use std::time::Duration;
 
-use fastchat_tests::{eventually, CliHome, Cluster};
+use fastchat_tests::{eventually, CliHome, Cluster, TestUser};
 
 const WAIT: Duration = Duration::from_secs(20);
 
-/// Signs `name` up on `server` in a home of their own.
-async fn online(cluster: &Cluster, token_of: &str, who: &str) -> bool {
-    let answer = cluster
-        .api(0)
-        .get(&format!("/v1/users/{who}"), token_of)
-        .await;
+/// Whether `observer` sees `who` online.
+async fn online(observer: &TestUser, who: &str) -> bool {
+    let answer = observer.profile(who).await;
     answer.body["online"] == true
 }
 
@@ -25,13 +22,13 @@ async fn alice_and_bob_on_different_servers_talk_live_in_both_directions() {
     );
     let alice = CliHome::signed_up(&one, "alice");
     let bob = CliHome::signed_up(&two, "bob");
-    let alice_token = alice.token();
+    let alice_http = alice.user_on(&cluster.api(0));
 
     let alice_live = alice.spawn(&one, &["recv", "--follow", "--json"]);
     let bob_live = bob.spawn(&two, &["recv", "--follow", "--json"]);
     for who in ["alice", "bob"] {
         eventually(WAIT, &format!("{who} to be online"), || async {
-            online(&cluster, &alice_token, who).await.then_some(())
+            online(&alice_http, who).await.then_some(())
         })
         .await;
     }
@@ -54,7 +51,7 @@ async fn alice_and_bob_on_different_servers_talk_live_in_both_directions() {
     assert!(alice_live.next_line(Duration::from_millis(300)).is_none());
     drop(bob_live);
     eventually(WAIT, "bob to go offline", || async {
-        (!online(&cluster, &alice_token, "bob").await).then_some(())
+        (!online(&alice_http, "bob").await).then_some(())
     })
     .await;
 }
@@ -241,7 +238,7 @@ async fn chat_shows_each_side_the_others_lines_live() {
     alice
         .run(&one, &["send", "bob", "before the chat"], "")
         .success();
-    let alice_token = alice.token();
+    let alice_http = alice.user_on(&cluster.api(0));
 
     let mut alice_chat = alice.spawn(&one, &["chat", "bob"]);
     let mut bob_chat = bob.spawn(&two, &["chat", "alice"]);
@@ -252,7 +249,7 @@ async fn chat_shows_each_side_the_others_lines_live() {
     assert!(line.ends_with(" alice: before the chat"), "{line}");
     for who in ["alice", "bob"] {
         eventually(WAIT, &format!("{who}'s chat to connect"), || async {
-            online(&cluster, &alice_token, who).await.then_some(())
+            online(&alice_http, who).await.then_some(())
         })
         .await;
     }
@@ -278,9 +275,9 @@ async fn recv_follow_reconnects_on_its_own_and_resumes_where_it_left_off() {
     let alice = CliHome::signed_up(&two, "alice");
     let bob = CliHome::signed_up(&one, "bob");
     let bob_live = bob.spawn(&one, &["recv", "--follow", "--json"]);
-    let alice_token = alice.token();
+    let alice_http = alice.user_on(&cluster.api(0));
     eventually(WAIT, "bob to be online", || async {
-        online(&cluster, &alice_token, "bob").await.then_some(())
+        online(&alice_http, "bob").await.then_some(())
     })
     .await;
     alice

@@ -1,0 +1,261 @@
+//! A signed-in user: their name, their session token and the server they talk to, with
+//! a helper for each thing a person (or a client program) does. Every helper returns
+//! the [`Answer`], so a test asserts the status or problem code itself.
+
+use reqwest::Method;
+use serde_json::{json, Value};
+
+use crate::api::{direct_message, group_message, opaque_envelope, Answer, Api};
+use crate::paths;
+use crate::sse::SseClient;
+
+/// `let alice = cluster.api(0).user("alice").await;` then `alice.send_opaque_to(&bob)`,
+/// `alice.inbox(0)`, `alice.on(&other).events(None)`, ...
+///
+/// Where a helper takes someone's name it takes a `TestUser` as well (`&bob` or `"bob"`).
+#[derive(Clone, Debug)]
+pub struct TestUser {
+    pub name: String,
+    pub token: String,
+    pub api: Api,
+}
+
+/// A user stands for their name wherever one is asked for.
+impl AsRef<str> for TestUser {
+    fn as_ref(&self) -> &str {
+        &self.name
+    }
+}
+
+impl TestUser {
+    pub fn new(name: &str, token: &str, api: &Api) -> Self {
+        TestUser {
+            name: name.to_owned(),
+            token: token.to_owned(),
+            api: api.clone(),
+        }
+    }
+
+    /// The same user, with the same token, talking to another server.
+    pub fn on(&self, api: &Api) -> TestUser {
+        TestUser::new(&self.name, &self.token, api)
+    }
+
+    // Any request, as this user.
+
+    /// `method path` with this user's token and a JSON body if given.
+    pub async fn call(&self, method: Method, path: &str, body: Option<Value>) -> Answer {
+        self.api.call(method, path, Some(&self.token), body).await
+    }
+
+    /// A raw body with the given content type, with this user's token.
+    pub async fn raw(
+        &self,
+        method: Method,
+        path: &str,
+        content_type: &str,
+        body: Vec<u8>,
+    ) -> Answer {
+        (self.api)
+            .raw(method, path, Some(&self.token), content_type, body)
+            .await
+    }
+
+    /// A request to build by hand (odd headers, streamed bodies), with this user's token.
+    pub fn request(&self, method: Method, path: &str) -> reqwest::RequestBuilder {
+        self.api.request(method, path).bearer_auth(&self.token)
+    }
+
+    async fn get(&self, path: &str) -> Answer {
+        self.call(Method::GET, path, None).await
+    }
+
+    async fn post(&self, path: &str, body: Value) -> Answer {
+        self.call(Method::POST, path, Some(body)).await
+    }
+
+    async fn delete(&self, path: &str) -> Answer {
+        self.call(Method::DELETE, path, None).await
+    }
+
+    // Accounts.
+
+    /// `GET /v1/users/{username}`: `{username, public_key, online}`.
+    pub async fn profile(&self, username: impl AsRef<str>) -> Answer {
+        self.get(&paths::user(username.as_ref())).await
+    }
+
+    /// `GET /v1/users`.
+    pub async fn users(&self) -> Answer {
+        self.get(paths::USERS).await
+    }
+
+    /// `GET /v1/users?{query}`, the query as it is (`prefix=ab&limit=2`).
+    pub async fn users_query(&self, query: &str) -> Answer {
+        self.get(&paths::with_query(paths::USERS, query)).await
+    }
+
+    /// `GET /v1/me/key-backup`.
+    pub async fn key_backup(&self) -> Answer {
+        self.get(paths::KEY_BACKUP).await
+    }
+
+    /// `DELETE /v1/sessions/current`: ends this user's token on every server.
+    pub async fn logout(&self) -> Answer {
+        self.delete(paths::CURRENT_SESSION).await
+    }
+
+    // Sending.
+
+    /// `POST /v1/messages` with this body, as it is.
+    pub async fn send(&self, body: Value) -> Answer {
+        self.post(paths::MESSAGES, body).await
+    }
+
+    /// Like [`send`](Self::send), but `None` when the request cannot be sent or answered
+    /// (a server dying under it), so that the caller can retry.
+    pub async fn try_send(&self, body: &Value) -> Option<Answer> {
+        (self.api)
+            .try_call(
+                Method::POST,
+                paths::MESSAGES,
+                Some(&self.token),
+                Some(body.clone()),
+            )
+            .await
+    }
+
+    /// A text message to `to` with this envelope and a fresh `client_id`.
+    pub async fn send_to(&self, to: impl AsRef<str>, envelope: Value) -> Answer {
+        self.send(direct_message(to.as_ref(), envelope)).await
+    }
+
+    /// A message to `to` with an [`opaque_envelope`] that has keys for both of them.
+    pub async fn send_opaque_to(&self, to: impl AsRef<str>) -> Answer {
+        let to = to.as_ref();
+        self.send_to(to, opaque_envelope(&[&self.name, to])).await
+    }
+
+    /// A text message to `group` with this envelope and a fresh `client_id`.
+    pub async fn send_to_group(&self, group: &str, envelope: Value) -> Answer {
+        self.send(group_message(group, envelope)).await
+    }
+
+    /// A message to `group` with an [`opaque_envelope`] whose keys name `members`.
+    pub async fn send_opaque_to_group(&self, group: &str, members: &[&str]) -> Answer {
+        self.send_to_group(group, opaque_envelope(members)).await
+    }
+
+    // Reading.
+
+    /// `GET /v1/inbox?after={after}&limit=1000`, the most a page holds.
+    pub async fn inbox(&self, after: i64) -> Answer {
+        self.inbox_query(&format!("after={after}&limit=1000")).await
+    }
+
+    /// `GET /v1/inbox?{query}`, the query as it is.
+    pub async fn inbox_query(&self, query: &str) -> Answer {
+        self.get(&paths::with_query(paths::INBOX, query)).await
+    }
+
+    /// The newest page of the conversation with `username`.
+    pub async fn conversation(&self, username: impl AsRef<str>) -> Answer {
+        self.conversation_query(username, "").await
+    }
+
+    /// A page of the conversation with `username`, `?{query}` as it is (`limit=3`).
+    pub async fn conversation_query(&self, username: impl AsRef<str>, query: &str) -> Answer {
+        let path = paths::conversation(username.as_ref());
+        self.get(&paths::with_query(&path, query)).await
+    }
+
+    /// The newest page of `group`'s messages.
+    pub async fn group_history(&self, group: &str) -> Answer {
+        self.get(&paths::group_messages(group)).await
+    }
+
+    /// This user's event stream: from seq `after` on (`Some(0)` replays the whole inbox),
+    /// or with `None` only what comes from now on.
+    pub async fn events(&self, after: Option<i64>) -> SseClient {
+        self.events_with(None, after).await
+    }
+
+    /// The event stream resumed after `last_event_id`, as a reconnecting client does.
+    pub async fn resume(&self, last_event_id: i64) -> SseClient {
+        self.events_with(Some(last_event_id), None).await
+    }
+
+    /// The event stream with a `Last-Event-ID` header and an `?after=`, each if given.
+    pub async fn events_with(&self, last_event_id: Option<i64>, after: Option<i64>) -> SseClient {
+        SseClient::connect(&self.api.base, &self.token, last_event_id, after).await
+    }
+
+    /// Like [`resume`](Self::resume), but `None` when the stream cannot be opened.
+    pub async fn try_resume(&self, last_event_id: i64) -> Option<SseClient> {
+        SseClient::try_connect(&self.api.base, &self.token, Some(last_event_id), None).await
+    }
+
+    // Groups.
+
+    /// `POST /v1/groups` making `name` with `members` (this user is its admin).
+    pub async fn create_group(&self, name: &str, members: &[&str]) -> Answer {
+        self.create_group_with(json!({"name": name, "members": members}))
+            .await
+    }
+
+    /// `POST /v1/groups` with this body, as it is.
+    pub async fn create_group_with(&self, body: Value) -> Answer {
+        self.post(paths::GROUPS, body).await
+    }
+
+    /// `GET /v1/groups`: the groups this user is in.
+    pub async fn groups(&self) -> Answer {
+        self.get(paths::GROUPS).await
+    }
+
+    /// `GET /v1/groups/{name}`.
+    pub async fn group(&self, name: &str) -> Answer {
+        self.get(&paths::group(name)).await
+    }
+
+    /// `POST /v1/groups/{group}/members`.
+    pub async fn add_member(&self, group: &str, username: impl AsRef<str>) -> Answer {
+        let body = json!({ "username": username.as_ref() });
+        self.post(&paths::group_members(group), body).await
+    }
+
+    /// `DELETE /v1/groups/{group}/members/{username}`.
+    pub async fn remove_member(&self, group: &str, username: impl AsRef<str>) -> Answer {
+        self.delete(&paths::group_member(group, username.as_ref()))
+            .await
+    }
+
+    /// This user removes themself from `group`.
+    pub async fn leave(&self, group: &str) -> Answer {
+        self.remove_member(group, &self.name).await
+    }
+
+    /// `POST /v1/groups/{group}/admins`.
+    pub async fn promote(&self, group: &str, username: impl AsRef<str>) -> Answer {
+        let body = json!({ "username": username.as_ref() });
+        self.post(&paths::group_admins(group), body).await
+    }
+
+    // Blobs.
+
+    /// `POST /v1/blobs` with these bytes as `application/octet-stream`.
+    pub async fn upload_blob(&self, bytes: Vec<u8>) -> Answer {
+        self.raw(
+            Method::POST,
+            paths::BLOBS,
+            "application/octet-stream",
+            bytes,
+        )
+        .await
+    }
+
+    /// `GET /v1/blobs/{id}`; the bytes are in the answer's `text`, lossily.
+    pub async fn blob(&self, id: &str) -> Answer {
+        self.get(&paths::blob(id)).await
+    }
+}
