@@ -34,6 +34,18 @@ ensure_system_deps() {
   command -v cargo >/dev/null || die "cargo not found: install Rust (https://rustup.rs) first"
 }
 
+# diesel's CLI, with which a test checks that api/src/schema.rs is what
+# `diesel print-schema` writes from the migrations: the version of diesel in Cargo.lock.
+ensure_diesel_cli() {
+  local want
+  want="$(awk '/^name = "diesel"$/ {getline; gsub(/[^0-9.]/, ""); print; exit}' "$ROOT/Cargo.lock")"
+  if ! diesel --version 2>/dev/null | grep -q "Version: $want"; then
+    log "installing diesel_cli $want"
+    cargo install diesel_cli --quiet --locked --version "$want" \
+      --no-default-features --features postgres
+  fi
+}
+
 # PostgreSQL refuses to run as root; when we are root the cluster belongs to 'postgres'.
 pg_user() {
   if [ "$(id -u)" = 0 ]; then echo postgres; else id -un; fi
