@@ -9,7 +9,6 @@ use serde_json::{json, Value};
 
 use crate::metrics::fetch_metrics;
 use crate::paths;
-use crate::user::TestUser;
 
 /// A 2048-bit public key shared by the tests that only need *a* valid key.
 pub fn test_public_key() -> &'static str {
@@ -65,7 +64,7 @@ impl Answer {
 }
 
 /// One server (or the balancer) as any HTTP client sees it. Requests as a signed-in user
-/// go through [`TestUser`]; what is here is for the anonymous and the deliberately odd.
+/// go through [`TestUser`](crate::user::TestUser); what is here is for the anonymous and the deliberately odd.
 #[derive(Clone, Debug)]
 pub struct Api {
     pub base: String,
@@ -204,26 +203,6 @@ impl Api {
     pub async fn login_with(&self, body: Value) -> Answer {
         self.call(Method::POST, paths::SESSIONS, None, Some(body))
             .await
-    }
-
-    /// Logs in with the test password.
-    pub async fn login(&self, username: &str) -> TestUser {
-        let answer = self.login_answer(username, TEST_PASSWORD).await;
-        let token = answer.assert_status(201)["token"]
-            .as_str()
-            .expect("token in the answer");
-        self.as_user(username, token)
-    }
-
-    /// Signs up and logs in.
-    pub async fn user(&self, username: &str) -> TestUser {
-        self.signup(username).await.assert_status(201);
-        self.login(username).await
-    }
-
-    /// `username` holding `token` (which need not be good), talking to this server.
-    pub fn as_user(&self, username: &str, token: &str) -> TestUser {
-        TestUser::new(username, token, self)
     }
 }
 

@@ -5,7 +5,7 @@
 use reqwest::Method;
 use serde_json::{json, Value};
 
-use crate::api::{direct_message, group_message, opaque_envelope, Answer, Api};
+use crate::api::{direct_message, group_message, opaque_envelope, Answer, Api, TEST_PASSWORD};
 use crate::paths;
 use crate::sse::SseClient;
 
@@ -257,5 +257,28 @@ impl TestUser {
     /// `GET /v1/blobs/{id}`; the bytes are in the answer's `text`, lossily.
     pub async fn blob(&self, id: &str) -> Answer {
         self.get(&paths::blob(id)).await
+    }
+}
+
+/// Users signed in on a server.
+impl Api {
+    /// Logs in with the test password.
+    pub async fn login(&self, username: &str) -> TestUser {
+        let answer = self.login_answer(username, TEST_PASSWORD).await;
+        let token = answer.assert_status(201)["token"]
+            .as_str()
+            .expect("token in the answer");
+        self.as_user(username, token)
+    }
+
+    /// Signs up and logs in.
+    pub async fn user(&self, username: &str) -> TestUser {
+        self.signup(username).await.assert_status(201);
+        self.login(username).await
+    }
+
+    /// `username` holding `token` (which need not be good), talking to this server.
+    pub fn as_user(&self, username: &str, token: &str) -> TestUser {
+        TestUser::new(username, token, self)
     }
 }
