@@ -1,6 +1,8 @@
-//! The end-to-end encrypted message envelope (v1): AES-256-GCM for the content, its key
+//! The end-to-end encrypted message envelope (v2): AES-256-GCM for the content, its key
 //! wrapped with RSA-OAEP-256 for every member of the conversation, and an RSA-PSS
-//! signature by the sender. `docs/crypto.md` specifies every byte.
+//! signature by the sender over a header that names the sender's own time and, for a
+//! group, the state of the group's membership chain it was sent in. `docs/crypto.md`
+//! specifies every byte. Version 1 (no time, no group state) can still be opened.
 
 use std::collections::BTreeMap;
 
@@ -16,21 +18,41 @@ use rsa::{Oaep, RsaPrivateKey, RsaPublicKey};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
-pub const VERSION: u8 = 1;
+pub const VERSION: u8 = 2;
+/// The first version: its header carries no time and no group state.
+pub const LEGACY_VERSION: u8 = 1;
 pub const ALGORITHM: &str = "RSA-OAEP-256+A256GCM+PS256";
 pub const NONCE_LEN: usize = 12;
 
 /// The envelope as it travels. Binary fields are standard padded base64. `keys` maps a
 /// username to the message key wrapped for that user; a reader receives only its own.
+/// `sent_at` and `group` are part of the signed header (v2).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Envelope {
     pub v: u8,
     pub alg: String,
+    /// The sender's clock when it sealed the message, canonical (see
+    /// [`crate::group::canonical_time`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sent_at: Option<String>,
+    /// For a group message: the state of the group's chain it was sealed in.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub group: Option<GroupBinding>,
     pub nonce: String,
     pub ciphertext: String,
     pub keys: BTreeMap<String, String>,
     pub sig: String,
+}
+
+/// A group message's place in its group's history: the group's own id, and the seq and
+/// hash of the last statement of its membership chain when the message was sealed.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct GroupBinding {
+    pub id: uuid::Uuid,
+    pub epoch: u64,
+    pub head: String,
 }
 
 /// Where a message goes: one user, or a group.
@@ -65,31 +87,88 @@ impl Kind {
     }
 }
 
-/// The header the envelope authenticates: who sent what kind of message where.
+/// The header the envelope authenticates: who sent what kind of message where, when
+/// by the sender's clock, and in which state of the group. `sent_at` is `None` only for
+/// a v1 envelope.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Header {
     pub from: String,
     pub to: Destination,
     pub kind: Kind,
     pub client_id: uuid::Uuid,
+    pub sent_at: Option<String>,
+    pub group: Option<GroupBinding>,
 }
 
 impl Header {
+    /// The header a received message claims: its routing as the server delivers it, and
+    /// the time and group state its envelope carries.
+    pub fn received(
+        from: &str,
+        to: Destination,
+        kind: Kind,
+        client_id: uuid::Uuid,
+        envelope: &Envelope,
+    ) -> Self {
+        Header {
+            from: from.to_owned(),
+            to,
+            kind,
+            client_id,
+            sent_at: envelope.sent_at.clone(),
+            group: envelope.group.clone(),
+        }
+    }
+
+    fn version(&self) -> u8 {
+        if self.sent_at.is_some() {
+            VERSION
+        } else {
+            LEGACY_VERSION
+        }
+    }
+
     /// The additional authenticated data: lines joined by `\n`, no trailing newline:
-    /// `fastchat v1`, `from <user>`, `to <user>` or `group <name>`, `kind <kind>`,
-    /// `client_id <uuid, lowercase hyphenated>`.
+    /// `fastchat v2`, `from <user>`, `to <user>` or `group <name>` (then, for a group,
+    /// `group_id <uuid>`, `epoch <seq>`, `head <hex hash>`), `kind <kind>`,
+    /// `client_id <uuid, lowercase hyphenated>`, `sent_at <canonical time>`. Version 1
+    /// had neither the group lines nor `sent_at`.
     pub fn aad(&self) -> Vec<u8> {
-        let to = match &self.to {
-            Destination::User(user) => format!("to {user}"),
-            Destination::Group(group) => format!("group {group}"),
-        };
-        format!(
-            "fastchat v{VERSION}\nfrom {}\n{to}\nkind {}\nclient_id {}",
-            self.from,
-            self.kind.as_str(),
-            self.client_id.hyphenated()
-        )
-        .into_bytes()
+        let mut lines = vec![
+            format!("fastchat v{}", self.version()),
+            format!("from {}", self.from),
+        ];
+        match &self.to {
+            Destination::User(user) => lines.push(format!("to {user}")),
+            Destination::Group(group) => lines.push(format!("group {group}")),
+        }
+        if let Some(binding) = &self.group {
+            lines.push(format!("group_id {}", binding.id.hyphenated()));
+            lines.push(format!("epoch {}", binding.epoch));
+            lines.push(format!("head {}", binding.head));
+        }
+        lines.push(format!("kind {}", self.kind.as_str()));
+        lines.push(format!("client_id {}", self.client_id.hyphenated()));
+        if let Some(sent_at) = &self.sent_at {
+            lines.push(format!("sent_at {sent_at}"));
+        }
+        lines.join("\n").into_bytes()
+    }
+
+    /// Whether the header is well formed for its version: v2 names a canonical time, and
+    /// a group state exactly when it goes to a group; v1 names neither.
+    fn well_formed(&self) -> bool {
+        match (&self.sent_at, &self.group, &self.to) {
+            (None, None, _) => true,
+            (Some(at), group, to) => {
+                crate::group::parse_canonical_time(at).is_some()
+                    && group.is_some() == matches!(to, Destination::Group(_))
+                    && group
+                        .as_ref()
+                        .is_none_or(|g| crate::group::StatementHash::parse(&g.head).is_some())
+            }
+            (None, Some(_), _) => false,
+        }
     }
 }
 
@@ -180,8 +259,10 @@ pub fn seal(
         .try_sign_with_rng(&mut OsRng, &digest)
         .map_err(SealError::Sign)?;
     Ok(Envelope {
-        v: VERSION,
+        v: header.version(),
         alg: ALGORITHM.to_owned(),
+        sent_at: header.sent_at.clone(),
+        group: header.group.clone(),
         nonce: BASE64.encode(nonce),
         ciphertext: BASE64.encode(ciphertext),
         keys,
@@ -196,8 +277,12 @@ fn verified_parts(
     header: &Header,
     sender_public: &RsaPublicKey,
 ) -> Result<(Vec<u8>, Vec<u8>), OpenError> {
-    if envelope.v != VERSION || envelope.alg != ALGORITHM {
+    if envelope.v != header.version() || envelope.alg != ALGORITHM {
         return Err(OpenError::Unsupported);
+    }
+    if !header.well_formed() || header.sent_at != envelope.sent_at || header.group != envelope.group
+    {
+        return Err(OpenError::Malformed);
     }
     let decode = |field: &str| BASE64.decode(field).map_err(|_| OpenError::Malformed);
     let nonce = decode(&envelope.nonce)?;
@@ -276,6 +361,8 @@ mod tests {
             to: Destination::User("bob".into()),
             kind: Kind::Text,
             client_id: uuid::Uuid::new_v4(),
+            sent_at: Some("2026-12-01T12:00:00.000Z".into()),
+            group: None,
         }
     }
 
@@ -346,15 +433,39 @@ mod tests {
                 client_id: uuid::Uuid::new_v4(),
                 ..header.clone()
             },
-            Header {
-                to: Destination::Group("bob".into()),
-                ..header.clone()
-            },
         ] {
             assert_eq!(
                 bob_opens(&envelope, &other, &alice.to_public_key()),
                 Err(OpenError::BadSignature)
             );
+        }
+
+        // The server changes the sender's time (in the envelope, where a reader takes it).
+        let retimed = Envelope {
+            sent_at: Some("2026-12-01T12:00:00.001Z".into()),
+            ..envelope.clone()
+        };
+        let as_received = Header {
+            sent_at: retimed.sent_at.clone(),
+            ..header.clone()
+        };
+        assert_eq!(
+            bob_opens(&retimed, &as_received, &alice.to_public_key()),
+            Err(OpenError::BadSignature)
+        );
+
+        // Claimed as a group message, or as a v1 one (no time): refused either way.
+        for other in [
+            Header {
+                to: Destination::Group("bob".into()),
+                ..header.clone()
+            },
+            Header {
+                sent_at: None,
+                ..header.clone()
+            },
+        ] {
+            assert!(bob_opens(&envelope, &other, &alice.to_public_key()).is_err());
         }
 
         // A signature from another message.
@@ -385,14 +496,36 @@ mod tests {
 
     #[test]
     fn the_aad_is_the_documented_text() {
+        let client_id =
+            uuid::Uuid::parse_str("6f1c2d3e-0000-4000-8000-00000000abcd").expect("uuid");
+        let head = "ab".repeat(32);
         let header = Header {
             from: "alice".into(),
             to: Destination::Group("friends".into()),
             kind: Kind::Image,
-            client_id: uuid::Uuid::parse_str("6f1c2d3e-0000-4000-8000-00000000abcd").expect("uuid"),
+            client_id,
+            sent_at: Some("2026-12-01T12:00:00.250Z".into()),
+            group: Some(GroupBinding {
+                id: uuid::Uuid::parse_str("0b6f2c66-5a3e-4a53-9b8e-0f1f1c0d2a11").expect("uuid"),
+                epoch: 4,
+                head: head.clone(),
+            }),
         };
         assert_eq!(
             String::from_utf8(header.aad()).expect("utf-8"),
+            format!(
+                "fastchat v2\nfrom alice\ngroup friends\ngroup_id 0b6f2c66-5a3e-4a53-9b8e-0f1f1c0d2a11\n\
+                 epoch 4\nhead {head}\nkind image\nclient_id 6f1c2d3e-0000-4000-8000-00000000abcd\n\
+                 sent_at 2026-12-01T12:00:00.250Z"
+            )
+        );
+        let legacy = Header {
+            sent_at: None,
+            group: None,
+            ..header
+        };
+        assert_eq!(
+            String::from_utf8(legacy.aad()).expect("utf-8"),
             "fastchat v1\nfrom alice\ngroup friends\nkind image\nclient_id 6f1c2d3e-0000-4000-8000-00000000abcd"
         );
     }
@@ -407,18 +540,54 @@ mod tests {
         let s = |k: &str| vector[k].as_str().expect(k).to_owned();
         let sender = parse_public_key_pem(&s("sender_public_key")).expect("sender key");
         let reader_key = parse_private_key_pem(&s("reader_private_key")).expect("reader key");
-        let header = Header {
-            from: s("from"),
-            to: Destination::User(s("to")),
-            kind: Kind::parse(&s("kind")).expect("kind"),
-            client_id: uuid::Uuid::parse_str(&s("client_id")).expect("uuid"),
-        };
-        assert_eq!(String::from_utf8(header.aad()).expect("utf-8"), s("aad"));
         let envelope: Envelope =
             serde_json::from_value(vector["envelope"].clone()).expect("envelope");
+        let header = Header::received(
+            &s("from"),
+            Destination::User(s("to")),
+            Kind::parse(&s("kind")).expect("kind"),
+            uuid::Uuid::parse_str(&s("client_id")).expect("uuid"),
+            &envelope,
+        );
+        assert_eq!(String::from_utf8(header.aad()).expect("utf-8"), s("aad"));
         let opened = open(&envelope, &header, &sender, &s("to"), &reader_key).expect("opens");
         let expected: Plaintext =
             serde_json::from_value(vector["plaintext"].clone()).expect("plaintext");
         assert_eq!(opened, expected);
+    }
+
+    /// docs/test-vectors/envelope-v2.json: a group message sealed by another
+    /// implementation, bound to the state of docs/test-vectors/group-chain.json.
+    #[test]
+    fn the_documented_v2_vector_opens_and_names_the_documented_chain_state() {
+        let vector: serde_json::Value =
+            serde_json::from_str(include_str!("../../docs/test-vectors/envelope-v2.json"))
+                .expect("vector parses");
+        let chain: serde_json::Value =
+            serde_json::from_str(include_str!("../../docs/test-vectors/group-chain.json"))
+                .expect("vector parses");
+        let s = |k: &str| vector[k].as_str().expect(k).to_owned();
+        let sender = parse_public_key_pem(&s("sender_public_key")).expect("sender key");
+        let reader_key = parse_private_key_pem(&s("reader_private_key")).expect("reader key");
+        let envelope: Envelope =
+            serde_json::from_value(vector["envelope"].clone()).expect("envelope");
+        let header = Header::received(
+            &s("from"),
+            Destination::Group(s("group")),
+            Kind::parse(&s("kind")).expect("kind"),
+            uuid::Uuid::parse_str(&s("client_id")).expect("uuid"),
+            &envelope,
+        );
+        assert_eq!(String::from_utf8(header.aad()).expect("utf-8"), s("aad"));
+        let opened = open(&envelope, &header, &sender, &s("reader"), &reader_key).expect("opens");
+        let expected: Plaintext =
+            serde_json::from_value(vector["plaintext"].clone()).expect("plaintext");
+        assert_eq!(opened, expected);
+        let binding = envelope.group.expect("a group state");
+        assert_eq!(binding.epoch, 1);
+        assert_eq!(
+            binding.head,
+            chain["statements"][1]["hash"].as_str().expect("hash")
+        );
     }
 }

@@ -23,6 +23,8 @@ pub const RSA_BITS: usize = 2048;
 const HKDF_INFO_AUTH: &[u8] = b"fastchat auth_key v1";
 const HKDF_INFO_ENC: &[u8] = b"fastchat enc_key v1";
 const KEY_BACKUP_AAD_PREFIX: &str = "fastchat key_backup v1:";
+const HKDF_INFO_CONTACTS: &[u8] = b"fastchat contacts v1";
+const CONTACTS_AAD_PREFIX: &str = "fastchat contacts v1:";
 const NONCE_LEN: usize = 12;
 
 #[derive(Debug, thiserror::Error)]
@@ -128,28 +130,43 @@ fn key_backup_aad(username: &str) -> Vec<u8> {
     format!("{KEY_BACKUP_AAD_PREFIX}{username}").into_bytes()
 }
 
+/// base64(nonce || AES-256-GCM(key, nonce, plaintext, aad) || tag), a fresh nonce each time.
+fn seal(key: &[u8; 32], aad: &[u8], plaintext: &[u8]) -> String {
+    let mut nonce = [0u8; NONCE_LEN];
+    OsRng.fill_bytes(&mut nonce);
+    let sealed = Aes256Gcm::new(key.into())
+        .encrypt(
+            Nonce::from_slice(&nonce),
+            Payload {
+                msg: plaintext,
+                aad,
+            },
+        )
+        .expect("AES-GCM encryption in memory cannot fail");
+    let mut out = nonce.to_vec();
+    out.extend_from_slice(&sealed);
+    BASE64.encode(out)
+}
+
+/// Reverses [`seal`]; `None` on a wrong key or any tampering.
+fn open(key: &[u8; 32], aad: &[u8], sealed: &str) -> Option<Vec<u8>> {
+    let raw = BASE64.decode(sealed.trim()).ok()?;
+    if raw.len() <= NONCE_LEN {
+        return None;
+    }
+    let (nonce, sealed) = raw.split_at(NONCE_LEN);
+    Aes256Gcm::new(key.into())
+        .decrypt(Nonce::from_slice(nonce), Payload { msg: sealed, aad })
+        .ok()
+}
+
 /// Encrypts the private key (PKCS#8 DER) under `enc_key`:
 /// base64(nonce || AES-256-GCM(ciphertext || tag)), AAD "fastchat key_backup v1:" + username.
 pub fn seal_key_backup(enc_key: &[u8; 32], username: &str, key: &RsaPrivateKey) -> String {
     let der = key
         .to_pkcs8_der()
         .expect("encoding an RSA private key in memory cannot fail");
-    let mut nonce = [0u8; NONCE_LEN];
-    OsRng.fill_bytes(&mut nonce);
-    let cipher = Aes256Gcm::new(enc_key.into());
-    let aad = key_backup_aad(username);
-    let sealed = cipher
-        .encrypt(
-            Nonce::from_slice(&nonce),
-            Payload {
-                msg: der.as_bytes(),
-                aad: &aad,
-            },
-        )
-        .expect("AES-GCM encryption of a short message cannot fail");
-    let mut out = nonce.to_vec();
-    out.extend_from_slice(&sealed);
-    BASE64.encode(out)
+    seal(enc_key, &key_backup_aad(username), der.as_bytes())
 }
 
 /// Reverses [`seal_key_backup`]; fails on a wrong key or any tampering.
@@ -158,25 +175,39 @@ pub fn open_key_backup(
     username: &str,
     backup: &str,
 ) -> Result<RsaPrivateKey, KeyError> {
-    let raw = BASE64
-        .decode(backup.trim())
-        .map_err(|_| KeyError::BadKeyBackup)?;
-    if raw.len() <= NONCE_LEN {
-        return Err(KeyError::BadKeyBackup);
-    }
-    let (nonce, sealed) = raw.split_at(NONCE_LEN);
-    let cipher = Aes256Gcm::new(enc_key.into());
-    let aad = key_backup_aad(username);
-    let der = cipher
-        .decrypt(
-            Nonce::from_slice(nonce),
-            Payload {
-                msg: sealed,
-                aad: &aad,
-            },
-        )
-        .map_err(|_| KeyError::BadKeyBackup)?;
+    let der = open(enc_key, &key_backup_aad(username), backup).ok_or(KeyError::BadKeyBackup)?;
     RsaPrivateKey::from_pkcs8_der(&der).map_err(|_| KeyError::BadKeyBackup)
+}
+
+/// The key that encrypts the backup of a user's contacts (their pinned and verified
+/// keys): HKDF-SHA256(ikm = PKCS#8 DER of the user's private key, salt = "fastchat:" +
+/// username, info = "fastchat contacts v1"). Whoever holds the private key (every device
+/// the user logs in on, after the key backup) can open it; the server cannot.
+pub fn contacts_key(username: &str, key: &RsaPrivateKey) -> [u8; 32] {
+    let der = key
+        .to_pkcs8_der()
+        .expect("encoding an RSA private key in memory cannot fail");
+    let salt = format!("fastchat:{username}");
+    let mut out = [0u8; 32];
+    Hkdf::<Sha256>::new(Some(salt.as_bytes()), der.as_bytes())
+        .expand(HKDF_INFO_CONTACTS, &mut out)
+        .expect("32 bytes is a valid HKDF-SHA256 length");
+    out
+}
+
+fn contacts_aad(username: &str) -> Vec<u8> {
+    format!("{CONTACTS_AAD_PREFIX}{username}").into_bytes()
+}
+
+/// Encrypts the contacts backup: base64(nonce || AES-256-GCM(ciphertext || tag)), AAD
+/// "fastchat contacts v1:" + username.
+pub fn seal_contacts(key: &[u8; 32], username: &str, contacts: &[u8]) -> String {
+    seal(key, &contacts_aad(username), contacts)
+}
+
+/// Reverses [`seal_contacts`]; `None` on a wrong key or any tampering.
+pub fn open_contacts(key: &[u8; 32], username: &str, sealed: &str) -> Option<Vec<u8>> {
+    open(key, &contacts_aad(username), sealed)
 }
 
 #[cfg(test)]
@@ -195,6 +226,20 @@ mod tests {
         "759aced32cb959f3a088a4334ce02f539af17e16628061def2ce3b6f5962e671";
     const TEST_VECTOR_ENC_KEY: &str =
         "2209911da127537c0785ecdf1ba459209dd35699f66aeca5346ef9fd7d1b1a5a";
+
+    #[test]
+    fn a_contacts_backup_opens_only_with_its_owners_key_and_name() {
+        let key = generate_private_key().expect("a key");
+        let other = generate_private_key().expect("a key");
+        let sealed = seal_contacts(&contacts_key("alice", &key), "alice", b"{\"bob\": 1}");
+        assert_eq!(
+            open_contacts(&contacts_key("alice", &key), "alice", &sealed).as_deref(),
+            Some(&b"{\"bob\": 1}"[..])
+        );
+        assert!(open_contacts(&contacts_key("alice", &other), "alice", &sealed).is_none());
+        assert!(open_contacts(&contacts_key("alice", &key), "mallory", &sealed).is_none());
+        assert_ne!(contacts_key("alice", &key), contacts_key("alicia", &key));
+    }
 
     #[test]
     fn the_salt_binds_the_username() {

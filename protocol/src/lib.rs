@@ -4,8 +4,10 @@
 //! Documented for other clients in `docs/crypto.md`.
 
 pub mod envelope;
+pub mod group;
 pub mod image;
 pub mod keys;
 pub mod names;
 pub mod problem;
+pub mod safety;
 pub mod wire;

@@ -73,6 +73,10 @@ error_codes! {
     InvalidEnvelope = "invalid_envelope" => 400,
     InvalidAttachment = "invalid_attachment" => 400,
     InvalidLastEventId = "invalid_last_event_id" => 400,
+    /// A membership statement that does not parse, is not the caller's, or does not say
+    /// what the request does.
+    InvalidStatement = "invalid_statement" => 400,
+    InvalidContactsBackup = "invalid_contacts_backup" => 400,
     EmptyBlob = "empty_blob" => 400,
     UploadIncomplete = "upload_incomplete" => 400,
     MissingToken = "missing_token" => 401,
@@ -86,6 +90,7 @@ error_codes! {
     MemberNotFound = "member_not_found" => 404,
     BlobNotFound = "blob_not_found" => 404,
     NoKeyBackup = "no_key_backup" => 404,
+    NoContactsBackup = "no_contacts_backup" => 404,
     MethodNotAllowed = "method_not_allowed" => 405,
     UsernameTaken = "username_taken" => 409,
     GroupNameTaken = "group_name_taken" => 409,
@@ -93,6 +98,10 @@ error_codes! {
     AlreadyAdmin = "already_admin" => 409,
     GroupFull = "group_full" => 409,
     ClientIdReused = "client_id_reused" => 409,
+    /// The statement does not follow the group's last one: fetch the chain and retry.
+    StaleStatement = "stale_statement" => 409,
+    /// The statement names a key for a member that is not the one the server has.
+    KeyMismatch = "key_mismatch" => 409,
     /// The envelope's keys do not cover exactly the conversation; `members` says who.
     RecipientsMismatch = "recipients_mismatch" => 409,
     BodyTooLarge = "body_too_large" => 413,

@@ -1,11 +1,15 @@
 //! The JSON bodies of FastChat's public API (v1), as `openapi.yaml` documents them.
 //! Requests are deserialized leniently (plain strings) so that the server, not serde,
-//! decides which field is wrong and answers with that field's problem code.
+//! decides which field is wrong and answers with that field's problem code. Answers name
+//! users and groups with checked names, so that a client decoding one from a server that
+//! lies fails on a bad name before it prints, compares or stores it.
 
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
 use crate::envelope::Envelope;
+use crate::group::SignedStatement;
+use crate::names::{GroupName, Username};
 
 /// `POST /v1/users`
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -23,7 +27,7 @@ pub struct CreateUser {
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct UserCreated {
-    pub username: String,
+    pub username: Username,
     pub created_at: DateTime<Utc>,
 }
 
@@ -38,14 +42,14 @@ pub struct CreateSession {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct SessionCreated {
     pub token: String,
-    pub username: String,
+    pub username: Username,
     pub expires_at: DateTime<Utc>,
 }
 
 /// `GET /v1/users/{username}`
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct UserProfile {
-    pub username: String,
+    pub username: Username,
     pub public_key: String,
     pub online: bool,
 }
@@ -53,7 +57,7 @@ pub struct UserProfile {
 /// One row of `GET /v1/users`.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct UserSummary {
-    pub username: String,
+    pub username: Username,
     pub online: bool,
 }
 
@@ -95,11 +99,11 @@ pub struct MessageSent {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Message {
     pub id: i64,
-    pub from: String,
+    pub from: Username,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub to: Option<String>,
+    pub to: Option<Username>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub group: Option<String>,
+    pub group: Option<GroupName>,
     pub kind: String,
     pub client_id: uuid::Uuid,
     pub sent_at: DateTime<Utc>,
@@ -145,37 +149,84 @@ impl EventBody {
 }
 
 /// A change to a group: `username` is who was added, removed or made admin (for
-/// `group.created`, the creator); `by` is who did it.
+/// `group.created`, the creator); `by` is who did it. `statement` is the signed
+/// statement that made the change (see [`crate::group`]); an admin made by the automatic
+/// rule (the last admin left) comes with none: clients derive it from the statement
+/// before.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct GroupEvent {
-    pub group: String,
-    pub username: String,
-    pub by: String,
+    pub group: GroupName,
+    pub group_id: uuid::Uuid,
+    pub username: Username,
+    pub by: Username,
+    /// The seq of the statement in the group's chain.
+    pub epoch: u64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub statement: Option<SignedStatement>,
 }
 
-/// `POST /v1/groups`
+/// `POST /v1/groups`: `statement` creates the group, and must name the same group and
+/// members as `name` and `members` (the caller as the first member, then `members`).
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct CreateGroup {
     pub name: String,
     #[serde(default)]
     pub members: Vec<String>,
+    pub statement: SignedStatement,
 }
 
-/// `POST /v1/groups/{name}/members` and `/admins`.
+/// `POST /v1/groups/{name}/members` and `/admins`: `statement` adds or promotes
+/// `username`.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct GroupUser {
     pub username: String,
+    pub statement: SignedStatement,
 }
 
-/// A group as its members see it; names sorted.
+/// `DELETE /v1/groups/{name}/members/{username}`: `statement` removes that member, or
+/// (when it is the caller) says they leave.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RemoveMember {
+    pub statement: SignedStatement,
+}
+
+/// A group as its members see it; names sorted. `epoch` and `head` are the seq and hash
+/// of the last statement of its chain.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Group {
-    pub name: String,
-    pub admins: Vec<String>,
-    pub members: Vec<String>,
+    pub name: GroupName,
+    pub id: uuid::Uuid,
+    pub admins: Vec<Username>,
+    pub members: Vec<Username>,
     pub created_at: DateTime<Utc>,
+    pub epoch: u64,
+    pub head: String,
+}
+
+/// One statement of a group's chain, with its place in it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ChainEntry {
+    pub seq: u64,
+    pub statement: SignedStatement,
+}
+
+/// `GET /v1/groups/{name}/statements?after=`: the chain after `after` (all of it
+/// without), oldest first.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Chain {
+    pub group_id: uuid::Uuid,
+    pub statements: Vec<ChainEntry>,
+}
+
+/// `GET` and `PUT /v1/me/contacts`: the caller's contacts, encrypted by the client
+/// (see `keys::seal_contacts`); opaque to the server.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ContactsBackup {
+    pub contacts: String,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
