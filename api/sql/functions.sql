@@ -86,9 +86,9 @@ CREATE OR REPLACE FUNCTION public.fastchat_notification_max_bytes()
  IMMUTABLE PARALLEL SAFE
 AS $function$ SELECT 7999 $function$;
 
--- fastchat_read_inboxes(user_ids bigint[], afters bigint[], limits bigint[])
-CREATE OR REPLACE FUNCTION public.fastchat_read_inboxes(user_ids bigint[], afters bigint[], limits bigint[])
- RETURNS TABLE(request bigint, seq bigint, message_id bigint, group_event jsonb, sender text, recipient text, group_name text, kind text, client_id uuid, sent_at timestamp with time zone, nonce text, ciphertext text, sig text, attachments text[], wrapped_key text)
+-- fastchat_read_inbox_events(user_ids bigint[], afters bigint[], limits bigint[])
+CREATE OR REPLACE FUNCTION public.fastchat_read_inbox_events(user_ids bigint[], afters bigint[], limits bigint[])
+ RETURNS TABLE(request bigint, seq bigint, message_id bigint, group_event jsonb, sender text, recipient text, group_name text, kind text, client_id uuid, sent_at timestamp with time zone, nonce text, ciphertext text, sig text, attachments text[], signed_at text, group_uid uuid, group_epoch bigint, group_head text, wrapped_key text)
  LANGUAGE plpgsql
  STABLE
  SET plan_cache_mode TO 'force_generic_plan'
@@ -110,25 +110,27 @@ BEGIN
     )
     SELECT ev.request, ev.seq, ev.message_id, ev.group_event,
            m.sender, m.recipient, m.group_name, m.kind, m.client_id, m.sent_at, m.nonce,
-           m.ciphertext, m.sig, m.attachments,
+           m.ciphertext, m.sig, m.attachments, m.signed_at, m.group_uid, m.group_epoch,
+           m.group_head,
            (SELECT k.wrapped_key FROM message_keys k
              WHERE k.message_id = ev.message_id AND k.user_id = ev.user_id)
       FROM ev
       LEFT JOIN LATERAL (
            SELECT (SELECT u.username FROM users u WHERE u.id = mm.sender_id) AS sender,
                   (SELECT u.username FROM users u WHERE u.id = mm.recipient_id) AS recipient,
-                  (SELECT g.name FROM groups g WHERE g.id = mm.group_id) AS group_name,
-                  mm.kind, mm.client_id, mm.sent_at, mm.nonce, mm.ciphertext, mm.sig,
-                  mm.attachments
+                  g.name AS group_name, mm.kind, mm.client_id, mm.sent_at, mm.nonce,
+                  mm.ciphertext, mm.sig, mm.attachments, mm.signed_at, g.uid AS group_uid,
+                  mm.group_epoch, mm.group_head
              FROM messages mm
+             LEFT JOIN groups g ON g.id = mm.group_id
             WHERE ev.nth = 1 AND mm.id = ev.message_id
            OFFSET 0) m ON true  -- not flattened: the nth test gates the lookups
      ORDER BY ev.request, ev.seq;
 END
 $function$;
 
--- fastchat_send_direct_messages(sender_ids bigint[], recipients text[], stores boolean[], client_ids uuid[], kinds text[], nonces text[], ciphertexts text[], sigs text[], sender_keys text[], recipient_keys text[], attachment_ords bigint[], attachment_ids uuid[])
-CREATE OR REPLACE FUNCTION public.fastchat_send_direct_messages(sender_ids bigint[], recipients text[], stores boolean[], client_ids uuid[], kinds text[], nonces text[], ciphertexts text[], sigs text[], sender_keys text[], recipient_keys text[], attachment_ords bigint[], attachment_ids uuid[])
+-- fastchat_send_direct_messages(sender_ids bigint[], recipients text[], stores boolean[], client_ids uuid[], kinds text[], nonces text[], ciphertexts text[], sigs text[], signed_ats text[], sender_keys text[], recipient_keys text[], attachment_ords bigint[], attachment_ids uuid[])
+CREATE OR REPLACE FUNCTION public.fastchat_send_direct_messages(sender_ids bigint[], recipients text[], stores boolean[], client_ids uuid[], kinds text[], nonces text[], ciphertexts text[], sigs text[], signed_ats text[], sender_keys text[], recipient_keys text[], attachment_ords bigint[], attachment_ids uuid[])
  RETURNS TABLE(ord bigint, outcome text, recipient_id bigint, id bigint, sent_at timestamp with time zone)
  LANGUAGE plpgsql
  SET plan_cache_mode TO 'force_generic_plan'
@@ -159,9 +161,10 @@ BEGIN
                                 WITH ORDINALITY AS a(ord, blob_id, n)
                           WHERE a.ord = t.ord), '{}') AS blob_ids
           FROM unnest(sender_ids, recipients, stores, client_ids, kinds, nonces,
-                      ciphertexts, sigs, sender_keys, recipient_keys)
+                      ciphertexts, sigs, signed_ats, sender_keys, recipient_keys)
                WITH ORDINALITY AS t(sender_id, recipient, store, client_id, kind, nonce,
-                                    ciphertext, sig, sender_key, recipient_key, ord)
+                                    ciphertext, sig, signed_at, sender_key, recipient_key,
+                                    ord)
           LEFT JOIN users u ON u.username = t.recipient
     ), checked AS (
         SELECT i.*,
@@ -172,9 +175,9 @@ BEGIN
           FROM input i
     ), inserted AS (
         INSERT INTO messages (sender_id, recipient_id, client_id, kind, nonce, ciphertext,
-                              sig, attachments)
+                              sig, attachments, signed_at)
         SELECT c.sender_id, c.rid, c.client_id, c.kind, c.nonce, c.ciphertext, c.sig,
-               c.blob_ids::TEXT[]
+               c.blob_ids::TEXT[], c.signed_at
           FROM checked c WHERE c.store AND c.rid IS NOT NULL AND c.blobs_ok ORDER BY c.ord
         ON CONFLICT (sender_id, client_id) DO NOTHING
         RETURNING messages.id, messages.sent_at, messages.sender_id, messages.client_id
@@ -239,7 +242,7 @@ BEGIN
                        'recipient', recipients[d.ord], 'kind', kinds[d.ord],
                        'client_id', client_ids[d.ord], 'sent_at', sent_ats[d.ord],
                        'nonce', nonces[d.ord], 'ciphertext', ciphertexts[d.ord],
-                       'sig', sigs[d.ord],
+                       'sig', sigs[d.ord], 'signed_at', signed_ats[d.ord],
                        'attachments', coalesce((SELECT array_agg(a.blob_id ORDER BY a.n)
                                                   FROM unnest(attachment_ords, attachment_ids)
                                                        WITH ORDINALITY AS a(ord, blob_id, n)

@@ -60,6 +60,10 @@ pub struct Config {
     #[arg(long, env = "FASTCHAT_KEY_BACKUP_MAX_BYTES", default_value_t = 16 * 1024)]
     pub key_backup_max_bytes: usize,
 
+    /// Largest contacts backup (the client's encrypted pins and verifications), in bytes.
+    #[arg(long, env = "FASTCHAT_CONTACTS_BACKUP_MAX_BYTES", default_value_t = 256 * 1024)]
+    pub contacts_backup_max_bytes: usize,
+
     /// Largest JSON request body, in bytes; larger ones get 413 before they are read.
     #[arg(long, env = "FASTCHAT_JSON_BODY_MAX_BYTES", default_value_t = 1024 * 1024)]
     pub json_body_max_bytes: usize,

@@ -290,6 +290,40 @@ impl ApiError {
         problem(ErrorCode::AlreadyAdmin, "that member is already an admin")
     }
 
+    // Membership statements.
+
+    pub fn invalid_statement(detail: impl Into<String>) -> Self {
+        problem(ErrorCode::InvalidStatement, detail)
+    }
+
+    pub fn stale_statement(epoch: u64) -> Self {
+        problem(
+            ErrorCode::StaleStatement,
+            format!("the group's chain is at seq {epoch}; fetch it and sign the next statement"),
+        )
+    }
+
+    pub fn key_mismatch(user: &str) -> Self {
+        problem(
+            ErrorCode::KeyMismatch,
+            format!("the statement names a key for {user} that is not theirs"),
+        )
+    }
+
+    pub fn invalid_contacts_backup(max: usize) -> Self {
+        problem(
+            ErrorCode::InvalidContactsBackup,
+            format!("a contacts backup is 1 to {max} bytes of standard padded base64"),
+        )
+    }
+
+    pub fn no_contacts_backup() -> Self {
+        problem(
+            ErrorCode::NoContactsBackup,
+            "this account has no contacts backup",
+        )
+    }
+
     // Blobs.
 
     pub fn blob_too_large(max: usize) -> Self {

@@ -57,6 +57,9 @@ pub struct PushedMessage {
     pub sig: String,
     #[serde(default)]
     pub attachments: Vec<String>,
+    /// The sender's time from the signed header (v2).
+    #[serde(default)]
+    pub signed_at: Option<String>,
     pub wrapped_key: String,
 }
 
@@ -136,6 +139,7 @@ mod tests {
                 ciphertext: "c".repeat(ciphertext_len),
                 sig: "s".into(),
                 attachments: vec![],
+                signed_at: Some("2026-12-01T12:00:00.000Z".into()),
                 wrapped_key: "k".into(),
             },
         }

@@ -31,6 +31,7 @@ route_table! {
     "/v1/sessions" => { POST => sessions::create }
     "/v1/sessions/current" => { DELETE => sessions::delete_current }
     "/v1/me/key-backup" => { GET => users::key_backup }
+    "/v1/me/contacts" => { GET => users::contacts_backup, PUT => users::put_contacts_backup }
     "/v1/messages" => { POST => messages::send }
     "/v1/conversations/{username}/messages" => { GET => messages::conversation }
     "/v1/inbox" => { GET => events::inbox }
@@ -41,6 +42,7 @@ route_table! {
     "/v1/groups/{name}/members/{username}" => { DELETE => groups::remove_member }
     "/v1/groups/{name}/admins" => { POST => groups::add_admin }
     "/v1/groups/{name}/messages" => { GET => groups::history }
+    "/v1/groups/{name}/statements" => { GET => groups::statements }
     "/v1/blobs" => { POST => blobs::upload }
     "/v1/blobs/{id}" => { GET => blobs::download }
 }

@@ -16,6 +16,16 @@ diesel::table! {
         user_id -> Int8,
         is_admin -> Bool,
         joined_at -> Timestamptz,
+        key_fingerprint -> Text,
+    }
+}
+
+diesel::table! {
+    group_statements (group_id, seq) {
+        group_id -> Int8,
+        seq -> Int8,
+        text -> Text,
+        sig -> Text,
     }
 }
 
@@ -24,6 +34,9 @@ diesel::table! {
         id -> Int8,
         name -> Text,
         created_at -> Timestamptz,
+        uid -> Uuid,
+        epoch -> Int8,
+        head -> Bytea,
     }
 }
 
@@ -82,6 +95,9 @@ diesel::table! {
         pair_low -> Nullable<Int8>,
         pair_high -> Nullable<Int8>,
         group_id -> Nullable<Int8>,
+        signed_at -> Nullable<Text>,
+        group_epoch -> Nullable<Int8>,
+        group_head -> Nullable<Text>,
     }
 }
 
@@ -119,12 +135,14 @@ diesel::table! {
         public_key -> Text,
         key_backup -> Nullable<Text>,
         created_at -> Timestamptz,
+        contacts_backup -> Nullable<Text>,
     }
 }
 
 diesel::joinable!(blobs -> users (uploader_id));
 diesel::joinable!(group_members -> groups (group_id));
 diesel::joinable!(group_members -> users (user_id));
+diesel::joinable!(group_statements -> groups (group_id));
 diesel::joinable!(inboxes -> users (user_id));
 diesel::joinable!(message_attachments -> blobs (blob_id));
 diesel::joinable!(message_attachments -> messages (message_id));
@@ -136,6 +154,7 @@ diesel::joinable!(sessions -> users (user_id));
 diesel::allow_tables_to_appear_in_same_query!(
     blobs,
     group_members,
+    group_statements,
     groups,
     inbox_events,
     inboxes,

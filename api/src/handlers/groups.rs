@@ -1,27 +1,26 @@
-//! `/v1/groups`: any user creates one and becomes its admin; admins add and remove
-//! members and make other admins; members leave. The rules live in `store::groups`.
+//! `/v1/groups`: groups whose membership is a chain of signed statements. Any user
+//! creates one with its first statement and becomes its admin; admins add and remove
+//! members and make other admins; members leave; each change comes with the statement
+//! its maker signed. The rules live in `store::groups` and `fastchat_protocol::group`.
 
 use actix_web::{web, HttpResponse};
 use fastchat_protocol::names::{GroupName, Username};
-use fastchat_protocol::wire::{CreateGroup, Group, GroupList, GroupUser, MessagePage};
+use fastchat_protocol::wire::{
+    Chain, CreateGroup, Group, GroupList, GroupUser, MessagePage, RemoveMember,
+};
+use serde::Deserialize;
 
 use crate::db;
 use crate::error::ApiError;
 use crate::handlers::auth::AuthUser;
 use crate::handlers::messages::HistoryQuery;
 use crate::state::AppState;
-use crate::store::groups::{self, Actor};
+use crate::store::groups::{self, Actor, Request};
 use crate::store::messages;
 
 /// A group named in a path: to a non-member, one that cannot exist is as unknown as any.
 fn group_in_path(name: &str) -> Result<GroupName, ApiError> {
     GroupName::parse(name).map_err(|_| ApiError::group_not_found())
-}
-
-/// A user named in a request; `None` for a name no user can have. The store answers
-/// that only once the caller's rights are checked, so an outsider learns nothing.
-fn named(name: &str) -> Option<Username> {
-    Username::parse(name).ok()
 }
 
 fn actor(caller: &AuthUser) -> Actor<'_> {
@@ -37,7 +36,11 @@ pub async fn create(
     caller: AuthUser,
     body: web::Json<CreateGroup>,
 ) -> Result<HttpResponse, ApiError> {
-    let CreateGroup { name, members } = body.into_inner();
+    let CreateGroup {
+        name,
+        members,
+        statement,
+    } = body.into_inner();
     let name = GroupName::parse(&name).map_err(|_| ApiError::invalid_group_name())?;
     let mut others: Vec<&String> = members
         .iter()
@@ -51,10 +54,10 @@ pub async fn create(
     }
     let others = others
         .into_iter()
-        .map(|m| named(m).ok_or_else(ApiError::user_not_found))
+        .map(|m| Username::parse(m).map_err(|_| ApiError::user_not_found()))
         .collect::<Result<Vec<_>, _>>()?;
     let group = db::run(&state.pool, move |conn| {
-        groups::create(conn, actor(&caller), &name, &others)
+        groups::create(conn, actor(&caller), &name, &others, &statement, max)
     })
     .await?;
     tracing::info!(group = %group.name, members = group.members.len(), "group created");
@@ -86,21 +89,60 @@ pub async fn get(
     Ok(web::Json(group))
 }
 
+#[derive(Debug, Deserialize)]
+pub struct ChainQuery {
+    after: Option<u64>,
+}
+
+/// `GET /v1/groups/{name}/statements?after=`: the chain, for members to verify.
+pub async fn statements(
+    state: web::Data<AppState>,
+    caller: AuthUser,
+    path: web::Path<String>,
+    query: web::Query<ChainQuery>,
+) -> Result<web::Json<Chain>, ApiError> {
+    let name = group_in_path(&path)?;
+    let reader = caller.user.user_id;
+    let after = query.after;
+    let (group_id, statements) = db::run(&state.pool, move |conn| {
+        groups::chain(conn, &name, reader, after)
+    })
+    .await?;
+    Ok(web::Json(Chain {
+        group_id,
+        statements,
+    }))
+}
+
+/// Applies a membership statement for one of the routes below.
+async fn change(
+    state: &AppState,
+    caller: AuthUser,
+    name: &str,
+    request: Request,
+    statement: fastchat_protocol::group::SignedStatement,
+) -> Result<Option<Group>, ApiError> {
+    let name = group_in_path(name)?;
+    let max = state.config.group_max_members;
+    db::run(&state.pool, move |conn| {
+        groups::apply(conn, actor(&caller), &name, &request, &statement, max)
+    })
+    .await
+}
+
 /// `POST /v1/groups/{name}/members` (admins only)
 pub async fn add_member(
     state: web::Data<AppState>,
     caller: AuthUser,
     path: web::Path<String>,
     body: web::Json<GroupUser>,
-) -> Result<web::Json<Group>, ApiError> {
-    let name = group_in_path(&path)?;
-    let username = body.into_inner().username;
-    let max = state.config.group_max_members;
-    let group = db::run(&state.pool, move |conn| {
-        groups::add_member(conn, actor(&caller), &name, named(&username).as_ref(), max)
-    })
-    .await?;
-    Ok(web::Json(group))
+) -> Result<HttpResponse, ApiError> {
+    let GroupUser {
+        username,
+        statement,
+    } = body.into_inner();
+    let group = change(&state, caller, &path, Request::Add(username), statement).await?;
+    Ok(HttpResponse::Ok().json(group))
 }
 
 /// `DELETE /v1/groups/{name}/members/{username}`: an admin removes a member, or a
@@ -109,13 +151,11 @@ pub async fn remove_member(
     state: web::Data<AppState>,
     caller: AuthUser,
     path: web::Path<(String, String)>,
+    body: web::Json<RemoveMember>,
 ) -> Result<HttpResponse, ApiError> {
     let (name, username) = path.into_inner();
-    let name = group_in_path(&name)?;
-    db::run(&state.pool, move |conn| {
-        groups::remove_member(conn, actor(&caller), &name, &username)
-    })
-    .await?;
+    let statement = body.into_inner().statement;
+    change(&state, caller, &name, Request::Remove(username), statement).await?;
     Ok(HttpResponse::NoContent().finish())
 }
 
@@ -125,14 +165,13 @@ pub async fn add_admin(
     caller: AuthUser,
     path: web::Path<String>,
     body: web::Json<GroupUser>,
-) -> Result<web::Json<Group>, ApiError> {
-    let name = group_in_path(&path)?;
-    let username = body.into_inner().username;
-    let group = db::run(&state.pool, move |conn| {
-        groups::add_admin(conn, actor(&caller), &name, named(&username).as_ref())
-    })
-    .await?;
-    Ok(web::Json(group))
+) -> Result<HttpResponse, ApiError> {
+    let GroupUser {
+        username,
+        statement,
+    } = body.into_inner();
+    let group = change(&state, caller, &path, Request::Promote(username), statement).await?;
+    Ok(HttpResponse::Ok().json(group))
 }
 
 /// `GET /v1/groups/{name}/messages`: members only; each sees what was sent while they

@@ -5,6 +5,7 @@ use actix_web::{web, HttpResponse};
 use base64::engine::general_purpose::STANDARD as BASE64;
 use base64::Engine;
 use fastchat_protocol::envelope::{self, Envelope, Kind};
+use fastchat_protocol::group::{parse_canonical_time, StatementHash};
 use fastchat_protocol::names::{is_valid_name, GroupName, Username};
 use fastchat_protocol::wire::{MessagePage, SendMessage};
 use serde::Deserialize;
@@ -30,13 +31,37 @@ fn decoded_len(field: &str, value: &str) -> Result<usize, ApiError> {
 }
 
 /// Checks everything about an envelope the server can check without reading it.
-fn check_envelope(env: &Envelope, max_ciphertext: usize) -> Result<(), ApiError> {
+fn check_envelope(env: &Envelope, to_group: bool, max_ciphertext: usize) -> Result<(), ApiError> {
     if env.v != envelope::VERSION || env.alg != envelope::ALGORITHM {
         return Err(ApiError::invalid_envelope(format!(
             "only v {} with alg {} is accepted",
             envelope::VERSION,
             envelope::ALGORITHM
         )));
+    }
+    if env
+        .sent_at
+        .as_deref()
+        .and_then(parse_canonical_time)
+        .is_none()
+    {
+        return Err(ApiError::invalid_envelope(
+            "sent_at must be the sender's time, as RFC 3339 UTC with milliseconds",
+        ));
+    }
+    match (&env.group, to_group) {
+        (Some(binding), true) if StatementHash::parse(&binding.head).is_some() => {}
+        (None, false) => {}
+        (_, true) => {
+            return Err(ApiError::invalid_envelope(
+                "a group message names the group's id, epoch and head",
+            ))
+        }
+        (Some(_), false) => {
+            return Err(ApiError::invalid_envelope(
+                "a one-to-one message names no group state",
+            ))
+        }
     }
     // Refuse an oversized ciphertext before decoding it.
     if env.ciphertext.len() > max_ciphertext.div_ceil(3) * 4
@@ -98,7 +123,11 @@ pub async fn send(
         }
         _ => return Err(ApiError::no_single_destination()),
     };
-    check_envelope(&envelope, state.config.ciphertext_max_bytes)?;
+    check_envelope(
+        &envelope,
+        matches!(destination, Destination::Group(_)),
+        state.config.ciphertext_max_bytes,
+    )?;
     let message = Outgoing {
         sender: caller.user,
         client_id,

@@ -85,7 +85,7 @@ pub async fn create(
     tracing::info!(%username, "logged in");
     Ok(HttpResponse::Created().json(SessionCreated {
         token,
-        username: username.into_string(),
+        username,
         expires_at,
     }))
 }

@@ -1,11 +1,13 @@
 //! `/v1/users` and `/v1/me`: signup, public profiles and keys, search, and the caller's
-//! key backup.
+//! backups (the private key, the contacts), which the client encrypts.
 
 use actix_web::{web, HttpResponse};
+use base64::engine::general_purpose::STANDARD as BASE64;
+use base64::Engine;
 use fastchat_protocol::keys::parse_public_key_pem;
 use fastchat_protocol::names::{is_name_chars, Username, NAME_MAX_LEN};
 use fastchat_protocol::wire::{
-    CreateUser, KeyBackup, UserCreated, UserList, UserProfile, UserSummary,
+    ContactsBackup, CreateUser, KeyBackup, UserCreated, UserList, UserProfile, UserSummary,
 };
 use serde::Deserialize;
 
@@ -72,7 +74,7 @@ pub async fn create(
         .ok_or_else(ApiError::username_taken)?;
     tracing::info!(%username, "user signed up");
     Ok(HttpResponse::Created().json(UserCreated {
-        username: username.into_string(),
+        username,
         created_at,
     }))
 }
@@ -90,7 +92,7 @@ pub async fn get(
         };
         let online = online_among(conn, &[profile.id])?.contains(&profile.id);
         Ok(Some(UserProfile {
-            username: profile.username,
+            username,
             public_key: profile.public_key,
             online,
         }))
@@ -128,13 +130,17 @@ pub async fn list(
         let found = users::with_prefix(conn, &prefix, limit)?;
         let ids: Vec<_> = found.iter().map(|(id, _)| *id).collect();
         let online = online_among(conn, &ids)?;
-        Ok(found
+        found
             .into_iter()
-            .map(|(id, username)| UserSummary {
-                username,
-                online: online.contains(&id),
+            .map(|(id, username)| {
+                Ok(UserSummary {
+                    username: Username::parse(&username).map_err(|_| {
+                        ApiError::internal(format!("the database holds the name {username:?}"))
+                    })?,
+                    online: online.contains(&id),
+                })
             })
-            .collect())
+            .collect::<Result<Vec<_>, ApiError>>()
     })
     .await?;
     Ok(web::Json(UserList { users }))
@@ -150,4 +156,38 @@ pub async fn key_backup(
         .await?
         .ok_or_else(ApiError::no_key_backup)?;
     Ok(web::Json(KeyBackup { key_backup }))
+}
+
+/// `GET /v1/me/contacts`
+pub async fn contacts_backup(
+    state: web::Data<AppState>,
+    caller: AuthUser,
+) -> Result<web::Json<ContactsBackup>, ApiError> {
+    let user = caller.user.user_id;
+    let contacts = db::run(&state.pool, move |conn| {
+        Ok(users::contacts_backup(conn, user)?)
+    })
+    .await?
+    .ok_or_else(ApiError::no_contacts_backup)?;
+    Ok(web::Json(ContactsBackup { contacts }))
+}
+
+/// `PUT /v1/me/contacts`: replaces the caller's contacts backup.
+pub async fn put_contacts_backup(
+    state: web::Data<AppState>,
+    caller: AuthUser,
+    body: web::Json<ContactsBackup>,
+) -> Result<HttpResponse, ApiError> {
+    let contacts = body.into_inner().contacts;
+    let max = state.config.contacts_backup_max_bytes;
+    let base64 = BASE64.decode(&contacts).is_ok();
+    if contacts.is_empty() || contacts.len() > max || !base64 {
+        return Err(ApiError::invalid_contacts_backup(max));
+    }
+    let user = caller.user.user_id;
+    db::run(&state.pool, move |conn| {
+        Ok(users::set_contacts_backup(conn, user, &contacts)?)
+    })
+    .await?;
+    Ok(HttpResponse::NoContent().finish())
 }

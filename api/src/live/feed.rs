@@ -11,6 +11,7 @@ use fastchat_protocol::wire::{Event, EventBody};
 use futures_util::{stream, Stream};
 
 use crate::batch::Batcher;
+use crate::error::ApiError;
 use crate::ids::Seq;
 use crate::live::hub::{Subscription, Wake};
 use crate::metrics::Metrics;
@@ -64,14 +65,14 @@ impl Feed {
         })
     }
 
-    fn pushed(&self, pushed: &PushedEvent) -> Event {
+    fn pushed(&self, pushed: &PushedEvent) -> Result<Event, ApiError> {
         let view = MessageView::from(pushed.message.clone());
-        Event {
+        Ok(Event {
             seq: pushed.seq.0,
             body: EventBody::Message {
-                message: Box::new(view.into_wire(&self.reader.username)),
+                message: Box::new(view.into_wire(&self.reader.username)?),
             },
-        }
+        })
     }
 
     /// The next event to send; `None` when the hub has closed this stream.
@@ -95,10 +96,16 @@ impl Feed {
                     None => return None,
                     // The next event, whole: no read.
                     Some(Wake::Pushed(pushed)) if pushed.seq == self.cursor.next() => {
-                        self.metrics.events_pushed.inc();
-                        self.cursor = pushed.seq;
-                        self.unsent = vec![self.pushed(&pushed)].into_iter();
-                        continue;
+                        match self.pushed(&pushed) {
+                            Ok(event) => {
+                                self.metrics.events_pushed.inc();
+                                self.cursor = pushed.seq;
+                                self.unsent = vec![event].into_iter();
+                                continue;
+                            }
+                            // Read it from the inbox instead.
+                            Err(e) => tracing::warn!(error = %e, "a pushed message"),
+                        }
                     }
                     // Wake-ups come in seq order: this one and all before it were read.
                     Some(Wake::Pushed(pushed)) if pushed.seq <= self.cursor => continue,

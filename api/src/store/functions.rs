@@ -14,7 +14,7 @@ function_call! {
     struct FindSessions = "fastchat_find_sessions"(hashes: Vec<Vec<u8>> as Array<Bytea>);
 
     /// One-to-one messages stored together; one row per message (`ord, outcome,
-    /// recipient_id, id, sent_at`). Position i of the first ten arrays is message i;
+    /// recipient_id, id, sent_at`). Position i of the first eleven arrays is message i;
     /// `attachment_ords[j]` names the message (from 1) that lists `attachment_ids[j]`.
     struct SendDirectMessages = "fastchat_send_direct_messages"(
         sender_ids: Vec<UserId> as Array<BigInt>,
@@ -25,6 +25,7 @@ function_call! {
         nonces: Vec<String> as Array<Text>,
         ciphertexts: Vec<String> as Array<Text>,
         sigs: Vec<String> as Array<Text>,
+        signed_ats: Vec<String> as Array<Text>,
         sender_keys: Vec<String> as Array<Text>,
         recipient_keys: Vec<String> as Array<Text>,
         attachment_ords: Vec<i64> as Array<BigInt>,
@@ -44,7 +45,7 @@ function_call! {
 
     /// For request i, up to `limits[i]` events of `user_ids[i]`'s inbox after
     /// `afters[i]`, each message as that reader sees it (rows: see `store::inbox`).
-    struct ReadInboxes = "fastchat_read_inboxes"(
+    struct ReadInboxEvents = "fastchat_read_inbox_events"(
         user_ids: Vec<UserId> as Array<BigInt>,
         afters: Vec<Seq> as Array<BigInt>,
         limits: Vec<i64> as Array<BigInt>,

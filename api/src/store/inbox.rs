@@ -16,7 +16,7 @@ use crate::db::{self, PgConn, PgPool};
 use crate::error::ApiError;
 use crate::ids::{MessageId, Seq, UserId};
 use crate::schema::inboxes;
-use crate::store::functions::{Deliver, ReadInboxes, Wake};
+use crate::store::functions::{Deliver, ReadInboxEvents, Wake};
 use crate::store::message_view::{MessageView, SharedFields};
 
 /// What an inbox event holds.
@@ -100,7 +100,7 @@ pub fn read_batcher(
     )
 }
 
-/// A row of `fastchat_read_inboxes`: an inbox event with, if it is a message, that
+/// A row of `fastchat_read_inbox_events`: an inbox event with, if it is a message, that
 /// reader's key. Only the first row of each message in a batch carries the message's
 /// shared fields; the others take them from there.
 #[derive(QueryableByName)]
@@ -135,6 +135,14 @@ struct EventRow {
     #[diesel(sql_type = Nullable<Array<Text>>)]
     attachments: Option<Vec<String>>,
     #[diesel(sql_type = Nullable<Text>)]
+    signed_at: Option<String>,
+    #[diesel(sql_type = Nullable<SqlUuid>)]
+    group_uid: Option<uuid::Uuid>,
+    #[diesel(sql_type = Nullable<BigInt>)]
+    group_epoch: Option<i64>,
+    #[diesel(sql_type = Nullable<Text>)]
+    group_head: Option<String>,
+    #[diesel(sql_type = Nullable<Text>)]
     wrapped_key: Option<String>,
 }
 
@@ -152,6 +160,10 @@ impl EventRow {
             ciphertext: self.ciphertext.take()?,
             sig: self.sig.take()?,
             attachments: self.attachments.take()?,
+            signed_at: self.signed_at.take(),
+            group_uid: self.group_uid,
+            group_epoch: self.group_epoch,
+            group_head: self.group_head.take(),
         })
     }
 
@@ -167,7 +179,7 @@ impl EventRow {
                         wrapped_key,
                     };
                     EventBody::Message {
-                        message: Box::new(view.into_wire(reader)),
+                        message: Box::new(view.into_wire(reader)?),
                     }
                 }
                 _ => {
@@ -188,7 +200,7 @@ impl EventRow {
 /// seq order, with their messages as each reader sees them. Blocks.
 pub fn read_inboxes(pool: &PgPool, reads: Vec<InboxRead>) -> Vec<InboxPage> {
     let rows = db::with_conn(pool, |conn| {
-        Ok(ReadInboxes {
+        Ok(ReadInboxEvents {
             user_ids: reads.iter().map(|r| r.user_id).collect(),
             afters: reads.iter().map(|r| r.after).collect(),
             limits: reads.iter().map(|r| r.limit).collect(),

@@ -43,6 +43,10 @@ impl Outgoing {
             .cloned()
             .unwrap_or_default()
     }
+
+    fn signed_at(&self) -> String {
+        self.envelope.sent_at.clone().unwrap_or_default()
+    }
 }
 
 /// The envelope must carry a key for exactly the conversation's members.
@@ -154,6 +158,7 @@ fn send_direct(conn: &mut PgConn, sends: &[DirectSend]) -> Result<Vec<SendAnswer
         nonces: texts(&|s| s.message.envelope.nonce.clone()),
         ciphertexts: texts(&|s| s.message.envelope.ciphertext.clone()),
         sigs: texts(&|s| s.message.envelope.sig.clone()),
+        signed_ats: texts(&|s| s.message.signed_at()),
         sender_keys: texts(&|s| s.message.key_for(&s.message.sender.username)),
         recipient_keys: texts(&|s| s.message.key_for(s.recipient.as_str())),
         attachment_ords,
@@ -200,6 +205,9 @@ struct NewGroupMessage<'a> {
     ciphertext: &'a str,
     sig: &'a str,
     attachments: Vec<Option<String>>,
+    signed_at: String,
+    group_epoch: i64,
+    group_head: String,
 }
 
 /// Stores a group message, its keys and attachments, and delivers it to every member but
@@ -221,6 +229,17 @@ pub fn send_to_group(
             &message.envelope,
             group.members.iter().map(|m| m.username.as_str()),
         )?;
+        // Sealed in the group's state now, or sealed for members who may have changed.
+        let current = message.envelope.group.as_ref().is_some_and(|binding| {
+            binding.id == group.uid
+                && i64::try_from(binding.epoch).is_ok_and(|e| e == group.epoch)
+                && binding.head == group.head_hex()
+        });
+        if !current {
+            return Err(ApiError::RecipientsMismatch {
+                members: group.members.iter().map(|m| m.username.clone()).collect(),
+            });
+        }
         let inserted = diesel::insert_into(messages::table)
             .values(&NewGroupMessage {
                 sender_id: sender.user_id,
@@ -235,6 +254,9 @@ pub fn send_to_group(
                     .iter()
                     .map(|id| Some(id.to_string()))
                     .collect(),
+                signed_at: message.signed_at(),
+                group_epoch: group.epoch,
+                group_head: group.head_hex(),
             })
             .on_conflict((messages::sender_id, messages::client_id))
             .do_nothing()
@@ -301,7 +323,7 @@ fn earlier_group_send(
 const MESSAGES_FOR_READER: &str = "
     SELECT m.id, su.username AS sender, ru.username AS recipient, g.name AS group_name,
            m.kind, m.client_id, m.sent_at, m.nonce, m.ciphertext, m.sig, m.attachments,
-           k.wrapped_key
+           m.signed_at, g.uid AS group_uid, m.group_epoch, m.group_head, k.wrapped_key
       FROM messages m
       JOIN message_keys k ON k.message_id = m.id AND k.user_id = $1
       JOIN users su ON su.id = m.sender_id
@@ -336,7 +358,7 @@ pub fn conversation_page(
     .bind::<BigInt, _>(page.before)
     .bind::<BigInt, _>(page.limit)
     .load::<MessageView>(conn)?;
-    Ok(into_page(rows, page.limit, &reader.username))
+    into_page(rows, page.limit, &reader.username)
 }
 
 /// A page of a group's history for `reader` (a member), newest first: the messages sent
@@ -356,16 +378,19 @@ pub fn group_page(
     .bind::<BigInt, _>(page.before)
     .bind::<BigInt, _>(page.limit)
     .load::<MessageView>(conn)?;
-    Ok(into_page(rows, page.limit, &reader.username))
+    into_page(rows, page.limit, &reader.username)
 }
 
-fn into_page(rows: Vec<MessageView>, limit: i64, reader: &str) -> MessagePage {
+fn into_page(rows: Vec<MessageView>, limit: i64, reader: &str) -> Result<MessagePage, ApiError> {
     let full = i64::try_from(rows.len()).is_ok_and(|n| n == limit);
-    let messages: Vec<Message> = rows.into_iter().map(|r| r.into_wire(reader)).collect();
+    let messages = rows
+        .into_iter()
+        .map(|r| r.into_wire(reader))
+        .collect::<Result<Vec<Message>, _>>()?;
     let next = if full {
         messages.last().map(|m| m.id)
     } else {
         None
     };
-    MessagePage { messages, next }
+    Ok(MessagePage { messages, next })
 }

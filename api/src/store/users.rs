@@ -108,3 +108,17 @@ pub fn key_backup(conn: &mut PgConn, user: UserId) -> QueryResult<Option<String>
         .select(users::key_backup)
         .first(conn)
 }
+
+pub fn contacts_backup(conn: &mut PgConn, user: UserId) -> QueryResult<Option<String>> {
+    users::table
+        .find(user)
+        .select(users::contacts_backup)
+        .first(conn)
+}
+
+pub fn set_contacts_backup(conn: &mut PgConn, user: UserId, backup: &str) -> QueryResult<()> {
+    diesel::update(users::table.find(user))
+        .set(users::contacts_backup.eq(backup))
+        .execute(conn)
+        .map(drop)
+}
