@@ -11,10 +11,11 @@ use serde_json::json;
 
 use crate::args::Credentials;
 use crate::client::Client;
+use crate::contacts::{Contacts, Owner};
 use crate::context::Context;
 use crate::error::{CliError, Result};
 use crate::home::Session;
-use crate::messaging::Me;
+use crate::me::Me;
 
 /// The CLI's own rule, since the server only ever sees a derived key.
 const PASSWORD_MIN_CHARS: usize = 8;
@@ -145,10 +146,24 @@ pub async fn login(ctx: &Context, creds: &Credentials) -> Result<()> {
             key
         }
     };
+    // The pins and verifications of this user's other homes, where this one lacks them.
+    let owner = Owner::new(&username, &private_key);
+    let restored = Contacts::load(&ctx.home, &client, &owner, ctx.json)?
+        .restore()
+        .await?;
     let fingerprint = keys::fingerprint(&private_key.to_public_key());
     ctx.print(
-        json!({"username": session.username, "server": session.server, "fingerprint": fingerprint}),
-        || format!("Logged in as {username}.\nKey fingerprint: {fingerprint}"),
+        json!({"username": session.username, "server": session.server, "fingerprint": fingerprint,
+               "contacts_restored": restored}),
+        || {
+            let mut text = format!("Logged in as {username}.\nKey fingerprint: {fingerprint}");
+            if restored > 0 {
+                text.push_str(&format!(
+                    "\nRestored {restored} pinned contact key(s) from your backup."
+                ));
+            }
+            text
+        },
     );
     Ok(())
 }
@@ -199,7 +214,7 @@ pub async fn logout(ctx: &Context) -> Result<()> {
 pub async fn whoami(ctx: &Context) -> Result<()> {
     let (me, client) = Me::load(ctx)?;
     let session = &me.session;
-    let profile = client.user(&session.username).await?;
+    let profile = client.user(session.username.as_str()).await?;
     let server_key = keys::parse_public_key_pem(&profile.public_key)
         .map_err(|e| CliError::local("the server's copy of your public key", e))?;
     if me.public != server_key {
@@ -233,10 +248,16 @@ pub async fn users(ctx: &Context, prefix: Option<&str>, limit: u32) -> Result<()
         .client(Some(&session))?
         .users(prefix.unwrap_or(""), limit)
         .await?;
+    for dropped in &list.dropped {
+        eprintln!(
+            "fastchat: WARNING: dropped a user the server listed that this client cannot trust: {}",
+            crate::output::sanitize_line(&dropped.reason)
+        );
+    }
     if ctx.json {
-        ctx.print(json!(list), String::new);
+        ctx.print(json!({"users": list.items}), String::new);
     } else {
-        for user in &list.users {
+        for user in &list.items {
             let mark = if user.online { "  (online)" } else { "" };
             crate::output::line(&format!("{}{mark}", user.username));
         }

@@ -13,7 +13,7 @@ pub const DEFAULT_SERVER: &str = "http://127.0.0.1:8080";
     about = "End-to-end encrypted chat: every message is encrypted and signed on this machine.",
     after_help = "Exit codes: 0 success, 1 failure, 2 bad usage, 3 server unreachable, \
                   4 not logged in or wrong credentials, 5 a received message failed \
-                  verification (it was not shown)."
+                  verification (it was not shown), 6 a contact's key changed (refused)."
 )]
 pub struct Cli {
     #[command(flatten)]
@@ -100,6 +100,15 @@ pub enum Command {
     /// Groups: create them, manage members and admins, see who is in them.
     #[command(subcommand)]
     Group(GroupCommand),
+    /// Show the safety number you and USER compare to know your keys are each other's.
+    Verify {
+        user: String,
+        /// You compared the numbers and they match: mark USER verified.
+        #[arg(long)]
+        confirm: bool,
+    },
+    /// Accept the key the server now gives for USER, after comparing safety numbers.
+    Trust { user: String },
 }
 
 #[derive(Debug, Subcommand)]

@@ -3,10 +3,12 @@
 
 use std::time::Duration;
 
+use fastchat_protocol::group::SignedStatement;
 use fastchat_protocol::problem::{ErrorCode, Problem};
 use fastchat_protocol::wire::{
-    CreateGroup, CreateSession, CreateUser, Group, GroupList, GroupUser, InboxPage, KeyBackup,
-    MessagePage, MessageSent, SendMessage, SessionCreated, UserCreated, UserList, UserProfile,
+    Chain, ContactsBackup, CreateGroup, CreateSession, CreateUser, Event, Group, GroupUser,
+    KeyBackup, Message, MessageSent, RemoveMember, SendMessage, SessionCreated, UserCreated,
+    UserProfile, UserSummary,
 };
 use serde::Deserialize;
 
@@ -14,6 +16,72 @@ use serde::Deserialize;
 #[derive(Debug, Deserialize)]
 pub struct BlobCreated {
     pub id: String,
+}
+
+/// An item of a list the server sent that this client could not decode (a name that
+/// is not a name, say): dropped, and said so. `seq` is its place in the inbox, if even
+/// that could be read.
+#[derive(Debug)]
+pub struct Dropped {
+    pub seq: Option<i64>,
+    pub reason: String,
+}
+
+/// A list the server sent, each item decoded on its own, so that a bad one is dropped
+/// and the rest kept.
+pub struct Decoded<T> {
+    pub items: Vec<T>,
+    pub dropped: Vec<Dropped>,
+}
+
+impl<T: DeserializeOwned> Decoded<T> {
+    pub fn of(values: Vec<serde_json::Value>) -> Self {
+        let mut decoded = Decoded {
+            items: Vec::with_capacity(values.len()),
+            dropped: Vec::new(),
+        };
+        for value in values {
+            let seq = value.get("seq").and_then(serde_json::Value::as_i64);
+            match serde_json::from_value::<T>(value) {
+                Ok(item) => decoded.items.push(item),
+                Err(e) => decoded.dropped.push(Dropped {
+                    seq,
+                    reason: e.to_string(),
+                }),
+            }
+        }
+        decoded
+    }
+}
+
+#[derive(Deserialize)]
+struct RawInboxPage {
+    events: Vec<serde_json::Value>,
+}
+
+#[derive(Deserialize)]
+struct RawMessagePage {
+    messages: Vec<serde_json::Value>,
+    next: Option<i64>,
+}
+
+/// `{users: [...]}` or `{groups: [...]}`.
+#[derive(Deserialize)]
+struct RawList {
+    #[serde(alias = "users", alias = "groups")]
+    items: Vec<serde_json::Value>,
+}
+
+/// `GET /v1/inbox`: the events, decoded one by one (the next page starts after the
+/// last seq among them).
+pub struct InboxPage {
+    pub events: Decoded<Event>,
+}
+
+/// A page of history, newest first, decoded one by one.
+pub struct MessagePage {
+    pub messages: Decoded<Message>,
+    pub next: Option<i64>,
 }
 use reqwest::{Method, RequestBuilder, Response, StatusCode};
 use serde::de::DeserializeOwned;
@@ -104,10 +172,12 @@ impl Client {
             .await
     }
 
-    pub async fn users(&self, prefix: &str, limit: u32) -> Result<UserList> {
+    pub async fn users(&self, prefix: &str, limit: u32) -> Result<Decoded<UserSummary>> {
         let query = [("prefix", prefix.to_owned()), ("limit", limit.to_string())];
-        self.json(self.request(Method::GET, "/v1/users").query(&query))
-            .await
+        let list: RawList = self
+            .json(self.request(Method::GET, "/v1/users").query(&query))
+            .await?;
+        Ok(Decoded::of(list.items))
     }
 
     pub async fn send_message(&self, body: &SendMessage) -> Result<MessageSent> {
@@ -116,8 +186,12 @@ impl Client {
 
     pub async fn inbox(&self, after: i64, limit: u32) -> Result<InboxPage> {
         let query = [("after", after.to_string()), ("limit", limit.to_string())];
-        self.json(self.request(Method::GET, "/v1/inbox").query(&query))
-            .await
+        let page: RawInboxPage = self
+            .json(self.request(Method::GET, "/v1/inbox").query(&query))
+            .await?;
+        Ok(InboxPage {
+            events: Decoded::of(page.events),
+        })
     }
 
     async fn history(&self, path: &str, before: Option<i64>, limit: u32) -> Result<MessagePage> {
@@ -125,8 +199,13 @@ impl Client {
         if let Some(before) = before {
             query.push(("before", before.to_string()));
         }
-        self.json(self.request(Method::GET, path).query(&query))
-            .await
+        let page: RawMessagePage = self
+            .json(self.request(Method::GET, path).query(&query))
+            .await?;
+        Ok(MessagePage {
+            messages: Decoded::of(page.messages),
+            next: page.next,
+        })
     }
 
     /// History with `username`, newest first.
@@ -148,8 +227,18 @@ impl Client {
         self.post("/v1/groups", body).await
     }
 
-    pub async fn groups(&self) -> Result<GroupList> {
-        self.json(self.request(Method::GET, "/v1/groups")).await
+    pub async fn groups(&self) -> Result<Decoded<Group>> {
+        let list: RawList = self.json(self.request(Method::GET, "/v1/groups")).await?;
+        Ok(Decoded::of(list.items))
+    }
+
+    /// The chain of `group` after seq `after` (all of it for `None`).
+    pub async fn statements(&self, group: &str, after: Option<u64>) -> Result<Chain> {
+        let mut request = self.request(Method::GET, &format!("/v1/groups/{group}/statements"));
+        if let Some(after) = after {
+            request = request.query(&[("after", after.to_string())]);
+        }
+        self.json(request).await
     }
 
     pub async fn group(&self, name: &str) -> Result<Group> {
@@ -157,27 +246,49 @@ impl Client {
             .await
     }
 
-    pub async fn add_member(&self, group: &str, username: &str) -> Result<Group> {
+    pub async fn add_member(
+        &self,
+        group: &str,
+        username: &str,
+        statement: SignedStatement,
+    ) -> Result<()> {
         let body = GroupUser {
             username: username.to_owned(),
+            statement,
         };
-        self.post(&format!("/v1/groups/{group}/members"), &body)
-            .await
-    }
-
-    pub async fn remove_member(&self, group: &str, username: &str) -> Result<()> {
-        let path = format!("/v1/groups/{group}/members/{username}");
-        self.send(self.request(Method::DELETE, &path))
+        let path = format!("/v1/groups/{group}/members");
+        self.send(self.request(Method::POST, &path).json(&body))
             .await
             .map(drop)
     }
 
-    pub async fn add_admin(&self, group: &str, username: &str) -> Result<Group> {
+    pub async fn remove_member(
+        &self,
+        group: &str,
+        username: &str,
+        statement: SignedStatement,
+    ) -> Result<()> {
+        let path = format!("/v1/groups/{group}/members/{username}");
+        let body = RemoveMember { statement };
+        self.send(self.request(Method::DELETE, &path).json(&body))
+            .await
+            .map(drop)
+    }
+
+    pub async fn add_admin(
+        &self,
+        group: &str,
+        username: &str,
+        statement: SignedStatement,
+    ) -> Result<()> {
         let body = GroupUser {
             username: username.to_owned(),
+            statement,
         };
-        self.post(&format!("/v1/groups/{group}/admins"), &body)
+        let path = format!("/v1/groups/{group}/admins");
+        self.send(self.request(Method::POST, &path).json(&body))
             .await
+            .map(drop)
     }
 
     /// A group's history, newest first.
@@ -243,6 +354,20 @@ impl Client {
         self.json(self.request(Method::GET, "/v1/me/key-backup"))
             .await
     }
+
+    pub async fn contacts(&self) -> Result<ContactsBackup> {
+        self.json(self.request(Method::GET, "/v1/me/contacts"))
+            .await
+    }
+
+    pub async fn put_contacts(&self, sealed: &str) -> Result<()> {
+        let body = ContactsBackup {
+            contacts: sealed.to_owned(),
+        };
+        self.send(self.request(Method::PUT, "/v1/me/contacts").json(&body))
+            .await
+            .map(drop)
+    }
 }
 
 /// Turns an error answer into the error the user sees.
@@ -255,7 +380,12 @@ async fn problem(response: Response) -> CliError {
         .map(str::to_owned);
     let problem: Option<Problem> = response.json().await.ok();
     let (code, detail, members) = match problem {
-        Some(p) => (p.code, p.detail.unwrap_or(p.title), p.members),
+        // The server's words are printed: nothing in them may drive the terminal.
+        Some(p) => (
+            p.code,
+            crate::output::sanitize_line(&p.detail.unwrap_or(p.title)),
+            p.members,
+        ),
         None => (
             ErrorCode::Unknown,
             format!("the server answered {status}"),

@@ -11,6 +11,7 @@ pub mod exit {
     pub const UNREACHABLE: u8 = 3;
     pub const AUTH: u8 = 4;
     pub const UNVERIFIED: u8 = 5;
+    pub const KEY_CHANGED: u8 = 6;
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -39,6 +40,22 @@ pub enum CliError {
     /// Messages were refused because their signature or encryption did not hold.
     #[error("{0} message(s) failed verification and were not shown")]
     Unverified(usize),
+    /// The server answered something this client can prove false (a member the group's
+    /// signed history does not have, a key it does not name, a forged statement).
+    #[error("refused what the server said: {0}")]
+    Untrusted(String),
+    /// The server hands out another key for a contact than the one pinned.
+    #[error(
+        "WARNING: the server now gives a different public key for {user} (fingerprint \
+         {served}) than the one you pinned ({pinned}). Someone may be trying to read your \
+         messages. If {user} really made a new key, compare safety numbers with them \
+         (`fastchat verify {user}`), then accept it with `fastchat trust {user}`."
+    )]
+    KeyChanged {
+        user: String,
+        pinned: String,
+        served: String,
+    },
 }
 
 impl CliError {
@@ -47,10 +64,12 @@ impl CliError {
             CliError::Usage(_) => exit::USAGE,
             CliError::Unreachable { .. } => exit::UNREACHABLE,
             CliError::NotLoggedIn | CliError::Auth(_) => exit::AUTH,
-            CliError::Server { .. } | CliError::Local(_) | CliError::RecipientsMismatch { .. } => {
-                exit::FAILURE
-            }
+            CliError::Server { .. }
+            | CliError::Local(_)
+            | CliError::RecipientsMismatch { .. }
+            | CliError::Untrusted(_) => exit::FAILURE,
             CliError::Unverified(_) => exit::UNVERIFIED,
+            CliError::KeyChanged { .. } => exit::KEY_CHANGED,
         })
     }
 

@@ -1,17 +1,29 @@
-//! `fastchat group ...`: create groups and manage who is in them.
+//! `fastchat group ...`: create groups and manage who is in them. Every change is a
+//! statement this client signs, after verifying the group's chain up to now; what the
+//! commands show of a group is what its verified chain says, never the server's word.
 
-use fastchat_protocol::names::Username;
+use chrono::Utc;
+use fastchat_protocol::group::{ChainError, Change, GroupState, Statement};
+use fastchat_protocol::keys;
+use fastchat_protocol::names::{GroupName, Username};
 use fastchat_protocol::problem::ErrorCode;
-use fastchat_protocol::wire::{CreateGroup, Group};
-use serde_json::json;
+use fastchat_protocol::wire::CreateGroup;
+use serde_json::{json, Value};
 
 use crate::args::GroupCommand;
+use crate::chains::Chains;
+use crate::client::Client;
+use crate::contacts::Contacts;
 use crate::context::Context;
 use crate::error::{CliError, Result};
-use crate::messaging::{parse_group, Me};
+use crate::me::Me;
+use crate::send::{parse_group, parse_user, tell};
+
+/// Attempts at a change whose statement keeps being overtaken by others'.
+const STALE_RETRIES: usize = 3;
 
 /// The server's refusals, said plainly.
-fn explain(group: &str, e: CliError) -> CliError {
+fn explain(group: &GroupName, e: CliError) -> CliError {
     let CliError::Server { code, detail, .. } = &e else {
         return e;
     };
@@ -29,94 +41,251 @@ fn explain(group: &str, e: CliError) -> CliError {
     })
 }
 
-fn parse_user(name: &str) -> Result<String> {
-    Username::parse(name)
-        .map(Username::into_string)
-        .map_err(|e| CliError::Usage(format!("{name:?}: {e}")))
+/// What the group's rules say about a change, before it goes to the server.
+fn refused(group: &GroupName, e: ChainError) -> CliError {
+    CliError::Local(match e {
+        ChainError::NotAdmin(_) => format!("only an admin of {group} can do that"),
+        ChainError::NotMember(user) => format!("{user} is not in {group}"),
+        ChainError::AlreadyMember(user) => format!("{user} is already in {group}"),
+        ChainError::AlreadyAdmin(user) => format!("{user} is already an admin of {group}"),
+        other => format!("{group}: {other}"),
+    })
 }
 
-fn describe(group: &Group) -> String {
-    format!(
-        "{}\n  admins:  {}\n  members: {}\n  created: {}",
-        group.name,
-        group.admins.join(", "),
-        group.members.join(", "),
-        group.created_at.format("%Y-%m-%d %H:%M:%S")
-    )
+/// A group as its verified chain says, for people and for `--json`.
+fn describe(state: &GroupState) -> (Value, String) {
+    let mut members: Vec<&str> = state.members.iter().map(|m| m.name.as_str()).collect();
+    let mut admins: Vec<&str> = state.admins().map(|m| m.name.as_str()).collect();
+    members.sort_unstable();
+    admins.sort_unstable();
+    let value = json!({
+        "name": state.name, "id": state.id, "admins": admins, "members": members,
+        "created_at": state.created_at, "epoch": state.seq, "head": state.head.to_hex(),
+        "keys": state.members.iter().map(|m| (m.name.to_string(), m.fingerprint.clone()))
+            .collect::<std::collections::BTreeMap<_, _>>(),
+    });
+    let text = format!(
+        "{}\n  admins:  {}\n  members: {}\n  created: {}\n  (verified from its signed history: {} changes)",
+        state.name,
+        admins.join(", "),
+        members.join(", "),
+        state.created_at.format("%Y-%m-%d %H:%M:%S"),
+        state.seq
+    );
+    (value, text)
+}
+
+/// Signs and sends the change `make` computes from the group's verified state, after
+/// checking it against the group's rules; a statement overtaken by another member's is
+/// made again on the newer state.
+async fn change(
+    ctx: &Context,
+    me: &Me,
+    client: &Client,
+    contacts: &mut Contacts<'_>,
+    chains: &mut Chains<'_>,
+    group: &GroupName,
+    change: Change,
+) -> Result<GroupState> {
+    for _ in 0..STALE_RETRIES {
+        let (state, notices) = chains.sync(client, contacts, group).await?;
+        tell(ctx, &notices);
+        let statement = state
+            .next(me.name(), Utc::now(), change.clone())
+            .sign(&me.key);
+        let mut after = state.clone();
+        after
+            .apply(&statement, &me.public)
+            .map_err(|e| refused(group, e))?;
+        let posted = match &change {
+            Change::Add { user, .. } => {
+                client
+                    .add_member(group.as_str(), user.as_str(), statement.clone())
+                    .await
+            }
+            Change::Remove { user } => {
+                client
+                    .remove_member(group.as_str(), user.as_str(), statement.clone())
+                    .await
+            }
+            Change::Leave => {
+                client
+                    .remove_member(group.as_str(), me.name().as_str(), statement.clone())
+                    .await
+            }
+            Change::Promote { user } => {
+                client
+                    .add_admin(group.as_str(), user.as_str(), statement.clone())
+                    .await
+            }
+            Change::Create { .. } => return Err(CliError::Local("a group is created once".into())),
+        };
+        match posted {
+            Ok(()) => {
+                chains.record_own(after.id, after.clone(), statement)?;
+                return Ok(after);
+            }
+            Err(CliError::Server {
+                code: ErrorCode::StaleStatement,
+                ..
+            }) => continue,
+            Err(e) => return Err(explain(group, e)),
+        }
+    }
+    Err(CliError::Local(format!(
+        "{group} keeps changing under this change; try again"
+    )))
+}
+
+/// The key to name for a new member: theirs as pinned here (pinned now if new).
+async fn member_key(contacts: &mut Contacts<'_>, user: &Username) -> Result<String> {
+    Ok(keys::fingerprint(&contacts.public_key(user).await?))
 }
 
 pub async fn run(ctx: &Context, command: &GroupCommand) -> Result<()> {
     let (me, client) = Me::load(ctx)?;
+    let mut contacts = Contacts::load(&ctx.home, &client, &me.owner, ctx.json)?;
+    let mut chains = Chains::new(&ctx.home);
+    let name_of = |name: &str| parse_group(name);
     match command {
         GroupCommand::Create { name, members } => {
-            let name = parse_group(name)?;
-            let members = members
-                .iter()
-                .map(|m| parse_user(m))
-                .collect::<Result<Vec<_>>>()?;
-            let group = client
+            let name = name_of(name)?;
+            let mut others = Vec::new();
+            for member in members {
+                let user = parse_user(member)?;
+                if user != *me.name() && !others.contains(&user) {
+                    others.push(user);
+                }
+            }
+            let mut named = vec![(me.name().clone(), keys::fingerprint(&me.public))];
+            for user in &others {
+                named.push((user.clone(), member_key(&mut contacts, user).await?));
+            }
+            let first = Statement {
+                group: uuid::Uuid::new_v4(),
+                name: name.clone(),
+                seq: 0,
+                prev: None,
+                by: me.name().clone(),
+                at: Utc::now(),
+                change: Change::Create { members: named },
+            }
+            .sign(&me.key);
+            let state = GroupState::create(&first, &me.public).map_err(|e| refused(&name, e))?;
+            client
                 .create_group(&CreateGroup {
-                    name: name.clone(),
-                    members,
+                    name: name.to_string(),
+                    members: others.iter().map(Username::to_string).collect(),
+                    statement: first.clone(),
                 })
                 .await
                 .map_err(|e| explain(&name, e))?;
-            ctx.home.save_group_members(&name, &group.members)?;
-            ctx.print(json!(group), || {
-                format!(
-                    "Created group {} with {}.",
-                    group.name,
-                    group.members.join(", ")
-                )
+            chains.record_own(state.id, state.clone(), first)?;
+            let (value, _) = describe(&state);
+            let with: Vec<String> = others.iter().map(Username::to_string).collect();
+            ctx.print(value, || {
+                if with.is_empty() {
+                    format!("Created group {name}.")
+                } else {
+                    format!("Created group {name} with {}.", with.join(", "))
+                }
             });
         }
         GroupCommand::Add { name, username } => {
-            let (name, username) = (parse_group(name)?, parse_user(username)?);
-            let group = client
-                .add_member(&name, &username)
-                .await
-                .map_err(|e| explain(&name, e))?;
-            ctx.home.save_group_members(&name, &group.members)?;
-            ctx.print(json!(group), || format!("Added {username} to {name}."));
+            let (name, user) = (name_of(name)?, parse_user(username)?);
+            let fingerprint = member_key(&mut contacts, &user).await?;
+            let change_made = Change::Add {
+                user: user.clone(),
+                fingerprint: fingerprint.clone(),
+            };
+            let state = change(
+                ctx,
+                &me,
+                &client,
+                &mut contacts,
+                &mut chains,
+                &name,
+                change_made,
+            )
+            .await?;
+            let (value, _) = describe(&state);
+            ctx.print(value, || {
+                format!("Added {user} to {name} ({user}'s key: {fingerprint}).")
+            });
         }
         GroupCommand::Remove { name, username } => {
-            let (name, username) = (parse_group(name)?, parse_user(username)?);
-            client
-                .remove_member(&name, &username)
-                .await
-                .map_err(|e| explain(&name, e))?;
-            ctx.home.forget_group_members(&name)?;
-            ctx.print(json!({"group": name, "removed": username}), || {
-                format!("Removed {username} from {name}.")
+            let (name, user) = (name_of(name)?, parse_user(username)?);
+            let change_made = if user == *me.name() {
+                Change::Leave
+            } else {
+                Change::Remove { user: user.clone() }
+            };
+            change(
+                ctx,
+                &me,
+                &client,
+                &mut contacts,
+                &mut chains,
+                &name,
+                change_made,
+            )
+            .await?;
+            ctx.print(json!({"group": name, "removed": user}), || {
+                format!("Removed {user} from {name}.")
             });
         }
         GroupCommand::Leave { name } => {
-            let name = parse_group(name)?;
-            client
-                .remove_member(&name, me.name())
-                .await
-                .map_err(|e| explain(&name, e))?;
-            ctx.home.forget_group_members(&name)?;
+            let name = name_of(name)?;
+            change(
+                ctx,
+                &me,
+                &client,
+                &mut contacts,
+                &mut chains,
+                &name,
+                Change::Leave,
+            )
+            .await?;
             ctx.print(json!({"group": name, "left": true}), || {
                 format!("You left {name}.")
             });
         }
         GroupCommand::Admin { name, username } => {
-            let (name, username) = (parse_group(name)?, parse_user(username)?);
-            let group = client
-                .add_admin(&name, &username)
-                .await
-                .map_err(|e| explain(&name, e))?;
-            ctx.print(json!(group), || {
-                format!("{username} is now an admin of {name}.")
-            });
+            let (name, user) = (name_of(name)?, parse_user(username)?);
+            let change_made = Change::Promote { user: user.clone() };
+            let state = change(
+                ctx,
+                &me,
+                &client,
+                &mut contacts,
+                &mut chains,
+                &name,
+                change_made,
+            )
+            .await?;
+            let (value, _) = describe(&state);
+            ctx.print(value, || format!("{user} is now an admin of {name}."));
         }
         GroupCommand::List => {
-            let list = client.groups().await?;
+            let listed = client.groups().await?;
+            for dropped in &listed.dropped {
+                eprintln!(
+                    "fastchat: WARNING: dropped a group the server listed that this client \
+                     cannot trust: {}",
+                    crate::output::sanitize_line(&dropped.reason)
+                );
+            }
+            let mut groups = Vec::new();
+            for group in &listed.items {
+                let (state, notices) = chains.sync(&client, &mut contacts, &group.name).await?;
+                tell(ctx, &notices);
+                groups.push(state);
+            }
             if ctx.json {
-                ctx.print(json!(list), String::new);
+                let values: Vec<Value> = groups.iter().map(|g| describe(g).0).collect();
+                ctx.print(json!({"groups": values}), String::new);
             } else {
-                for group in &list.groups {
+                for group in &groups {
                     crate::output::line(&format!(
                         "{} ({} members)",
                         group.name,
@@ -126,10 +295,11 @@ pub async fn run(ctx: &Context, command: &GroupCommand) -> Result<()> {
             }
         }
         GroupCommand::Info { name } => {
-            let name = parse_group(name)?;
-            let group = client.group(&name).await.map_err(|e| explain(&name, e))?;
-            ctx.home.save_group_members(&name, &group.members)?;
-            ctx.print(json!(group), || describe(&group));
+            let name = name_of(name)?;
+            let (state, notices) = chains.sync(&client, &mut contacts, &name).await?;
+            tell(ctx, &notices);
+            let (value, text) = describe(&state);
+            ctx.print(value, || text);
         }
     }
     Ok(())

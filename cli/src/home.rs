@@ -1,5 +1,7 @@
 //! The FastChat home folder (`--home`, `FASTCHAT_HOME`, default `~/.fastchat`): the
-//! session and the private keys, readable by the owner only.
+//! session, the private keys, the contacts' pinned keys, the groups' verified chains and
+//! what `recv` has shown, all readable by the owner only. Every file name in it is made
+//! here from a checked name or id, never from text a server sent.
 
 use std::fs::{self, OpenOptions};
 use std::io::Write;
@@ -7,7 +9,8 @@ use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
 use chrono::{DateTime, Utc};
-use fastchat_protocol::keys::{self, RsaPrivateKey, RsaPublicKey};
+use fastchat_protocol::keys::{self, RsaPrivateKey};
+use fastchat_protocol::names::Username;
 use serde::{Deserialize, Serialize};
 
 use crate::error::{CliError, Result};
@@ -16,7 +19,7 @@ use crate::error::{CliError, Result};
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Session {
     pub server: String,
-    pub username: String,
+    pub username: Username,
     pub token: String,
     pub expires_at: DateTime<Utc>,
 }
@@ -123,26 +126,6 @@ impl Home {
         self.write_private(&self.key_path(username), pem.as_bytes())
     }
 
-    pub fn pinned_key_path(&self, username: &str) -> PathBuf {
-        self.dir.join("known_keys").join(format!("{username}.pem"))
-    }
-
-    pub fn pinned_key(&self, username: &str) -> Result<Option<RsaPublicKey>> {
-        let path = self.pinned_key_path(username);
-        match fs::read_to_string(&path) {
-            Ok(pem) => keys::parse_public_key_pem(&pem)
-                .map(Some)
-                .map_err(|e| CliError::local(&path.display().to_string(), e)),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
-            Err(e) => Err(CliError::local(&format!("reading {}", path.display()), e)),
-        }
-    }
-
-    pub fn pin_key(&self, username: &str, key: &RsaPublicKey) -> Result<()> {
-        let pem = keys::public_key_pem(key);
-        self.write_private(&self.pinned_key_path(username), pem.as_bytes())
-    }
-
     fn cursor_path(&self, username: &str) -> PathBuf {
         self.dir.join("cursors").join(username)
     }
@@ -164,31 +147,55 @@ impl Home {
         self.write_private(&self.cursor_path(username), seq.to_string().as_bytes())
     }
 
-    fn group_path(&self, group: &str) -> PathBuf {
-        self.dir.join("groups").join(format!("{group}.json"))
-    }
-
-    /// The members last seen for `group`, to encrypt for without asking the server
-    /// each time (the server says when they changed).
-    pub fn group_members(&self, group: &str) -> Result<Option<Vec<String>>> {
-        match fs::read_to_string(self.group_path(group)) {
-            Ok(text) => Ok(serde_json::from_str(&text).ok()),
+    /// Reads `<home>/<relative>` as JSON; `None` when there is no such file.
+    pub fn read_json<T: serde::de::DeserializeOwned>(&self, relative: &Path) -> Result<Option<T>> {
+        let path = self.dir.join(relative);
+        match fs::read_to_string(&path) {
+            Ok(text) => serde_json::from_str(&text).map(Some).map_err(|e| {
+                CliError::local(
+                    &format!(
+                        "{} is damaged (delete it to start it afresh)",
+                        path.display()
+                    ),
+                    e,
+                )
+            }),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
-            Err(e) => Err(CliError::local("reading the group's members", e)),
+            Err(e) => Err(CliError::local(&format!("reading {}", path.display()), e)),
         }
     }
 
-    pub fn save_group_members(&self, group: &str, members: &[String]) -> Result<()> {
-        let json =
-            serde_json::to_vec(members).map_err(|e| CliError::local("encoding members", e))?;
-        self.write_private(&self.group_path(group), &json)
+    /// Writes `value` as JSON to `<home>/<relative>`, readable by the owner only.
+    pub fn write_json<T: Serialize>(&self, relative: &Path, value: &T) -> Result<()> {
+        let json = serde_json::to_vec_pretty(value)
+            .map_err(|e| CliError::local("encoding a file of the home folder", e))?;
+        self.write_private(&self.dir.join(relative), &json)
     }
 
-    pub fn forget_group_members(&self, group: &str) -> Result<()> {
-        match fs::remove_file(self.group_path(group)) {
-            Ok(()) => Ok(()),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
-            Err(e) => Err(CliError::local("forgetting the group's members", e)),
+    /// Appends a line to `<home>/<relative>` (made readable by the owner only).
+    pub fn append_line(&self, relative: &Path, line: &str) -> Result<()> {
+        let path = self.dir.join(relative);
+        if let Some(parent) = path.parent() {
+            self.ensure_dir(parent)?;
+        }
+        let append = || -> std::io::Result<()> {
+            let mut file = OpenOptions::new()
+                .create(true)
+                .append(true)
+                .mode(0o600)
+                .open(&path)?;
+            writeln!(file, "{line}")
+        };
+        append().map_err(|e| CliError::local(&format!("writing {}", path.display()), e))
+    }
+
+    /// The lines of `<home>/<relative>`; none when there is no such file.
+    pub fn read_lines(&self, relative: &Path) -> Result<Vec<String>> {
+        let path = self.dir.join(relative);
+        match fs::read_to_string(&path) {
+            Ok(text) => Ok(text.lines().map(str::to_owned).collect()),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(Vec::new()),
+            Err(e) => Err(CliError::local(&format!("reading {}", path.display()), e)),
         }
     }
 }

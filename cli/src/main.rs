@@ -2,15 +2,21 @@
 
 mod account;
 mod args;
+mod chains;
 mod client;
 mod contacts;
 mod context;
 mod error;
 mod groups;
 mod home;
-mod messaging;
+mod inbox;
+mod me;
 mod output;
+mod reader;
+mod seen;
+mod send;
 mod stream;
+mod verify;
 
 use std::process::ExitCode;
 
@@ -35,7 +41,8 @@ fn main() -> ExitCode {
     match runtime.block_on(run(cli)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("fastchat: {e}");
+            // Errors can quote what a server said: nothing in them may drive the terminal.
+            eprintln!("fastchat: {}", output::sanitize(&e.to_string()));
             e.exit_code()
         }
     }
@@ -50,18 +57,18 @@ async fn run(cli: Cli) -> Result<()> {
         Command::Whoami => account::whoami(&ctx).await,
         Command::Users { prefix, limit } => account::users(&ctx, prefix.as_deref(), *limit).await,
         Command::Send { group, image, args } => {
-            messaging::send(&ctx, group.as_deref(), image.as_deref(), args).await
+            send::send(&ctx, group.as_deref(), image.as_deref(), args).await
         }
-        Command::Recv { follow } => messaging::recv(&ctx, *follow).await,
+        Command::Recv { follow } => inbox::recv(&ctx, *follow).await,
         Command::History {
             with,
             group,
             limit,
             before,
-        } => messaging::history(&ctx, with.as_deref(), group.as_deref(), *limit, *before).await,
-        Command::Chat { with, group } => {
-            messaging::chat(&ctx, with.as_deref(), group.as_deref()).await
-        }
+        } => inbox::history(&ctx, with.as_deref(), group.as_deref(), *limit, *before).await,
+        Command::Chat { with, group } => inbox::chat(&ctx, with.as_deref(), group.as_deref()).await,
         Command::Group(command) => groups::run(&ctx, command).await,
+        Command::Verify { user, confirm } => verify::verify(&ctx, user, *confirm).await,
+        Command::Trust { user } => verify::trust(&ctx, user).await,
     }
 }

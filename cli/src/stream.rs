@@ -9,15 +9,18 @@ use fastchat_protocol::wire::Event;
 use futures_util::{Stream, StreamExt};
 use launchdarkly_sdk_transport::HyperTransport;
 
+use crate::client::Dropped;
 use crate::error::{CliError, Result};
 
 /// Longer than the server's keep-alive interval, so a silent server is noticed.
 const READ_TIMEOUT: Duration = Duration::from_secs(45);
 
-/// What the stream yields: a (re)connection, or an event.
+/// What the stream yields: a (re)connection, an event, or an event that could not be
+/// decoded (dropped; the stream goes on).
 pub enum Item {
     Connected,
     Event(Box<Event>),
+    Dropped(Dropped),
 }
 
 /// Events after `after` (or, with `None`, those that arrive from now on).
@@ -50,13 +53,13 @@ pub fn events(
     let client = builder.build_with_transport(transport);
     let stream = client.stream().filter_map(|item| async move {
         match item {
-            Ok(SSE::Event(event)) => Some(
-                serde_json::from_str::<Event>(&event.data)
-                    .map(|e| Item::Event(Box::new(e)))
-                    .map_err(|e| {
-                        CliError::local("the server sent an event this client cannot read", e)
-                    }),
-            ),
+            Ok(SSE::Event(event)) => Some(Ok(match serde_json::from_str::<Event>(&event.data) {
+                Ok(decoded) => Item::Event(Box::new(decoded)),
+                Err(e) => Item::Dropped(Dropped {
+                    seq: event.id.as_deref().and_then(|id| id.parse().ok()),
+                    reason: e.to_string(),
+                }),
+            })),
             Ok(SSE::Connected(_)) => Some(Ok(Item::Connected)),
             Ok(SSE::Comment(_)) => None,
             Err(es::Error::UnexpectedResponse(response, _)) => match response.status() {
