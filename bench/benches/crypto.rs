@@ -3,7 +3,7 @@
 //! Run with `cargo bench -p fastchat-bench --bench crypto`.
 
 use criterion::{criterion_group, criterion_main, BatchSize, Criterion, Throughput};
-use fastchat_protocol::envelope::{self, Destination, Header, Kind, Plaintext};
+use fastchat_protocol::envelope::{self, Destination, GroupBinding, Header, Kind, Plaintext};
 use fastchat_protocol::keys::generate_private_key;
 use rsa::{RsaPrivateKey, RsaPublicKey};
 
@@ -11,11 +11,18 @@ use rsa::{RsaPrivateKey, RsaPublicKey};
 const TEXT: &str = "Running ten minutes late, order me the usual? The table by the window.";
 
 fn header(to: Destination) -> Header {
+    let group = matches!(to, Destination::Group(_)).then(|| GroupBinding {
+        id: uuid::Uuid::new_v4(),
+        epoch: 7,
+        head: "ab".repeat(32),
+    });
     Header {
         from: "alice".into(),
         to,
         kind: Kind::Text,
         client_id: uuid::Uuid::new_v4(),
+        sent_at: Some("2026-12-01T12:00:00.000Z".into()),
+        group,
     }
 }
 

@@ -8,6 +8,10 @@ use rand::Rng;
 use serde::Serialize;
 use uuid::Uuid;
 
+use fastchat_protocol::envelope::GroupBinding;
+use fastchat_protocol::group::{Change, Statement};
+use fastchat_protocol::keys::fingerprint;
+use fastchat_protocol::names::{GroupName, Username};
 use fastchat_protocol::wire::CreateGroup;
 
 use crate::latency::{cdf, Latency};
@@ -58,6 +62,27 @@ pub async fn run(
         .iter()
         .map(|u| u.name.as_str())
         .collect();
+    // Every bench user shares one key: the statement names it for each.
+    let key_fingerprint = fingerprint(&bench.key.to_public_key());
+    let first = Statement {
+        group: Uuid::new_v4(),
+        name: GroupName::parse(&name)?,
+        seq: 0,
+        prev: None,
+        by: Username::parse(names[0])?,
+        at: chrono::Utc::now(),
+        change: Change::Create {
+            members: names
+                .iter()
+                .map(|n| Ok((Username::parse(n)?, key_fingerprint.clone())))
+                .collect::<Result<_, fastchat_protocol::names::InvalidName>>()?,
+        },
+    };
+    let binding = GroupBinding {
+        id: first.group,
+        epoch: 0,
+        head: fastchat_protocol::group::StatementHash::of(&first.to_text()).to_hex(),
+    };
     bench
         .http
         .post_json(
@@ -66,6 +91,7 @@ pub async fn run(
             &CreateGroup {
                 name: name.clone(),
                 members: names[1..].iter().map(|&n| n.to_owned()).collect(),
+                statement: first.sign(&bench.key),
             },
         )
         .await?;
@@ -75,7 +101,9 @@ pub async fn run(
     let mut sends = crate::tracker::histogram();
     for _ in 0..samples {
         let id = Uuid::new_v4();
-        let message = bench.envelopes.group(&name, names.iter().copied(), id);
+        let message = bench
+            .envelopes
+            .group(&name, &binding, names.iter().copied(), id);
         let sent_at = Instant::now();
         bench.tracker.expect(id, sent_at, recipients);
         bench
@@ -97,10 +125,10 @@ pub async fn run(
         let sender = rand::thread_rng().gen_range(0..members);
         bench.tracker.expect(id, due, recipients);
         let bench = Arc::clone(bench);
-        let name = name.clone();
+        let (name, binding) = (name.clone(), binding.clone());
         tokio::spawn(async move {
             let names = bench.users[..members].iter().map(|u| u.name.as_str());
-            let message = bench.envelopes.group(&name, names, id);
+            let message = bench.envelopes.group(&name, &binding, names, id);
             bench
                 .http
                 .send(&bench.users[sender].token, &message, &bench.tracker, id)

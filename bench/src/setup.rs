@@ -12,7 +12,8 @@ use rand::RngCore;
 use tokio::task::JoinHandle;
 use uuid::Uuid;
 
-use fastchat_protocol::envelope::{Envelope, ALGORITHM, NONCE_LEN, VERSION};
+use fastchat_protocol::envelope::{Envelope, GroupBinding, ALGORITHM, NONCE_LEN, VERSION};
+use fastchat_protocol::keys::RsaPrivateKey;
 use fastchat_protocol::wire::SendMessage;
 
 use crate::client::{Http, User};
@@ -50,10 +51,17 @@ impl Envelopes {
         }
     }
 
-    fn envelope<'a>(&self, members: impl IntoIterator<Item = &'a str>) -> Envelope {
+    fn envelope<'a>(
+        &self,
+        members: impl IntoIterator<Item = &'a str>,
+        group: Option<GroupBinding>,
+    ) -> Envelope {
         Envelope {
             v: VERSION,
             alg: ALGORITHM.to_owned(),
+            // The server checks only its form; a real client's clock is as long.
+            sent_at: Some("2026-12-01T12:00:00.000Z".to_owned()),
+            group,
             nonce: self.nonce.clone(),
             ciphertext: self.ciphertext.clone(),
             keys: members
@@ -70,14 +78,16 @@ impl Envelopes {
             group: None,
             client_id: client_id.to_string(),
             kind: "text".to_owned(),
-            envelope: self.envelope([from, to]),
+            envelope: self.envelope([from, to], None),
             attachments: Vec::new(),
         }
     }
 
+    /// A message to `group`, sealed in the group's state `binding`.
     pub fn group<'a>(
         &self,
         group: &str,
+        binding: &GroupBinding,
         members: impl IntoIterator<Item = &'a str>,
         client_id: Uuid,
     ) -> SendMessage {
@@ -86,7 +96,7 @@ impl Envelopes {
             group: Some(group.to_owned()),
             client_id: client_id.to_string(),
             kind: "text".to_owned(),
-            envelope: self.envelope(members),
+            envelope: self.envelope(members, Some(binding.clone())),
             attachments: Vec::new(),
         }
     }
@@ -110,6 +120,8 @@ pub struct Bench {
     /// Online users: users[i] holds stream i.
     pub users: Vec<User>,
     streams: Vec<JoinHandle<()>>,
+    /// The key pair every bench user shares (it signs their groups' statements).
+    pub key: RsaPrivateKey,
     public_key: String,
 }
 
@@ -129,6 +141,7 @@ impl Bench {
             users: Vec::new(),
             streams: Vec::new(),
             public_key: fastchat_protocol::keys::public_key_pem(&key.to_public_key()),
+            key,
         })
     }
 

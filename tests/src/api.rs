@@ -10,13 +10,22 @@ use serde_json::{json, Value};
 use crate::metrics::fetch_metrics;
 use crate::paths;
 
-/// A 2048-bit public key shared by the tests that only need *a* valid key.
+/// The 2048-bit key pair every user the kit signs up shares: tests of delivery need
+/// *a* valid key, and the kit signs those users' membership statements with it.
+pub fn test_private_key() -> &'static keys::RsaPrivateKey {
+    static KEY: OnceLock<keys::RsaPrivateKey> = OnceLock::new();
+    KEY.get_or_init(|| keys::generate_private_key().expect("generating a test key"))
+}
+
+/// The public half of [`test_private_key`], as the server takes it.
 pub fn test_public_key() -> &'static str {
     static PEM: OnceLock<String> = OnceLock::new();
-    PEM.get_or_init(|| {
-        let key = keys::generate_private_key().expect("generating a test key");
-        keys::public_key_pem(&key.to_public_key())
-    })
+    PEM.get_or_init(|| keys::public_key_pem(&test_private_key().to_public_key()))
+}
+
+/// The fingerprint of [`test_public_key`].
+pub fn test_fingerprint() -> String {
+    keys::fingerprint(&test_private_key().to_public_key())
 }
 
 pub const TEST_PASSWORD: &str = "correct horse battery";
@@ -236,13 +245,22 @@ pub fn opaque_envelope(members: &[&str]) -> Value {
         .map(|m| ((*m).to_owned(), Value::String(random(256))))
         .collect();
     json!({
-        "v": 1,
+        "v": 2,
         "alg": "RSA-OAEP-256+A256GCM+PS256",
+        "sent_at": fastchat_protocol::group::canonical_time(chrono::Utc::now()),
         "nonce": random(12),
         "ciphertext": random(200),
         "keys": keys,
         "sig": random(256),
     })
+}
+
+/// An [`opaque_envelope`] for a group message, bound to the group's state `binding`
+/// (`{id, epoch, head}`).
+pub fn opaque_group_envelope(members: &[&str], binding: Value) -> Value {
+    let mut envelope = opaque_envelope(members);
+    envelope["group"] = binding;
+    envelope
 }
 
 /// A `POST /v1/messages` body to one user, with a fresh `client_id`.

@@ -2,10 +2,16 @@
 //! a helper for each thing a person (or a client program) does. Every helper returns
 //! the [`Answer`], so a test asserts the status or problem code itself.
 
+use chrono::Utc;
+use fastchat_protocol::group::{Change, SignedStatement, Statement, StatementHash};
+use fastchat_protocol::names::{GroupName, Username};
 use reqwest::Method;
 use serde_json::{json, Value};
 
-use crate::api::{direct_message, group_message, opaque_envelope, Answer, Api, TEST_PASSWORD};
+use crate::api::{
+    direct_message, group_message, opaque_envelope, opaque_group_envelope, test_fingerprint,
+    test_private_key, Answer, Api, TEST_PASSWORD,
+};
 use crate::paths;
 use crate::sse::SseClient;
 
@@ -141,9 +147,18 @@ impl TestUser {
         self.send(group_message(group, envelope)).await
     }
 
-    /// A message to `group` with an [`opaque_envelope`] whose keys name `members`.
+    /// A message to `group` with an [`opaque_group_envelope`] whose keys name `members`,
+    /// bound to the group's state as the server gives it now (to a non-member, which the
+    /// server will not tell, a made-up one).
     pub async fn send_opaque_to_group(&self, group: &str, members: &[&str]) -> Answer {
-        self.send_to_group(group, opaque_envelope(members)).await
+        let view = self.group(group).await;
+        let binding = if view.status == 200 {
+            json!({"id": view.body["id"], "epoch": view.body["epoch"], "head": view.body["head"]})
+        } else {
+            json!({"id": uuid::Uuid::new_v4(), "epoch": 0, "head": "00".repeat(32)})
+        };
+        self.send_to_group(group, opaque_group_envelope(members, binding))
+            .await
     }
 
     // Reading.
@@ -197,10 +212,90 @@ impl TestUser {
 
     // Groups.
 
-    /// `POST /v1/groups` making `name` with `members` (this user is its admin).
+    /// `POST /v1/groups` making `name` with `members` (this user is its admin), with the
+    /// first statement of its chain, signed by this user (names that cannot be a user's
+    /// are left out of the statement; the server refuses them before it reads it).
     pub async fn create_group(&self, name: &str, members: &[&str]) -> Answer {
-        self.create_group_with(json!({"name": name, "members": members}))
+        let me = Username::parse(&self.name).expect("a test user's name");
+        let mut named = vec![(me.clone(), test_fingerprint())];
+        for member in members {
+            if let Ok(user) = Username::parse(member) {
+                if user != me && !named.iter().any(|(n, _)| *n == user) {
+                    named.push((user, test_fingerprint()));
+                }
+            }
+        }
+        let statement = GroupName::parse(name).ok().map(|group| {
+            Statement {
+                group: uuid::Uuid::new_v4(),
+                name: group,
+                seq: 0,
+                prev: None,
+                by: me,
+                at: Utc::now(),
+                change: Change::Create { members: named },
+            }
+            .sign(test_private_key())
+        });
+        let statement = statement.map_or_else(not_a_statement, |s| json!(s));
+        self.create_group_with(json!({"name": name, "members": members, "statement": statement}))
             .await
+    }
+
+    /// The next statement of `group`'s chain, signed by this user, as the server's view
+    /// of the group says the chain stands (for a group this user cannot see, or a name
+    /// that cannot be a user's, one the server will refuse).
+    async fn next_statement(
+        &self,
+        group: &str,
+        change: impl FnOnce(Username) -> Option<Change>,
+    ) -> Value {
+        let view = self.group(group).await;
+        let me = Username::parse(&self.name).expect("a test user's name");
+        let (Some(id), Some(epoch), Some(head), Ok(name)) = (
+            view.body["id"]
+                .as_str()
+                .and_then(|id| uuid::Uuid::parse_str(id).ok()),
+            view.body["epoch"].as_u64(),
+            view.body["head"].as_str().and_then(StatementHash::parse),
+            GroupName::parse(group),
+        ) else {
+            return not_a_statement();
+        };
+        let Some(change) = change(me.clone()) else {
+            return not_a_statement();
+        };
+        json!(Statement {
+            group: id,
+            name,
+            seq: epoch + 1,
+            prev: Some(head),
+            by: me,
+            at: Utc::now(),
+            change,
+        }
+        .sign(test_private_key()))
+    }
+
+    /// A membership change: the statement made for the group as it stands, and made
+    /// again (as a client does) while another change overtakes it.
+    async fn change_membership(
+        &self,
+        method: Method,
+        path: &str,
+        group: &str,
+        body: Value,
+        change: impl Fn(Username) -> Option<Change>,
+    ) -> Answer {
+        for _ in 0..10 {
+            let mut body = body.clone();
+            body["statement"] = self.next_statement(group, &change).await;
+            let answer = self.call(method.clone(), path, Some(body)).await;
+            if answer.body["code"] != "stale_statement" {
+                return answer;
+            }
+        }
+        panic!("{}'s change to {group} was overtaken ten times", self.name);
     }
 
     /// `POST /v1/groups` with this body, as it is.
@@ -218,15 +313,37 @@ impl TestUser {
         self.get(&paths::group(name)).await
     }
 
-    /// `POST /v1/groups/{group}/members`.
+    /// `POST /v1/groups/{group}/members`, with the statement that adds `username` (and
+    /// the key every kit user shares).
     pub async fn add_member(&self, group: &str, username: impl AsRef<str>) -> Answer {
-        let body = json!({ "username": username.as_ref() });
-        self.post(&paths::group_members(group), body).await
+        let username = username.as_ref();
+        let user = Username::parse(username).ok();
+        let add = |_: Username| {
+            Some(Change::Add {
+                user: user.clone()?,
+                fingerprint: test_fingerprint(),
+            })
+        };
+        let body = json!({ "username": username });
+        self.change_membership(Method::POST, &paths::group_members(group), group, body, add)
+            .await
     }
 
-    /// `DELETE /v1/groups/{group}/members/{username}`.
+    /// `DELETE /v1/groups/{group}/members/{username}`, with the statement that removes
+    /// them (or, for this user, says they leave).
     pub async fn remove_member(&self, group: &str, username: impl AsRef<str>) -> Answer {
-        self.delete(&paths::group_member(group, username.as_ref()))
+        let username = username.as_ref();
+        let user = Username::parse(username).ok();
+        let remove = |me: Username| {
+            let user = user.clone()?;
+            Some(if user == me {
+                Change::Leave
+            } else {
+                Change::Remove { user }
+            })
+        };
+        let path = paths::group_member(group, username);
+        self.change_membership(Method::DELETE, &path, group, json!({}), remove)
             .await
     }
 
@@ -235,10 +352,30 @@ impl TestUser {
         self.remove_member(group, &self.name).await
     }
 
-    /// `POST /v1/groups/{group}/admins`.
+    /// `POST /v1/groups/{group}/admins`, with the statement that promotes `username`.
     pub async fn promote(&self, group: &str, username: impl AsRef<str>) -> Answer {
-        let body = json!({ "username": username.as_ref() });
-        self.post(&paths::group_admins(group), body).await
+        let username = username.as_ref();
+        let user = Username::parse(username).ok();
+        let promote = |_: Username| {
+            Some(Change::Promote {
+                user: user.clone()?,
+            })
+        };
+        let body = json!({ "username": username });
+        self.change_membership(
+            Method::POST,
+            &paths::group_admins(group),
+            group,
+            body,
+            promote,
+        )
+        .await
+    }
+
+    /// `GET /v1/groups/{group}/statements`: the group's whole chain.
+    pub async fn statements(&self, group: &str) -> Answer {
+        self.get(&format!("{}/statements", paths::group(group)))
+            .await
     }
 
     // Blobs.
@@ -281,4 +418,12 @@ impl Api {
     pub fn as_user(&self, username: &str, token: &str) -> TestUser {
         TestUser::new(username, token, self)
     }
+}
+
+/// A statement the server cannot accept, for requests it must refuse before it reads one.
+fn not_a_statement() -> Value {
+    json!(SignedStatement {
+        text: "not a statement".into(),
+        sig: String::new(),
+    })
 }

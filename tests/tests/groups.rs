@@ -216,13 +216,13 @@ async fn only_admins_change_membership_and_outsiders_see_nothing() {
         ),
         (
             "bad name",
-            alice.create_group_with(json!({"name": "Bad Name"})).boxed(),
+            alice.create_group("Bad Name", &[]).boxed(),
             400,
             "invalid_group_name",
         ),
         (
             "name taken",
-            alice.create_group_with(json!({"name": "team"})).boxed(),
+            alice.create_group("team", &[]).boxed(),
             409,
             "group_name_taken",
         ),

@@ -328,8 +328,35 @@ async fn bad_messages_get_their_problem_and_store_nothing() {
             "invalid_attachment",
         ),
         (
-            "version 2",
-            envelope_with("v", json!(2)),
+            "the old version",
+            envelope_with("v", json!(1)),
+            400,
+            "invalid_envelope",
+        ),
+        (
+            "a newer version",
+            envelope_with("v", json!(3)),
+            400,
+            "invalid_envelope",
+        ),
+        (
+            "no signed time",
+            envelope_with("sent_at", Value::Null),
+            400,
+            "invalid_envelope",
+        ),
+        (
+            "a time not in canonical form",
+            envelope_with("sent_at", json!("2026-12-01 12:00:00")),
+            400,
+            "invalid_envelope",
+        ),
+        (
+            "a group state on a one-to-one message",
+            envelope_with(
+                "group",
+                json!({"id": uuid::Uuid::new_v4(), "epoch": 0, "head": "00".repeat(32)}),
+            ),
             400,
             "invalid_envelope",
         ),

@@ -90,7 +90,7 @@ async fn the_pinned_sql_is_what_the_migrations_define() {
     for function in [
         "fastchat_deliver",
         "fastchat_find_sessions",
-        "fastchat_read_inboxes",
+        "fastchat_read_inbox_events",
         "fastchat_send_direct_messages",
         "fastchat_wake",
     ] {
@@ -159,6 +159,8 @@ fn envelope(from: &str, to: &str, ciphertext_len: usize) -> Envelope {
     Envelope {
         v: envelope::VERSION,
         alg: envelope::ALGORITHM.to_owned(),
+        sent_at: Some("2026-12-01T12:00:00.000Z".into()),
+        group: None,
         nonce: "bm9uY2Vub25jZW5v".into(),
         ciphertext: "c".repeat(ciphertext_len),
         keys: [
@@ -271,6 +273,7 @@ async fn the_notification_contract_is_what_the_sql_functions_really_send() {
             ciphertext: sent_envelope.ciphertext.clone(),
             sig: sent_envelope.sig.clone(),
             attachments: Vec::new(),
+            signed_at: Some("2026-12-01T12:00:00.000Z".into()),
             wrapped_key: "key for bob".into(),
         },
     };
@@ -411,7 +414,8 @@ async fn inbox_seqs_follow_commit_order_with_no_gap_under_concurrent_delivery() 
                     conn.transaction::<_, diesel::result::Error, _>(|conn| {
                         let event = Delivery::GroupEvent(serde_json::json!({
                             "type": "group.created", "group": "race", "username": "u_a",
-                            "by": format!("w{w}i{i}"),
+                            "by": format!("w{w}i{i}"), "epoch": i,
+                            "group_id": uuid::Uuid::nil(),
                         }));
                         inbox::deliver_to_all(conn, &to, event)?;
                         // Hold the counters a little, so commits interleave.
