@@ -369,12 +369,12 @@ impl<'a> Chains<'a> {
         }
         let Some(statement) = &event.statement else {
             // An admin by the rule: the chain must say so at that point.
-            let state = self.state_at(id, event.epoch)?.ok_or_else(|| {
-                CliError::Untrusted(format!(
-                    "an admin of {} this client cannot check",
-                    event.group
-                ))
-            })?;
+            let Some(state) = self.state_at(id, event.epoch)? else {
+                return Ok(Absorbed::Unverifiable(format!(
+                    "{} is now an admin of {}, a group whose history this client does not have",
+                    event.username, event.group
+                )));
+            };
             return if state.is_admin(event.username.as_str()) {
                 Ok(Absorbed::Automatic(format!(
                     "{} is now an admin of {} (the last admin left)",

@@ -133,6 +133,7 @@ pub async fn history(
     let target = parse_target(&me, group, with)?;
     let page = fetch_history(&client, &target, before, limit).await?;
     let mut reader = Reader::new(ctx, &me, &client)?;
+    reader.know_group(&target).await?;
     show_page(&mut reader, &page).await?;
     if let Some(next) = page.next {
         if !ctx.json {
@@ -177,6 +178,7 @@ pub async fn chat(ctx: &Context, with: Option<&str>, group: Option<&str>) -> Res
         }
     }
     let recent = fetch_history(&client, &target, None, 20).await?;
+    reader.know_group(&target).await?;
     show_page(&mut reader, &recent).await?;
     let newest_shown = recent.messages.items.first().map_or(0, |m| m.id);
     if !ctx.json {

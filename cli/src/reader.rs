@@ -34,11 +34,23 @@ pub enum Showing {
     Live,
 }
 
+/// What checking a group message's state came to.
+enum GroupCheck {
+    Verified,
+    /// Its group ended, or this user left, before this client kept its history.
+    Unverifiable,
+    Refused(String),
+}
+
 /// A message that passed every check.
 struct Opened {
     plaintext: Plaintext,
     /// The sender's own time, from the signed header (none: a v1 envelope).
     signed_at: Option<DateTime<Utc>>,
+    /// Sent to a group that has since ended, whose name another group has now.
+    earlier_group: bool,
+    /// Its group's membership could not be checked (see [`GroupCheck::Unverifiable`]).
+    unverified_state: bool,
 }
 
 /// A file name for a received image: the sender's name stripped of any path, made
@@ -120,13 +132,15 @@ impl<'a> Reader<'a> {
     }
 
     /// A group message must name a state of its group's chain that this client has
-    /// verified, in which its sender was a member.
-    async fn check_group_state(
-        &mut self,
-        message: &Message,
-    ) -> Result<std::result::Result<(), String>> {
+    /// verified, in which its sender was a member. A group that has ended (or that this
+    /// user has left) and whose history this client never kept cannot be checked: that is
+    /// said, not refused (the sender sealed the message for this reader, or it would not
+    /// open).
+    async fn check_group_state(&mut self, message: &Message) -> Result<GroupCheck> {
         let (Some(group), Some(binding)) = (&message.group, &message.envelope.group) else {
-            return Ok(Err("a group message that names no group state".into()));
+            return Ok(GroupCheck::Refused(
+                "a group message that names no group state".into(),
+            ));
         };
         let mut state = self.chains.state_at(binding.id, binding.epoch)?;
         if state.is_none() {
@@ -136,29 +150,36 @@ impl<'a> Reader<'a> {
                 .sync(self.client, &mut self.contacts, group)
                 .await
             {
-                // No longer a member: what is kept here is all there is to check against.
-                Ok(_) | Err(CliError::Local(_)) => {}
-                Err(CliError::Untrusted(reason)) => return Ok(Err(reason)),
+                Ok((current, _)) if current.id != binding.id => {
+                    if self.chains.state_at(binding.id, 0)?.is_none() {
+                        return Ok(GroupCheck::Unverifiable);
+                    }
+                }
+                Ok(_) => {}
+                // No longer a member, or the group is gone.
+                Err(CliError::Local(_)) => return Ok(GroupCheck::Unverifiable),
+                Err(CliError::Untrusted(reason)) => return Ok(GroupCheck::Refused(reason)),
                 Err(e) => return Err(e),
             }
             state = self.chains.state_at(binding.id, binding.epoch)?;
         }
-        let Some(state) = state else {
-            return Ok(Err(format!(
+        let not_in_history = || {
+            GroupCheck::Refused(format!(
                 "it names a state of group {group} that its signed history does not have"
-            )));
+            ))
+        };
+        let Some(state) = state else {
+            return Ok(not_in_history());
         };
         if state.name != *group || state.head.to_hex() != binding.head {
-            return Ok(Err(format!(
-                "it names a state of group {group} that its signed history does not have"
-            )));
+            return Ok(not_in_history());
         }
         if state.member(message.from.as_str()).is_none() {
-            return Ok(Err(format!(
+            return Ok(GroupCheck::Refused(format!(
                 "its sender was not a member of {group} in the state it names"
             )));
         }
-        Ok(Ok(()))
+        Ok(GroupCheck::Verified)
     }
 
     /// Verifies and decrypts; `Err` only for failures that are not the message's fault.
@@ -205,9 +226,24 @@ impl<'a> Reader<'a> {
             Ok(plaintext) => plaintext,
             Err(e) => return Ok(Err(e.to_string())),
         };
-        if message.group.is_some() {
-            if let Err(reason) = self.check_group_state(message).await? {
-                return Ok(Err(reason));
+        let (mut earlier_group, mut unverified_state) = (false, false);
+        if let (Some(group), Some(binding)) = (&message.group, &envelope.group) {
+            match self.check_group_state(message).await? {
+                GroupCheck::Verified => {}
+                GroupCheck::Unverifiable if showing == Showing::New => unverified_state = true,
+                GroupCheck::Unverifiable => {
+                    return Ok(Err(format!(
+                        "it was sent to an earlier group called {group}, not this one"
+                    )))
+                }
+                GroupCheck::Refused(reason) => return Ok(Err(reason)),
+            }
+            earlier_group = self.chains.id_of(group)? != Some(binding.id);
+            // History and chat are of the group that has the name now.
+            if earlier_group && showing == Showing::Live {
+                return Ok(Err(format!(
+                    "it was sent to an earlier group called {group}, not this one"
+                )));
             }
         }
         let shown_before = match showing {
@@ -223,6 +259,8 @@ impl<'a> Reader<'a> {
         Ok(Ok(Opened {
             plaintext,
             signed_at,
+            earlier_group,
+            unverified_state,
         }))
     }
 
@@ -269,6 +307,9 @@ impl<'a> Reader<'a> {
                 "to": message.to, "group": message.group, "kind": message.kind,
                 "client_id": message.client_id, "sent_at": when,
                 "server_time": message.sent_at, "signed_time": opened.signed_at.is_some(),
+                "group_id": message.envelope.group.as_ref().map(|g| g.id),
+                "earlier_group": opened.earlier_group,
+                "membership_verified": message.group.is_some() && !opened.unverified_state,
             });
             match &opened.plaintext {
                 Plaintext::Text { text } => line["text"] = json!(text),
@@ -282,6 +323,9 @@ impl<'a> Reader<'a> {
             return Ok(());
         }
         let place = match (&message.to, &message.group) {
+            (_, Some(group)) if opened.earlier_group => {
+                format!(" @{group} (an earlier group of that name)")
+            }
             (_, Some(group)) => format!(" @{group}"),
             (Some(to), None) if to != self.me.name() => format!(" → {to}"),
             _ => String::new(),
@@ -298,6 +342,9 @@ impl<'a> Reader<'a> {
             ),
         };
         let mut mark = String::new();
+        if opened.unverified_state {
+            mark.push_str(" (its group has ended: who was in it cannot be checked)");
+        }
         if opened.signed_at.is_none() {
             mark.push_str(" (old format: no signed time)");
         }
@@ -375,6 +422,23 @@ impl<'a> Reader<'a> {
         } else {
             for line in lines {
                 output::line(&format!("* {}", output::sanitize_line(&line)));
+            }
+        }
+        Ok(())
+    }
+
+    /// For history and chat of a group: learn (and verify) which group has its name now,
+    /// whose messages are the ones to show.
+    pub async fn know_group(&mut self, target: &crate::send::Target) -> Result<()> {
+        if let crate::send::Target::Group(group) = target {
+            let (_, notices) = self
+                .chains
+                .sync(self.client, &mut self.contacts, group)
+                .await?;
+            if !self.json {
+                for notice in notices {
+                    eprintln!("fastchat: {}", output::sanitize_line(&notice));
+                }
             }
         }
         Ok(())

@@ -23,6 +23,7 @@
 //! - [`paths`]: every api path, spelled once.
 //! - [`sse`]: a plain reader of the event stream.
 //! - [`cli`]: [`CliHome`], the `fastchat` binary in a home folder of its own.
+//! - [`proxy`]: [`Proxy`], a server that lies, between the CLI and the real one.
 //! - [`metrics`]: reading Prometheus text.
 //! - [`wait`]: [`eventually`], waiting for a condition with a deadline.
 
@@ -33,6 +34,7 @@ pub mod db;
 pub mod metrics;
 pub mod paths;
 pub mod process;
+pub mod proxy;
 pub mod sse;
 pub mod user;
 pub mod wait;
@@ -43,6 +45,7 @@ pub use cli::{json_lines, CliHome, CliOutput, RunningCli};
 pub use db::{admin_url, connect, TestDb};
 pub use metrics::{metric_sum, metric_values, metric_where};
 pub use process::{ApiServer, BalancerProcess, Cluster, PendingServer};
+pub use proxy::Proxy;
 pub use sse::{SseClient, SseEvent};
 pub use user::TestUser;
 pub use wait::eventually;
