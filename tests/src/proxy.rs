@@ -41,6 +41,7 @@ pub struct Reply {
 }
 
 type Rewrite = Box<dyn FnMut(&Request, &mut Reply) + Send>;
+type RewriteEvent = Box<dyn FnMut(&mut Value) + Send>;
 
 enum Rule {
     /// Rewrites every answer to a matching request.
@@ -60,6 +61,8 @@ enum Rule {
 #[derive(Default)]
 struct Shared {
     rules: Vec<Rule>,
+    /// Rewrites the data of every server-sent event passed through.
+    event_rewrites: Vec<RewriteEvent>,
     requests: Vec<Request>,
 }
 
@@ -142,6 +145,11 @@ impl Proxy {
             path: path.to_owned(),
             reply: Some(Reply { status, body }),
         });
+    }
+
+    /// Rewrites the JSON data of every event on the event streams passed through.
+    pub fn rewrite_events(&self, rewrite: impl FnMut(&mut Value) + Send + 'static) {
+        self.shared().event_rewrites.push(Box::new(rewrite));
     }
 
     /// Every request the client sent so far, oldest first.
@@ -285,8 +293,15 @@ async fn serve(
         .any(|(name, value)| name == "content-type" && value.starts_with("text/event-stream"));
     if streaming {
         write_head(&mut stream, status, &reply_headers).await?;
+        let mut pending = String::new();
         while let Ok(Some(chunk)) = answer.chunk().await {
-            stream.write_all(&chunk).await?;
+            pending.push_str(&String::from_utf8_lossy(&chunk));
+            // Whole events only: each ends with a blank line.
+            while let Some(end) = pending.find("\n\n") {
+                let block: String = pending.drain(..end + 2).collect();
+                let block = rewrite_event(shared, &block);
+                stream.write_all(block.as_bytes()).await?;
+            }
         }
         return Ok(());
     }
@@ -328,4 +343,27 @@ async fn write_reply(
     headers.push(("content-length".to_owned(), body.len().to_string()));
     write_head(stream, status, headers).await?;
     stream.write_all(body).await
+}
+
+/// An event block with its `data:` JSON rewritten by every event rewrite.
+fn rewrite_event(shared: &Mutex<Shared>, block: &str) -> String {
+    let mut shared = shared.lock().unwrap_or_else(PoisonError::into_inner);
+    if shared.event_rewrites.is_empty() {
+        return block.to_owned();
+    }
+    block
+        .split_inclusive('\n')
+        .map(|line| {
+            let Some(data) = line.strip_prefix("data: ") else {
+                return line.to_owned();
+            };
+            let Ok(mut json) = serde_json::from_str::<Value>(data.trim_end()) else {
+                return line.to_owned();
+            };
+            for rewrite in &mut shared.event_rewrites {
+                rewrite(&mut json);
+            }
+            format!("data: {json}\n")
+        })
+        .collect()
 }

@@ -387,3 +387,125 @@ async fn swapped_keys_are_caught_by_safety_numbers_and_refused_after_pinning() {
         .run(&proxy.url, &["send", "bob", "now mallory's"], "")
         .success();
 }
+
+/// Messages of the old envelope version: a one-to-one one still opens, marked as having
+/// no signed time; a group one is refused, since nothing binds it to the group's
+/// membership; the CLI says which and why.
+#[tokio::test]
+async fn old_format_messages_are_explained_not_trusted_blindly() {
+    use fastchat_protocol::envelope::{self, Destination, Header, Kind, Plaintext};
+    let cluster = Cluster::start(1).await;
+    let server = cluster.servers[0].url.clone();
+    let alice = CliHome::signed_up(&server, "alice");
+    let bob = CliHome::signed_up(&server, "bob");
+    alice
+        .run(&server, &["group", "create", "pair", "bob"], "")
+        .success();
+    alice
+        .run(&server, &["send", "bob", "a new one"], "")
+        .success();
+    alice
+        .run(&server, &["send", "--group", "pair", "a new group one"], "")
+        .success();
+
+    // A v1 message, as alice's client sealed them before: her key signs it for bob.
+    let alice_key = fastchat_protocol::keys::parse_private_key_pem(
+        &std::fs::read_to_string(alice.dir.join("keys/alice.pem")).expect("alice's key"),
+    )
+    .expect("a private key");
+    let bob_profile = bob.user_on(&cluster.api(0)).profile("bob").await.body;
+    let bob_key = fastchat_protocol::keys::parse_public_key_pem(
+        bob_profile["public_key"].as_str().expect("bob's key"),
+    )
+    .expect("a public key");
+    let client_id = uuid::Uuid::new_v4();
+    let header = Header {
+        from: "alice".into(),
+        to: Destination::User("bob".into()),
+        kind: Kind::Text,
+        client_id,
+        sent_at: None,
+        group: None,
+    };
+    let text = Plaintext::Text {
+        text: "from before v2".into(),
+    };
+    let old =
+        envelope::seal(&header, &text, &alice_key, &[("bob".into(), bob_key)]).expect("sealed");
+    assert_eq!(old.v, 1);
+    let proxy = Proxy::start(&server).await;
+    proxy.rewrite("GET", "/v1/inbox", move |_, reply| {
+        let Some(events) = reply.body["events"].as_array_mut() else {
+            return;
+        };
+        for event in events.iter_mut() {
+            let message = &mut event["message"];
+            if message.is_null() {
+                continue;
+            }
+            if message["group"].is_null() {
+                // The one-to-one message becomes the old one.
+                message["client_id"] = json!(client_id);
+                message["envelope"] = json!(old);
+            } else {
+                // The group message is passed off as v1.
+                let envelope = &mut message["envelope"];
+                envelope["v"] = json!(1);
+                if let Some(fields) = envelope.as_object_mut() {
+                    fields.remove("sent_at");
+                    fields.remove("group");
+                }
+            }
+        }
+    });
+    let out = bob.run(&proxy.url, &["recv"], "");
+    assert_eq!(out.code(), 5, "{}", out.stderr());
+    assert!(
+        out.stdout()
+            .contains("(old format: no signed time): from before v2"),
+        "{}",
+        out.stdout()
+    );
+    assert!(
+        !out.stdout().contains("a new group one"),
+        "{}",
+        out.stdout()
+    );
+    assert!(
+        out.stderr()
+            .contains("old format (v1), which does not bind a group message"),
+        "{}",
+        out.stderr()
+    );
+}
+
+/// On the live stream too, an event whose names are not names is dropped with a
+/// warning, and the stream goes on.
+#[tokio::test]
+async fn a_live_stream_drops_a_poisoned_event_and_goes_on() {
+    use std::time::Duration;
+    let cluster = Cluster::start(1).await;
+    let server = cluster.servers[0].url.clone();
+    let alice = CliHome::signed_up(&server, "alice");
+    let bob = CliHome::signed_up(&server, "bob");
+    alice.run(&server, &["send", "bob", "hello"], "").success();
+    bob.run(&server, &["recv"], "").success();
+
+    let proxy = Proxy::start(&server).await;
+    proxy.rewrite_events(|event| {
+        if event["message"]["envelope"].is_object()
+            && event["seq"].as_i64().is_some_and(|seq| seq % 2 == 0)
+        {
+            event["message"]["from"] = json!("../../\u{1b}[2Jroot");
+        }
+    });
+    let mut live = bob.spawn(&proxy.url, &["recv", "--follow", "--json"]);
+    for text in ["poisoned in transit", "arrives whole"] {
+        alice.run(&server, &["send", "bob", text], "").success();
+    }
+    let line = live.next_json(Duration::from_secs(20));
+    assert_eq!(line["type"], "rejected", "{line}");
+    let line = live.next_json(Duration::from_secs(20));
+    assert_eq!(line["text"], "arrives whole", "{line}");
+    live.child.kill().ok();
+}
