@@ -89,7 +89,8 @@ async fn the_pinned_sql_is_what_the_migrations_define() {
     }
     for function in [
         "fastchat_deliver",
-        "fastchat_find_sessions",
+        "fastchat_find_live_sessions",
+        "fastchat_login_attempt",
         "fastchat_read_inbox_events",
         "fastchat_send_direct_messages",
         "fastchat_wake",
@@ -183,6 +184,7 @@ fn direct(
             sender: SessionUser {
                 user_id: sender.0,
                 username: sender.1.to_owned(),
+                expires_at: chrono::Utc::now() + chrono::Duration::hours(1),
             },
             client_id,
             kind: Kind::Text,

@@ -15,6 +15,7 @@ use crate::error::ApiError;
 use crate::handlers::auth::AuthUser;
 use crate::ids::Seq;
 use crate::live::feed::Feed;
+use crate::live::hub::StreamSession;
 use crate::state::AppState;
 use crate::store::inbox::{self, InboxRead};
 
@@ -82,8 +83,16 @@ pub async fn stream(
     if query.after.is_some_and(|a| a < 0) {
         return Err(ApiError::invalid_query("after is 0 or more"));
     }
+    let max = state.config.streams_per_session;
+    if state.hub.session_streams(&caller.token_hash) >= usize::try_from(max).unwrap_or(usize::MAX) {
+        return Err(ApiError::too_many_streams(max));
+    }
     // Subscribe before reading the cursor, so no wake-up falls between the two.
-    let subscription = state.hub.subscribe(caller.user.user_id);
+    let session = StreamSession {
+        token_hash: caller.token_hash.clone(),
+        expires_at: caller.user.expires_at,
+    };
+    let subscription = state.hub.subscribe(caller.user.user_id, session);
     let cursor = match last_event_id.or(query.after) {
         Some(seq) => Seq(seq),
         None => {

@@ -4,7 +4,7 @@
 use actix_web::{web, HttpResponse};
 use base64::engine::general_purpose::STANDARD as BASE64;
 use base64::Engine;
-use fastchat_protocol::keys::parse_public_key_pem;
+use fastchat_protocol::keys::{parse_public_key_pem, public_key_pem};
 use fastchat_protocol::names::{is_name_chars, Username, NAME_MAX_LEN};
 use fastchat_protocol::wire::{
     ContactsBackup, CreateUser, KeyBackup, UserCreated, UserList, UserProfile, UserSummary,
@@ -20,6 +20,8 @@ use crate::store::servers::online_among;
 use crate::store::users::{self, NewUser};
 
 const LIST_DEFAULT_LIMIT: i64 = 50;
+/// An RSA key of 8192 bits is under 1,500 bytes of PEM.
+const PUBLIC_KEY_MAX_BYTES: usize = 8 * 1024;
 const LIST_MAX_LIMIT: i64 = 200;
 
 /// A password the server would accept; login refuses any other without counting it.
@@ -45,10 +47,18 @@ pub async fn create(
             PASSWORD_MAX_BYTES,
         ));
     }
-    parse_public_key_pem(&public_key).map_err(ApiError::invalid_public_key)?;
+    // Checked before it is parsed, and stored as the parse prints it back: no text
+    // around the PEM, no odd line breaks, nothing but the key.
+    if public_key.len() > PUBLIC_KEY_MAX_BYTES {
+        return Err(ApiError::invalid_public_key(format!(
+            "a public key is at most {PUBLIC_KEY_MAX_BYTES} bytes of PEM"
+        )));
+    }
+    let public_key =
+        public_key_pem(&parse_public_key_pem(&public_key).map_err(ApiError::invalid_public_key)?);
     if let Some(backup) = &key_backup {
         let max = state.config.key_backup_max_bytes;
-        if backup.is_empty() || backup.len() > max {
+        if backup.is_empty() || backup.len() > max || BASE64.decode(backup).is_err() {
             return Err(ApiError::invalid_key_backup(max));
         }
     }

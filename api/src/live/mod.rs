@@ -1,8 +1,9 @@
 //! What runs for as long as the server does: the streams it holds ([`hub`], one
-//! [`feed`] per stream), the wake-up listener ([`wakeup`]) and the heartbeat with
-//! presence ([`presence`]).
+//! [`feed`] per stream), the wake-up listener ([`wakeup`]), the heartbeat with presence
+//! ([`presence`]), and the watch that ends the streams of ended sessions ([`sessions`]).
 
 pub mod feed;
 pub mod hub;
 pub mod presence;
+pub mod sessions;
 pub mod wakeup;
