@@ -350,6 +350,20 @@ BEGIN
 END
 $function$;
 
+-- fastchat_session_ended()
+CREATE OR REPLACE FUNCTION public.fastchat_session_ended()
+ RETURNS trigger
+ LANGUAGE plpgsql
+AS $function$
+BEGIN
+    IF OLD.expires_at > now() AND (TG_OP = 'DELETE' OR NEW.expires_at <= now()) THEN
+        PERFORM pg_notify(fastchat_notification_channel(),
+                          'revoke:' || encode(OLD.token_hash, 'hex'));
+    END IF;
+    RETURN NULL;
+END
+$function$;
+
 -- fastchat_wake(user_ids bigint[])
 CREATE OR REPLACE FUNCTION public.fastchat_wake(user_ids bigint[])
  RETURNS void
@@ -374,6 +388,9 @@ $function$;
 
 -- trigger messages_forget
 CREATE TRIGGER messages_forget AFTER DELETE ON public.messages REFERENCING OLD TABLE AS gone FOR EACH STATEMENT EXECUTE FUNCTION fastchat_forget_messages();
+
+-- trigger sessions_ended
+CREATE TRIGGER sessions_ended AFTER DELETE OR UPDATE OF expires_at ON public.sessions FOR EACH ROW EXECUTE FUNCTION fastchat_session_ended();
 
 -- trigger users_forget
 CREATE TRIGGER users_forget AFTER DELETE ON public.users REFERENCING OLD TABLE AS gone FOR EACH STATEMENT EXECUTE FUNCTION fastchat_forget_users();

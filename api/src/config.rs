@@ -80,6 +80,11 @@ pub struct Config {
           value_parser = clap::value_parser!(u64).range(1..=1000))]
     pub streams_per_session: u64,
 
+    /// Event streams one user may hold open on this server at once, over all sessions.
+    #[arg(long, env = "FASTCHAT_STREAMS_PER_USER", default_value_t = 32,
+          value_parser = clap::value_parser!(u64).range(1..=10000))]
+    pub streams_per_user: u64,
+
     /// Shortest accepted password, in bytes.
     #[arg(long, env = "FASTCHAT_PASSWORD_MIN_BYTES", default_value_t = 8)]
     pub password_min_bytes: usize,
@@ -130,6 +135,13 @@ pub struct Config {
     #[arg(long, env = "FASTCHAT_SSE_KEEPALIVE_SECS", default_value_t = 15,
           value_parser = clap::value_parser!(u64).range(1..=300))]
     pub sse_keepalive_secs: u64,
+
+    /// Seconds an event stream may go without its client taking anything (its buffers
+    /// full) before it is cut; the client resumes with `Last-Event-ID`. More than the
+    /// keep-alive, which a healthy idle stream takes.
+    #[arg(long, env = "FASTCHAT_STREAM_STALL_SECS", default_value_t = 45,
+          value_parser = clap::value_parser!(u64).range(2..=3600))]
+    pub stream_stall_secs: u64,
 
     /// The URL other machines reach this server at [default: http://<listen address>].
     #[arg(long, env = "FASTCHAT_ADVERTISE_URL")]

@@ -154,7 +154,7 @@ impl ApiError {
     pub fn invalid_password(min: usize, max: usize) -> Self {
         problem(
             ErrorCode::InvalidPassword,
-            format!("a password is {min} to {max} bytes long"),
+            format!("a password is {min} to {max} bytes long, with no control characters"),
         )
     }
 
@@ -194,10 +194,11 @@ impl ApiError {
         }
     }
 
-    pub fn too_many_streams(max: u64) -> Self {
+    /// `holder` is "session" or "user".
+    pub fn too_many_streams(max: u64, holder: &str) -> Self {
         problem(
             ErrorCode::TooManyStreams,
-            format!("a session holds at most {max} event streams on a server"),
+            format!("a {holder} holds at most {max} event streams on a server"),
         )
     }
 

@@ -8,12 +8,14 @@
 //!   server holding that stream sends it on without reading it back:
 //!   `push:<recipient id>:{"seq": 9, "message": {"id": .., "sender": .., ...}}`
 //!   (the fields of [`PushedMessage`]);
-//! - a **revocation**: a session ended (logged out): `revoke:<hex SHA-256 of its
-//!   token>`; every server ends that session's streams.
+//! - a **revocation**: a live session ended (logged out, its user deleted, its expiry
+//!   moved into the past): `revoke:<hex SHA-256 of its token>`; every server ends that
+//!   session's streams.
 //!
 //! A payload stays under PostgreSQL's limit ([`MAX_PAYLOAD_BYTES`]): wake-ups are split,
 //! and a message too big to push goes out as a wake-up instead. In PostgreSQL the
-//! producers are SQL functions (`fastchat_wake`, `fastchat_send_direct_messages`), which
+//! producers are SQL (`fastchat_wake`, `fastchat_send_direct_messages`, the
+//! `sessions_ended` trigger), which
 //! read the channel and the limit from `fastchat_notification_channel()` and
 //! `fastchat_notification_max_bytes()`; a test checks that those equal the constants here
 //! and decodes what the real functions send.
@@ -106,8 +108,10 @@ impl PushedEvent {
     }
 }
 
-/// The payload that ends a session's streams everywhere.
-pub fn revoke_payload(token_hash: &[u8]) -> String {
+/// The payload that ends a session's streams everywhere (the `sessions_ended` trigger
+/// sends it).
+#[cfg(test)]
+fn revoke_payload(token_hash: &[u8]) -> String {
     format!("{REVOKE_PREFIX}{}", hex::encode(token_hash))
 }
 

@@ -15,6 +15,7 @@ use crate::config::Config;
 use crate::db;
 use crate::handlers::{auth, problem};
 use crate::live::hub::Hub;
+use crate::live::stalls::{remember_socket, StallWatch};
 use crate::live::{self, presence, wakeup};
 use crate::metrics::Metrics;
 use crate::routes;
@@ -33,6 +34,11 @@ pub struct Application {
 
 impl Application {
     pub async fn build(config: Config) -> anyhow::Result<Self> {
+        anyhow::ensure!(
+            config.stream_stall_secs > config.sse_keepalive_secs,
+            "FASTCHAT_STREAM_STALL_SECS must be more than FASTCHAT_SSE_KEEPALIVE_SECS: \
+             a healthy idle stream takes a keep-alive that often"
+        );
         let pool = {
             let (url, size) = (config.database_url.clone(), config.db_pool_size);
             tokio::task::spawn_blocking(move || {
@@ -67,6 +73,8 @@ impl Application {
         };
         let (presence_tx, presence_rx) = tokio::sync::mpsc::unbounded_channel();
         let hub = Hub::new(presence_tx);
+        let stalls = StallWatch::new();
+        let stall_limit = Duration::from_secs(config.stream_stall_secs);
         let metrics = Arc::new(Metrics::new()?);
         let sizes = |kind: &str| metrics.batch_sizes.with_label_values(&[kind]);
         let state = web::Data::new(AppState {
@@ -75,6 +83,7 @@ impl Application {
             inbox_reads: inbox::read_batcher(pool.clone(), sizes("inbox_reads"))?,
             config,
             hub: Arc::clone(&hub),
+            stalls: Arc::clone(&stalls),
             dummy_password_hash,
             pool,
             metrics,
@@ -93,6 +102,7 @@ impl Application {
             presence_rx,
         ));
         actix_web::rt::spawn(live::sessions::run(state.pool.clone(), Arc::clone(&hub)));
+        actix_web::rt::spawn(stalls.run(stall_limit));
         actix_web::rt::spawn(wakeup::listen_forever(
             state.config.database_url.clone(),
             hub,
@@ -116,6 +126,7 @@ impl Application {
                 .configure(routes::configure)
                 .default_service(web::to(problem::not_found))
         })
+        .on_connect(remember_socket)
         .workers(workers)
         .shutdown_timeout(shutdown_timeout)
         .disable_signals()

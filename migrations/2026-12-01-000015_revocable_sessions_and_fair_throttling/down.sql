@@ -1,4 +1,6 @@
 -- Back to failures counted per username after the check, and sessions without expiry.
+DROP TRIGGER sessions_ended ON sessions;
+DROP FUNCTION fastchat_session_ended();
 DROP INDEX blobs_uploader_created;
 DROP FUNCTION fastchat_login_succeeded(TEXT, TEXT);
 DROP FUNCTION fastchat_login_attempt(TEXT, TEXT, BIGINT, BIGINT, INTEGER, INTEGER);

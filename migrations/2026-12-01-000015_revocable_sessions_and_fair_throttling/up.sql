@@ -130,3 +130,19 @@ $$;
 
 -- Per-user upload quotas count a user's recent uploads.
 CREATE INDEX blobs_uploader_created ON blobs (uploader_id, created_at);
+
+-- Whatever ends a live session (a logout, an account deleted, its expiry moved into the
+-- past), every server is told in the same commit, and ends that session's streams.
+-- Sessions that had already expired are not news: each server ends those by the clock.
+CREATE FUNCTION fastchat_session_ended() RETURNS TRIGGER
+LANGUAGE plpgsql AS $$
+BEGIN
+    IF OLD.expires_at > now() AND (TG_OP = 'DELETE' OR NEW.expires_at <= now()) THEN
+        PERFORM pg_notify(fastchat_notification_channel(),
+                          'revoke:' || encode(OLD.token_hash, 'hex'));
+    END IF;
+    RETURN NULL;
+END
+$$;
+CREATE TRIGGER sessions_ended AFTER DELETE OR UPDATE OF expires_at ON sessions
+FOR EACH ROW EXECUTE FUNCTION fastchat_session_ended();

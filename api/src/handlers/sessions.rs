@@ -11,6 +11,7 @@ use crate::db;
 use crate::error::ApiError;
 use crate::handlers::auth::{new_token, AuthUser};
 use crate::handlers::client::client_address;
+use crate::handlers::users::is_password_text;
 use crate::state::AppState;
 use crate::store::sessions::{self, Throttle};
 
@@ -26,7 +27,7 @@ pub async fn create(
     let Ok(username) = Username::parse(&username) else {
         return Err(ApiError::invalid_credentials());
     };
-    if password.is_empty() || password.len() > PASSWORD_MAX_BYTES {
+    if password.is_empty() || password.len() > PASSWORD_MAX_BYTES || !is_password_text(&password) {
         return Err(ApiError::invalid_credentials());
     }
     let client = client_address(&req, &state.config.trusted_proxies);

@@ -24,9 +24,17 @@ const LIST_DEFAULT_LIMIT: i64 = 50;
 const PUBLIC_KEY_MAX_BYTES: usize = 8 * 1024;
 const LIST_MAX_LIMIT: i64 = 200;
 
-/// A password the server would accept; login refuses any other without counting it.
-pub fn acceptable_password(state: &AppState, password: &str) -> bool {
+/// A password the server would accept at signup: of its length, and typed text (no NUL,
+/// no control characters).
+fn acceptable_password(state: &AppState, password: &str) -> bool {
     (state.config.password_min_bytes..=PASSWORD_MAX_BYTES).contains(&password.len())
+        && is_password_text(password)
+}
+
+/// Whether a password holds no control character (NUL included): one that does was
+/// never accepted, and is refused at login without being counted.
+pub fn is_password_text(password: &str) -> bool {
+    !password.chars().any(char::is_control)
 }
 
 /// `POST /v1/users`

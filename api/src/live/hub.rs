@@ -84,6 +84,13 @@ impl Hub {
             .map_or(0, |s| s.revoked.receiver_count())
     }
 
+    /// How many streams `user_id` holds on this server.
+    pub fn user_streams(&self, user_id: UserId) -> usize {
+        self.streams()
+            .get(&user_id)
+            .map_or(0, watch::Sender::receiver_count)
+    }
+
     /// Ends every stream of these sessions (logged out, expired, or found gone).
     pub fn revoke<'a>(&self, token_hashes: impl IntoIterator<Item = &'a [u8]>) {
         let sessions = self.sessions();
@@ -103,6 +110,13 @@ impl Hub {
             session.revoked.send_replace(true);
         }
         expired.len()
+    }
+
+    /// Moves a session's expiry to what the database says now.
+    pub fn set_expiry(&self, token_hash: &[u8], expires_at: DateTime<Utc>) {
+        if let Some(session) = self.sessions().get_mut(token_hash) {
+            session.expires_at = expires_at;
+        }
     }
 
     /// The token hashes of the sessions holding streams here, to check against the

@@ -1,7 +1,8 @@
 //! Ends the streams of sessions that end: at once when a session expires (each stream's
 //! hub entry knows when), at once on logout (a revocation notification), and, as the
 //! backstop for a notification missed while the listener was away, by checking every
-//! open session against the database now and then, and right after the listener is back.
+//! open session against the database now and then (taking any new expiry), and right
+//! after the listener is back.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -40,12 +41,14 @@ pub async fn run(pool: PgPool, hub: Arc<Hub>) {
         else {
             continue;
         };
-        let gone: Vec<&[u8]> = open
-            .iter()
-            .zip(&found)
-            .filter(|(_, found)| matches!(found, Ok(None)))
-            .map(|(hash, _)| hash.as_slice())
-            .collect();
+        let mut gone: Vec<&[u8]> = Vec::new();
+        for (hash, found) in open.iter().zip(&found) {
+            match found {
+                Ok(Some(session)) => hub.set_expiry(hash, session.expires_at),
+                Ok(None) => gone.push(hash),
+                Err(_) => {}
+            }
+        }
         if !gone.is_empty() {
             tracing::info!(sessions = gone.len(), "ended sessions' streams closed");
             hub.revoke(gone);

@@ -13,7 +13,6 @@ use crate::batch::{Batcher, QUEUE_MAX};
 use crate::db::{self, PgConn, PgPool};
 use crate::error::ApiError;
 use crate::ids::UserId;
-use crate::notification;
 use crate::schema::{address_attempts, login_attempts, sessions};
 use crate::store::functions::{FindLiveSessions, LoginAttempt, LoginSucceeded};
 
@@ -175,16 +174,12 @@ pub fn create(
     })
 }
 
-/// Ends a session, and (with the same commit) tells every server to end its streams.
+/// Ends a session. A trigger tells every server in the same commit, and they end its
+/// streams.
 pub fn delete(conn: &mut PgConn, token_hash: &[u8]) -> QueryResult<()> {
-    conn.transaction(|conn| {
-        diesel::delete(sessions::table.find(token_hash)).execute(conn)?;
-        diesel::sql_query("SELECT pg_notify($1, $2)")
-            .bind::<Text, _>(notification::CHANNEL)
-            .bind::<Text, _>(notification::revoke_payload(token_hash))
-            .execute(conn)
-            .map(drop)
-    })
+    diesel::delete(sessions::table.find(token_hash))
+        .execute(conn)
+        .map(drop)
 }
 
 /// Deletes expired sessions and stale attempt counts; run now and then.
