@@ -127,10 +127,11 @@ wait_for() {
 }
 
 # start_system BIN_DIR SERVERS FIRST_PORT BALANCER_PORT LOG_DIR: starts SERVERS api
-# servers on FIRST_PORT, FIRST_PORT+1, ... (their admin listeners, with /metrics, 1000
-# ports up) and the balancer on BALANCER_PORT (which
+# servers on FIRST_PORT, FIRST_PORT+1, ... and the balancer on BALANCER_PORT (which
 # finds them in the database's server registry), all on FASTCHAT_DATABASE_URL, and
-# waits until each answers. Their process ids go into API_PIDS and BALANCER_PID.
+# waits until each answers. Every admin listener (/metrics and the probes) is 1000 ports
+# up from its public port. The balancer serves TLS when FASTCHAT_TLS_CERT and
+# FASTCHAT_TLS_KEY are set. Their process ids go into API_PIDS and BALANCER_PID.
 API_PIDS=()
 BALANCER_PID=
 start_system() {
@@ -141,11 +142,12 @@ start_system() {
     "$bin/fastchat-api" --listen "127.0.0.1:$port" --admin-listen "127.0.0.1:$((port + 1000))" \
       >"$logs/api-$port.log" 2>&1 &
     API_PIDS+=($!)
-    wait_for "http://127.0.0.1:$port/readyz" "$!" "$logs/api-$port.log"
+    wait_for "http://127.0.0.1:$((port + 1000))/readyz" "$!" "$logs/api-$port.log"
   done
-  "$bin/fastchat-balancer" --listen "127.0.0.1:$balancer_port" >"$logs/balancer.log" 2>&1 &
+  "$bin/fastchat-balancer" --listen "127.0.0.1:$balancer_port" \
+    --admin-listen "127.0.0.1:$((balancer_port + 1000))" >"$logs/balancer.log" 2>&1 &
   BALANCER_PID=$!
-  wait_for "http://127.0.0.1:$balancer_port/healthz" "$BALANCER_PID" "$logs/balancer.log"
+  wait_for "http://127.0.0.1:$((balancer_port + 1000))/readyz" "$BALANCER_PID" "$logs/balancer.log"
 }
 
 # stop_system: stops what start_system started.

@@ -147,6 +147,11 @@ pub struct Config {
     #[arg(long, env = "FASTCHAT_ADVERTISE_URL")]
     pub advertise_url: Option<String>,
 
+    /// The URL the balancer reaches this server's admin listener at [default:
+    /// http://<admin listen address>].
+    #[arg(long, env = "FASTCHAT_ADVERTISE_ADMIN_URL")]
+    pub advertise_admin_url: Option<String>,
+
     /// Log format: human-readable text or one JSON object per line.
     #[arg(long, env = "FASTCHAT_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
     pub log_format: LogFormat,

@@ -125,6 +125,7 @@ diesel::table! {
         started_at -> Timestamptz,
         heartbeat_at -> Timestamptz,
         open_streams -> Int4,
+        admin_address -> Nullable<Text>,
     }
 }
 

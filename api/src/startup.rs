@@ -70,6 +70,10 @@ impl Application {
                 .advertise_url
                 .clone()
                 .unwrap_or_else(|| format!("http://{}:{port}", config.listen.ip())),
+            admin_address: config
+                .advertise_admin_url
+                .clone()
+                .unwrap_or_else(|| format!("http://{}:{admin_port}", config.admin_listen.ip())),
         };
         let (presence_tx, presence_rx) = tokio::sync::mpsc::unbounded_channel();
         let hub = Hub::new(presence_tx);

@@ -1,5 +1,8 @@
-//! Background work: active health checks (`GET /healthz`) and, with a database, the
-//! live server set from the registry the api servers heartbeat into.
+//! Background work: active health checks (`GET /healthz`, on each server's admin
+//! listener where it has one) and, with a database, the live server set from the
+//! registry the api servers heartbeat into. The two run apart, so a registry that is
+//! slow or away never holds up the health checks, and the registry alone never takes
+//! out a server that answers them.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -13,12 +16,12 @@ use tokio::net::TcpStream;
 use tokio_postgres::NoTls;
 
 use crate::metrics::Metrics;
-use crate::pool::{Backend, Pool};
+use crate::pool::{Backend, Pool, ServerAddr};
 
 /// Failed checks in a row that take a server out.
 const FAILURES_TO_FAIL: u32 = 2;
-/// A registered server is alive while its heartbeat is younger than this.
-const HEARTBEAT_FRESH_SECS: i32 = 6;
+/// A registered server's heartbeat is fresh while younger than this.
+const HEARTBEAT_FRESH_SECS: f64 = 6.0;
 
 pub struct Checker {
     pub pool: Arc<Pool>,
@@ -26,6 +29,8 @@ pub struct Checker {
     pub interval: Duration,
     pub timeout: Duration,
     pub database_url: Option<String>,
+    /// How long a registry read may take.
+    pub registry_timeout: Duration,
 }
 
 /// One `GET /healthz`: true for a 200 within the timeout.
@@ -42,16 +47,25 @@ async fn probe(addr: SocketAddr, timeout: Duration) -> bool {
     matches!(tokio::time::timeout(timeout, attempt).await, Ok(Ok(true)))
 }
 
+/// A row of the registry.
+struct Registered {
+    addr: ServerAddr,
+    fresh: bool,
+}
+
 impl Checker {
     async fn check_all(&self) {
         let checks = self.pool.all().into_iter().map(|backend| {
             let timeout = self.timeout;
             async move {
-                let up = probe(backend.addr, timeout).await;
+                let up = probe(backend.probe_addr, timeout).await;
                 (backend, up)
             }
         });
         let handles: Vec<_> = checks.map(tokio::spawn).collect();
+        // A server that answered proxied requests within the last check's time is busy,
+        // not stopped: a late probe alone does not take it out.
+        let busy_window = u64::try_from((self.interval + self.timeout).as_millis()).unwrap_or(0);
         for handle in handles {
             let Ok((backend, up)) = handle.await else {
                 continue;
@@ -60,6 +74,8 @@ impl Checker {
                 if backend.mark_up() {
                     tracing::info!(backend = %backend.addr, "server is healthy");
                 }
+            } else if backend.answered_within(busy_window) {
+                tracing::debug!(backend = %backend.addr, "late health check from a busy server");
             } else if backend.mark_failure(FAILURES_TO_FAIL) {
                 tracing::warn!(backend = %backend.addr, "server failed its health checks; taken out");
             }
@@ -67,59 +83,93 @@ impl Checker {
         self.metrics.observe(&self.pool);
     }
 
-    /// Reads the registry and brings the pool in line with it.
-    async fn discover(&self, client: &tokio_postgres::Client) -> Result<(), tokio_postgres::Error> {
-        let rows = client
-            .query(
-                "SELECT address FROM servers
-                  WHERE heartbeat_at > now() - make_interval(secs => $1)",
-                &[&f64::from(HEARTBEAT_FRESH_SECS)],
-            )
-            .await?;
-        let registered: Vec<SocketAddr> = rows
+    async fn read_registry(
+        &self,
+        client: &tokio_postgres::Client,
+    ) -> Result<Vec<Registered>, String> {
+        let query = client.query(
+            "SELECT address, admin_address, heartbeat_at > now() - make_interval(secs => $1)
+               FROM servers",
+            &[&HEARTBEAT_FRESH_SECS],
+        );
+        let rows = tokio::time::timeout(self.registry_timeout, query)
+            .await
+            .map_err(|_| format!("no answer within {:?}", self.registry_timeout))?
+            .map_err(|e| e.to_string())?;
+        Ok(rows
             .iter()
             .filter_map(|row| {
                 let address: String = row.get(0);
-                let parsed = address
-                    .trim_start_matches("http://")
-                    .trim_end_matches('/')
-                    .parse();
-                if parsed.is_err() {
-                    tracing::warn!(%address, "registered server address is not host:port");
+                let admin: Option<String> = row.get(1);
+                let text = match &admin {
+                    Some(admin) => format!("{address}@{admin}"),
+                    None => address.clone(),
+                };
+                match text.parse() {
+                    Ok(addr) => Some(Registered {
+                        addr,
+                        fresh: row.get(2),
+                    }),
+                    Err(e) => {
+                        tracing::warn!(%address, error = %e, "a registered address that is not host:port");
+                        None
+                    }
                 }
-                parsed.ok()
             })
-            .collect();
-        for addr in &registered {
-            // New servers start out of rotation until a health check passes.
-            if self.pool.add(Backend::new(*addr, false, false)) {
-                tracing::info!(backend = %addr, "server registered");
-            }
-        }
-        for addr in self.pool.retain_registered(&registered) {
-            tracing::info!(backend = %addr, "server left the registry");
-        }
-        Ok(())
+            .collect())
     }
 
-    async fn connect(&self) -> Option<tokio_postgres::Client> {
-        let url = self.database_url.as_ref()?;
-        match tokio_postgres::connect(url, NoTls).await {
-            Ok((client, connection)) => {
+    /// Brings the pool in line with the registry: servers with a fresh heartbeat join
+    /// (out of rotation until a health check passes); a server leaves when its row is
+    /// gone (it deregistered), or when its heartbeat is stale and it fails its checks.
+    fn apply_registry(&self, registered: &[Registered]) {
+        for server in registered.iter().filter(|s| s.fresh) {
+            if self.pool.add(Backend::new(server.addr, false, false)) {
+                tracing::info!(backend = %server.addr.public, "server registered");
+            }
+        }
+        let removed = self.pool.retain_registered(|backend| {
+            registered
+                .iter()
+                .find(|s| s.addr.public == backend.addr)
+                .is_some_and(|s| s.fresh || backend.is_healthy())
+        });
+        for addr in removed {
+            tracing::info!(backend = %addr, "server left the registry");
+        }
+    }
+
+    async fn connect(&self, url: &str) -> Option<tokio_postgres::Client> {
+        let connecting =
+            tokio::time::timeout(self.registry_timeout, tokio_postgres::connect(url, NoTls));
+        match connecting.await {
+            Ok(Ok((client, connection))) => {
                 tokio::spawn(connection);
                 Some(client)
             }
-            Err(e) => {
+            Ok(Err(e)) => {
                 tracing::warn!(error = %e, "connecting to the server registry");
+                None
+            }
+            Err(_) => {
+                tracing::warn!("connecting to the server registry: no answer");
                 None
             }
         }
     }
-}
 
-#[async_trait]
-impl BackgroundService for Checker {
-    async fn start(&self, mut shutdown: ShutdownWatch) {
+    async fn health_loop(&self, mut shutdown: ShutdownWatch) {
+        let mut tick = tokio::time::interval(self.interval);
+        loop {
+            tokio::select! {
+                _ = tick.tick() => {}
+                _ = shutdown.changed() => return,
+            }
+            self.check_all().await;
+        }
+    }
+
+    async fn registry_loop(&self, url: &str, mut shutdown: ShutdownWatch) {
         let mut tick = tokio::time::interval(self.interval);
         let mut registry = None;
         loop {
@@ -127,18 +177,33 @@ impl BackgroundService for Checker {
                 _ = tick.tick() => {}
                 _ = shutdown.changed() => return,
             }
-            if self.database_url.is_some() {
-                if registry.is_none() {
-                    registry = self.connect().await;
-                }
-                if let Some(client) = &registry {
-                    if let Err(e) = self.discover(client).await {
-                        tracing::warn!(error = %e, "reading the server registry");
-                        registry = None;
-                    }
+            if registry.is_none() {
+                registry = self.connect(url).await;
+            }
+            let Some(client) = &registry else { continue };
+            match self.read_registry(client).await {
+                Ok(registered) => self.apply_registry(&registered),
+                Err(e) => {
+                    // Keep the servers as they are: the health checks still judge them.
+                    tracing::warn!(error = %e, "reading the server registry");
+                    registry = None;
                 }
             }
-            self.check_all().await;
+        }
+    }
+}
+
+#[async_trait]
+impl BackgroundService for Checker {
+    async fn start(&self, shutdown: ShutdownWatch) {
+        match &self.database_url {
+            Some(url) => {
+                tokio::join!(
+                    self.health_loop(shutdown.clone()),
+                    self.registry_loop(url, shutdown)
+                );
+            }
+            None => self.health_loop(shutdown).await,
         }
     }
 }

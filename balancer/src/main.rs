@@ -1,59 +1,77 @@
 //! `fastchat-balancer`: one address in front of any number of FastChat api servers.
+//!
+//! - [`config`]: the settings.
+//! - [`proxy`]: routing, rate limits ([`limits`]) and the balancer's own answers
+//!   ([`problem`]).
+//! - [`pool`]: the servers and their load; [`health`]: health checks and the registry.
+//! - [`tls`]: the public listener's certificate, reloaded when it changes.
+//! - [`admin`] and [`metrics`]: the private admin listener.
 
+mod admin;
+mod config;
 mod health;
+mod limits;
 mod metrics;
 mod pool;
+mod problem;
 mod proxy;
+mod tls;
 
-use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
+use async_trait::async_trait;
 use clap::Parser;
+use pingora::apps::http_app::HttpServer;
+use pingora::listeners::tls::TlsSettings;
 use pingora::listeners::{L4BufferSettings, ListenerConfig};
 use pingora::server::configuration::ServerConf;
-use pingora::server::Server;
-use pingora::services::background::GenBackgroundService;
+use pingora::server::{Server, ShutdownWatch};
+use pingora::services::background::{BackgroundService, GenBackgroundService};
+use pingora::services::listening::Service;
 
+use crate::admin::Admin;
+use crate::config::Config;
 use crate::health::Checker;
+use crate::limits::RateLimits;
 use crate::metrics::Metrics;
 use crate::pool::{Backend, Pool};
 use crate::proxy::Balancer;
+use crate::tls::ReloadingCert;
 
-#[derive(Debug, Parser)]
-#[command(
-    name = "fastchat-balancer",
-    version,
-    about = "Routes clients to the least-loaded healthy FastChat api server"
-)]
-struct Config {
-    /// Address to listen on.
-    #[arg(
-        long,
-        env = "FASTCHAT_BALANCER_LISTEN",
-        default_value = "127.0.0.1:8080"
-    )]
-    listen: SocketAddr,
+/// Small periodic chores: the certificate's files, and forgetting quiet addresses.
+struct Housekeeping {
+    cert: Option<Arc<ReloadingCert>>,
+    limits: Arc<RateLimits>,
+}
 
-    /// An api server (host:port); repeat, or separate with commas.
-    #[arg(long = "backend", env = "FASTCHAT_BACKENDS", value_delimiter = ',')]
-    backends: Vec<SocketAddr>,
+const CERT_CHECK_EVERY: Duration = Duration::from_secs(5);
+const PRUNE_EVERY: Duration = Duration::from_secs(60);
 
-    /// PostgreSQL URL: also route to the api servers registered there.
-    #[arg(long, env = "FASTCHAT_DATABASE_URL", hide_env_values = true)]
-    database_url: Option<String>,
+#[async_trait]
+impl BackgroundService for Housekeeping {
+    async fn start(&self, mut shutdown: ShutdownWatch) {
+        let mut tick = tokio::time::interval(CERT_CHECK_EVERY);
+        let mut pruned = Instant::now();
+        loop {
+            tokio::select! {
+                _ = tick.tick() => {}
+                _ = shutdown.changed() => return,
+            }
+            if let Some(cert) = &self.cert {
+                cert.reload_if_changed();
+            }
+            if pruned.elapsed() >= PRUNE_EVERY {
+                self.limits.prune(Instant::now());
+                pruned = Instant::now();
+            }
+        }
+    }
+}
 
-    /// Milliseconds between health checks (and registry reads).
-    #[arg(long, env = "FASTCHAT_HEALTH_INTERVAL_MS", default_value_t = 500)]
-    health_interval_ms: u64,
-
-    /// Milliseconds a health check may take.
-    #[arg(long, env = "FASTCHAT_HEALTH_TIMEOUT_MS", default_value_t = 600)]
-    health_timeout_ms: u64,
-
-    /// Worker threads [default: one per core].
-    #[arg(long, env = "FASTCHAT_BALANCER_THREADS")]
-    threads: Option<usize>,
+fn fail(what: &str, e: impl std::fmt::Display) -> ! {
+    eprintln!("fastchat-balancer: {what}: {e}");
+    std::process::exit(2);
 }
 
 fn main() {
@@ -67,24 +85,30 @@ fn main() {
         .with_writer(std::io::stderr)
         .init();
     if config.backends.is_empty() && config.database_url.is_none() {
-        eprintln!(
-            "fastchat-balancer: name api servers with --backend, or a registry with --database-url"
+        fail(
+            "no api servers",
+            "name them with --backend, or a registry with --database-url",
         );
-        std::process::exit(2);
     }
+    let cert = match (&config.tls_cert, &config.tls_key) {
+        (Some(cert), Some(key)) => Some(
+            ReloadingCert::load(cert.clone(), key.clone())
+                .unwrap_or_else(|e| fail("the TLS certificate", e)),
+        ),
+        _ => None,
+    };
 
     let pool = Arc::new(Pool::default());
     for addr in &config.backends {
         // Named servers are trusted until a health check says otherwise.
         pool.add(Backend::new(*addr, true, true));
     }
-    let metrics = match Metrics::new() {
-        Ok(metrics) => Arc::new(metrics),
-        Err(e) => {
-            eprintln!("fastchat-balancer: metrics: {e}");
-            std::process::exit(1);
-        }
-    };
+    let metrics = Arc::new(Metrics::new().unwrap_or_else(|e| fail("metrics", e)));
+    let limits = Arc::new(RateLimits::new(
+        config.signup_rate(),
+        config.login_rate(),
+        config.request_rate(),
+    ));
 
     let threads = config
         .threads
@@ -104,25 +128,61 @@ fn main() {
         interval: Duration::from_millis(config.health_interval_ms),
         timeout: Duration::from_millis(config.health_timeout_ms),
         database_url: config.database_url.clone(),
+        registry_timeout: Duration::from_millis(config.registry_timeout_ms),
     };
-    let background = GenBackgroundService::new("health checks".into(), Arc::new(checker));
     let mut proxy = pingora::proxy::http_proxy_service(
         &server.configuration,
         Balancer {
             pool: Arc::clone(&pool),
-            metrics,
+            metrics: Arc::clone(&metrics),
+            limits: Arc::clone(&limits),
+            max_inflight: config.max_inflight,
+            stream_stall: Duration::from_secs(config.stream_stall_secs),
         },
     );
     // pingora gives every client connection a 64 KiB read buffer by default. Requests
     // are read into its own header buffer anyway, and an idle event stream would keep
     // 64 KiB resident for nothing.
-    proxy.add_listener(
-        ListenerConfig::tcp(config.listen.to_string())
-            .l4_buffer(L4BufferSettings::default().read(0)),
+    let listen = config.listen.to_string();
+    let scheme = match (&cert, &config.tls_cert, &config.tls_key) {
+        (Some(cert), Some(cert_path), Some(key_path)) => {
+            let mut settings = TlsSettings::intermediate(
+                &cert_path.to_string_lossy(),
+                &key_path.to_string_lossy(),
+            )
+            .unwrap_or_else(|e| fail("TLS settings", e));
+            // The resolver, not the files as first read, answers every handshake.
+            settings.set_cert_resolver(Arc::clone(cert) as _);
+            proxy.add_tls_with_settings(&listen, None, settings);
+            "https"
+        }
+        _ => {
+            proxy.add_listener(
+                ListenerConfig::tcp(listen).l4_buffer(L4BufferSettings::default().read(0)),
+            );
+            "http"
+        }
+    };
+    let mut admin = Service::new(
+        "admin".into(),
+        HttpServer::new_app(Admin {
+            pool: Arc::clone(&pool),
+            metrics,
+        }),
     );
+    admin.add_tcp(&config.admin_listen.to_string());
     server.add_service(proxy);
-    server.add_service(background);
-    tracing::info!(listen = %config.listen, "fastchat-balancer listening");
-    println!("listening on http://{}", config.listen);
+    server.add_service(admin);
+    server.add_service(GenBackgroundService::new(
+        "health checks".into(),
+        Arc::new(checker),
+    ));
+    server.add_service(GenBackgroundService::new(
+        "housekeeping".into(),
+        Arc::new(Housekeeping { cert, limits }),
+    ));
+    tracing::info!(listen = %config.listen, admin = %config.admin_listen, "fastchat-balancer listening");
+    println!("listening on {scheme}://{}", config.listen);
+    println!("admin on http://{}", config.admin_listen);
     server.run_forever();
 }

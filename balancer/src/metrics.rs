@@ -1,4 +1,4 @@
-//! The balancer's own Prometheus metrics, answered at `/metrics`.
+//! The balancer's own Prometheus metrics, answered at `/metrics` on the admin listener.
 
 use prometheus::{Encoder, IntCounterVec, IntGaugeVec, Opts, Registry, TextEncoder};
 
@@ -8,6 +8,8 @@ pub struct Metrics {
     registry: Registry,
     pub requests: IntCounterVec,
     pub errors: IntCounterVec,
+    /// Requests answered by the balancer itself, by reason.
+    pub refused: IntCounterVec,
     streams: IntGaugeVec,
     inflight: IntGaugeVec,
     healthy: IntGaugeVec,
@@ -27,6 +29,14 @@ impl Metrics {
             ),
             &["backend"],
         )?;
+        let refused = IntCounterVec::new(
+            Opts::new(
+                "refused_total",
+                "Requests refused without reaching a server, by reason \
+                 (signup, login, request: over a rate limit; no_server, busy, upstream: 503)",
+            ),
+            &["reason"],
+        )?;
         let streams = IntGaugeVec::new(
             Opts::new("open_streams", "Open event streams"),
             &["backend"],
@@ -42,7 +52,7 @@ impl Metrics {
             ),
             &["backend"],
         )?;
-        for metric in [&requests, &errors] {
+        for metric in [&requests, &errors, &refused] {
             registry.register(Box::new(metric.clone()))?;
         }
         for metric in [&streams, &inflight, &healthy] {
@@ -52,6 +62,7 @@ impl Metrics {
             registry,
             requests,
             errors,
+            refused,
             streams,
             inflight,
             healthy,

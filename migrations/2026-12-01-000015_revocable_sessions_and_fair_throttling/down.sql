@@ -1,4 +1,5 @@
 -- Back to failures counted per username after the check, and sessions without expiry.
+ALTER TABLE servers DROP COLUMN admin_address;
 DROP TRIGGER sessions_ended ON sessions;
 DROP FUNCTION fastchat_session_ended();
 DROP INDEX blobs_uploader_created;

@@ -146,3 +146,7 @@ END
 $$;
 CREATE TRIGGER sessions_ended AFTER DELETE OR UPDATE OF expires_at ON sessions
 FOR EACH ROW EXECUTE FUNCTION fastchat_session_ended();
+
+-- Where each server's admin listener is: the balancer's health checks go there (it
+-- answers however busy the public workers are, and not at all when the process stops).
+ALTER TABLE servers ADD COLUMN admin_address TEXT;

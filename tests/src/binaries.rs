@@ -26,7 +26,7 @@ const SOURCES: &[(&str, &[&str])] = &[
         &["api/src", "api/build.rs", "protocol/src", "migrations"],
     ),
     ("fastchat", &["cli/src", "protocol/src"]),
-    ("fastchat-balancer", &["balancer/src"]),
+    ("fastchat-balancer", &["balancer/src", "protocol/src"]),
 ];
 
 /// A binary built from this workspace, next to the test executable's `deps` folder.

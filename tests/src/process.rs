@@ -67,6 +67,15 @@ impl ApiServer {
         self.url.trim_start_matches("http://").to_owned()
     }
 
+    /// `host:port@host:port`: the server and its admin listener, for `--backend`.
+    pub fn backend(&self) -> String {
+        format!(
+            "{}@{}",
+            self.addr(),
+            self.admin_url.trim_start_matches("http://")
+        )
+    }
+
     /// Sends a signal by name (`TERM`, `KILL`, `STOP`, `CONT`).
     pub fn signal(&self, signal: &str) {
         let status = Command::new("kill")
@@ -133,42 +142,90 @@ impl PendingServer {
 pub struct BalancerProcess {
     child: Child,
     pub url: String,
+    /// Its admin listener: `/metrics` and the probes.
+    pub admin_url: String,
+}
+
+/// Settings every test balancer gets: quick health checks, quiet logs, and no rate
+/// limits (every test client is the same address) unless a test sets them.
+const BALANCER_TEST_ENV: &[(&str, &str)] = &[
+    ("FASTCHAT_HEALTH_INTERVAL_MS", "200"),
+    ("FASTCHAT_HEALTH_TIMEOUT_MS", "400"),
+    ("FASTCHAT_LOG", "warn,pingora_proxy=off"),
+    ("FASTCHAT_BALANCER_THREADS", "2"),
+    ("FASTCHAT_BALANCER_SIGNUPS_PER_HOUR", "0"),
+    ("FASTCHAT_BALANCER_LOGINS_PER_MINUTE", "0"),
+    ("FASTCHAT_BALANCER_REQUESTS_PER_SECOND", "0"),
+];
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("a free port")
+        .port()
 }
 
 impl BalancerProcess {
-    /// Starts a balancer on a free port, routing to `backends` (host:port) and, with a
-    /// database URL, to the servers registered there; quick health checks.
+    /// Starts a balancer on a free port, routing to `backends` (as
+    /// [`ApiServer::backend`] names them) and, with a database URL, to the servers
+    /// registered there; quick health checks.
     pub fn spawn(database_url: Option<&str>, backends: &[&str]) -> Self {
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .and_then(|l| l.local_addr())
-            .expect("a free port")
-            .port();
+        Self::spawn_with(database_url, backends, &[])
+    }
+
+    /// Like [`spawn`](Self::spawn), with settings `extra` on top of the test defaults.
+    pub fn spawn_with(
+        database_url: Option<&str>,
+        backends: &[&str],
+        extra: &[(&str, &str)],
+    ) -> Self {
+        let (port, admin_port) = (free_port(), free_port());
         let mut cmd = Command::new(bin("fastchat-balancer"));
         cmd.env("FASTCHAT_BALANCER_LISTEN", format!("127.0.0.1:{port}"))
-            .env("FASTCHAT_HEALTH_INTERVAL_MS", "200")
-            .env("FASTCHAT_HEALTH_TIMEOUT_MS", "400")
-            .env("FASTCHAT_LOG", "warn,pingora_proxy=off")
-            .env("FASTCHAT_BALANCER_THREADS", "2")
+            .env(
+                "FASTCHAT_BALANCER_ADMIN_LISTEN",
+                format!("127.0.0.1:{admin_port}"),
+            )
             .env_remove("FASTCHAT_DATABASE_URL")
+            .env_remove("FASTCHAT_BACKENDS")
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::inherit());
+        for (key, value) in BALANCER_TEST_ENV.iter().chain(extra) {
+            cmd.env(key, value);
+        }
         if let Some(url) = database_url {
             cmd.env("FASTCHAT_DATABASE_URL", url);
         }
         if !backends.is_empty() {
             cmd.env("FASTCHAT_BACKENDS", backends.join(","));
         }
+        let scheme = if extra.iter().any(|(k, _)| *k == "FASTCHAT_TLS_CERT") {
+            "https"
+        } else {
+            "http"
+        };
         let child = cmd.spawn().expect("starting fastchat-balancer");
         BalancerProcess {
             child,
-            url: format!("http://127.0.0.1:{port}"),
+            url: format!("{scheme}://127.0.0.1:{port}"),
+            admin_url: format!("http://127.0.0.1:{admin_port}"),
         }
     }
 
-    /// The balancer's metrics text, once it answers.
+    /// Sends a signal by name (`KILL`, `STOP`, ...).
+    pub fn signal(&self, signal: &str) {
+        let status = Command::new("kill")
+            .arg(format!("-{signal}"))
+            .arg(self.child.id().to_string())
+            .status()
+            .expect("running kill");
+        assert!(status.success(), "kill -{signal} failed");
+    }
+
+    /// The balancer's metrics text, from its admin listener, once it answers.
     pub async fn metrics(&self) -> Option<String> {
-        fetch_metrics(&self.url).await
+        fetch_metrics(&self.admin_url).await
     }
 
     /// Waits until exactly these servers (host:port) are in rotation.

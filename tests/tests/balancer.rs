@@ -4,17 +4,22 @@
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
+use fastchat_tests::api::TEST_PASSWORD;
 use fastchat_tests::api::{direct_message, opaque_envelope};
 use fastchat_tests::{
-    eventually, metric_values, Api, ApiServer, BalancerProcess, Cluster, TestUser,
+    eventually, metric_values, metric_where, paths, Answer, Api, ApiServer, BalancerProcess,
+    Cluster, TestUser,
 };
+use reqwest::Method;
+use serde_json::json;
 
 const WAIT: Duration = Duration::from_secs(30);
-/// Quick keep-alives, so servers notice departed clients (and the balancer passes them on).
-/// Quick keep-alives, and room for one user to hold many streams, as these tests do.
+/// Quick keep-alives, so servers notice departed clients (and the balancer passes them
+/// on), and room for one user to hold many streams, as these tests do.
 const QUICK: &[(&str, &str)] = &[
     ("FASTCHAT_SSE_KEEPALIVE_SECS", "1"),
     ("FASTCHAT_STREAMS_PER_SESSION", "100"),
+    ("FASTCHAT_STREAMS_PER_USER", "1000"),
 ];
 
 async fn streams_on(servers: &[ApiServer]) -> Vec<f64> {
@@ -188,34 +193,69 @@ async fn killing_a_server_under_a_steady_flow_loses_and_repeats_nothing() {
 }
 
 #[tokio::test]
-async fn a_stopped_server_is_taken_out_and_comes_back_when_it_resumes() {
+async fn a_stopped_server_is_taken_out_its_streams_move_and_it_comes_back_when_it_resumes() {
     let cluster = Cluster::start(2).await;
     let addrs: Vec<String> = cluster.servers.iter().map(ApiServer::addr).collect();
-    let balancer = BalancerProcess::spawn(None, &[&addrs[0], &addrs[1]]);
+    let backends: Vec<String> = cluster.servers.iter().map(ApiServer::backend).collect();
+    let balancer = BalancerProcess::spawn(None, &[&backends[0], &backends[1]]);
     balancer.wait_healthy(&[&addrs[0], &addrs[1]]).await;
+    let api = Api::new(&balancer.url);
+    let alice = api.user("alice").await;
+    let bob = api.user("bob").await;
 
-    cluster.servers[0].signal("STOP");
+    // Alice's stream, on one of the two; that one stops.
+    let mut stream = alice.events(None).await;
+    let holder = eventually(WAIT, "the stream to reach a server", || async {
+        let open = streams_on(&cluster.servers).await;
+        open.iter().position(|n| *n == 1.0)
+    })
+    .await;
+    let (stopped_addr, other_addr) = (&addrs[holder], &addrs[1 - holder]);
+    cluster.servers[holder].signal("STOP");
     let stopped = Instant::now();
-    balancer.wait_healthy(&[&addrs[1]]).await;
+    balancer.wait_healthy(&[other_addr]).await;
     let took = stopped.elapsed();
     assert!(
         took < Duration::from_secs(4),
         "took {took:?} to notice a hung server"
     );
+    // Its stream is cut, and resumes on the other server.
+    assert!(
+        stream.ends_within(Duration::from_secs(5)).await,
+        "the stream on the stopped server was not cut"
+    );
+    assert!(
+        stopped.elapsed() < Duration::from_secs(5),
+        "cut after {:?}",
+        stopped.elapsed()
+    );
+    let mut resumed = alice.resume(0).await;
+    bob.send_opaque_to(&alice).await.assert_status(201);
+    let event = resumed.next_event(Duration::from_secs(5)).await;
+    assert_eq!(event.expect("pushed").data["message"]["from"], "bob");
+
     // Everything now goes to the other server, and works.
-    let api = Api::new(&balancer.url);
     for i in 0..10 {
         api.signup(&format!("user{i}")).await.assert_status(201);
     }
     let text = balancer.metrics().await.expect("metrics");
-    let served: f64 = metric_values(&text, "fastchat_balancer_requests_total")
-        .into_iter()
-        .filter(|(b, _)| *b == addrs[0])
-        .map(|(_, v)| v)
-        .sum();
-    assert_eq!(served, 0.0, "a request went to the stopped server");
+    let served_after = |text: &str| -> f64 {
+        metric_values(text, "fastchat_balancer_requests_total")
+            .into_iter()
+            .filter(|(b, _)| b == stopped_addr)
+            .map(|(_, v)| v)
+            .sum()
+    };
+    let before = served_after(&text);
+    api.signup("late").await.assert_status(201);
+    let text = balancer.metrics().await.expect("metrics");
+    assert_eq!(
+        served_after(&text),
+        before,
+        "a request went to the stopped server"
+    );
 
-    cluster.servers[0].signal("CONT");
+    cluster.servers[holder].signal("CONT");
     balancer.wait_healthy(&[&addrs[0], &addrs[1]]).await;
 }
 
@@ -223,7 +263,7 @@ async fn a_stopped_server_is_taken_out_and_comes_back_when_it_resumes() {
 async fn a_client_that_leaves_closes_its_upstream_stream() {
     let cluster = Cluster::start_with(1, QUICK).await;
     let addr = cluster.servers[0].addr();
-    let balancer = BalancerProcess::spawn(None, &[&addr]);
+    let balancer = BalancerProcess::spawn(None, &[&cluster.servers[0].backend()]);
     balancer.wait_healthy(&[&addr]).await;
     let api = Api::new(&balancer.url);
     let alice = api.user("alice").await;
@@ -281,4 +321,175 @@ async fn servers_register_with_address_start_time_and_load_and_leave_on_shutdown
         1,
         "a stopped server leaves the registry"
     );
+}
+
+/// Asserts a 503 problem answer that says when to come back.
+#[track_caller]
+fn assert_unavailable(answer: &Answer) {
+    answer.assert_problem(503, "unavailable");
+    let retry: u64 = answer
+        .retry_after
+        .as_deref()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(|| panic!("no Retry-After: {answer:?}"));
+    assert!(retry >= 1);
+}
+
+#[tokio::test]
+async fn with_no_server_to_take_it_a_request_gets_503_with_retry_after_never_500() {
+    // Started before any server registered: the instant after start included.
+    let db = fastchat_tests::TestDb::create().await;
+    let balancer = BalancerProcess::spawn(Some(&db.url), &[]);
+    let api = Api::new(&balancer.url);
+    let first = eventually(WAIT, "the balancer to answer", || async {
+        api.try_call(Method::GET, paths::USERS, None, None).await
+    })
+    .await;
+    assert_unavailable(&first);
+    assert_unavailable(&api.signup("alice").await);
+
+    // A server comes; then it goes away for good.
+    let mut server = ApiServer::spawn(&db.url, &[]).ready();
+    balancer.wait_healthy(&[&server.addr()]).await;
+    api.signup("alice").await.assert_status(201);
+    server.signal("KILL");
+    server.wait_exit(WAIT);
+    for _ in 0..20 {
+        let answer = api.signup("bob").await;
+        assert_ne!(answer.status.as_u16(), 500, "{answer:?}");
+        if answer.status == 503 {
+            assert_unavailable(&answer);
+        }
+    }
+    balancer.wait_healthy(&[]).await;
+    assert_unavailable(&api.login_answer("alice", TEST_PASSWORD).await);
+    let text = balancer.metrics().await.expect("metrics");
+    assert!(
+        metric_where(
+            &text,
+            "fastchat_balancer_refused_total",
+            "reason",
+            "no_server"
+        ) >= 2.0,
+        "{text}"
+    );
+}
+
+#[tokio::test]
+async fn each_client_address_is_held_to_its_rates_with_429_and_retry_after() {
+    let cluster = Cluster::start(1).await;
+    let balancer = BalancerProcess::spawn_with(
+        None,
+        &[&cluster.servers[0].backend()],
+        &[
+            ("FASTCHAT_BALANCER_SIGNUPS_PER_HOUR", "3"),
+            ("FASTCHAT_BALANCER_LOGINS_PER_MINUTE", "4"),
+            ("FASTCHAT_BALANCER_REQUESTS_PER_SECOND", "30"),
+        ],
+    );
+    balancer.wait_healthy(&[&cluster.servers[0].addr()]).await;
+    let api = Api::new(&balancer.url);
+    for name in ["alice", "bob", "carol"] {
+        api.signup(name).await.assert_status(201);
+    }
+    let over = api.signup("dave").await;
+    over.assert_problem(429, "rate_limited");
+    let retry: u64 = over
+        .retry_after
+        .as_deref()
+        .and_then(|s| s.parse().ok())
+        .expect("Retry-After");
+    assert!((1..=1200).contains(&retry), "Retry-After {retry}");
+    let daves: i64 = cluster
+        .db
+        .client()
+        .await
+        .query_one("SELECT count(*) FROM users WHERE username = 'dave'", &[])
+        .await
+        .expect("counted")
+        .get(0);
+    assert_eq!(daves, 0, "the refused signup never reached a server");
+    let direct = cluster.api(0);
+
+    for _ in 0..4 {
+        api.login_answer("alice", TEST_PASSWORD)
+            .await
+            .assert_status(201);
+    }
+    api.login_answer("alice", TEST_PASSWORD)
+        .await
+        .assert_problem(429, "rate_limited");
+
+    // Requests in general: a burst past the rate gets some refused, then it refills.
+    let alice = direct.login("alice").await.on(&api);
+    let mut refused = 0;
+    for _ in 0..60 {
+        let answer = alice.profile("alice").await;
+        match answer.status.as_u16() {
+            200 => {}
+            429 => {
+                assert!(answer.retry_after.is_some());
+                refused += 1;
+            }
+            other => panic!("{other}: {}", answer.text),
+        }
+    }
+    assert!(refused >= 20, "only {refused} of 60 refused");
+    eventually(WAIT, "the rate to refill", || async {
+        (alice.profile("alice").await.status == 200).then_some(())
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn the_api_sees_the_clients_address_as_the_balancer_does_not_as_the_client_claims() {
+    let cluster = Cluster::start_with(1, &[("FASTCHAT_LOGIN_MAX_FAILURES", "3")]).await;
+    let balancer = BalancerProcess::spawn(None, &[&cluster.servers[0].backend()]);
+    balancer.wait_healthy(&[&cluster.servers[0].addr()]).await;
+    let api = Api::new(&balancer.url);
+    api.signup("alice").await.assert_status(201);
+    // Guesses that each claim another address all count as this client's.
+    for i in 0..3 {
+        let answer = api
+            .request(Method::POST, paths::SESSIONS)
+            .header("x-fastchat-client", format!("203.0.113.{i}"))
+            .json(&json!({"username": "alice", "password": "wrong password"}))
+            .send()
+            .await
+            .expect("sent");
+        assert_eq!(answer.status(), 401);
+    }
+    let held = api
+        .request(Method::POST, paths::SESSIONS)
+        .header("x-fastchat-client", "203.0.113.99")
+        .json(&json!({"username": "alice", "password": TEST_PASSWORD}))
+        .send()
+        .await
+        .expect("sent");
+    assert_eq!(held.status(), 429, "the claimed address was believed");
+}
+
+#[tokio::test]
+async fn metrics_are_on_the_admin_listeners_never_through_the_public_port() {
+    let cluster = Cluster::start(1).await;
+    let balancer = BalancerProcess::spawn(None, &[&cluster.servers[0].backend()]);
+    balancer.wait_healthy(&[&cluster.servers[0].addr()]).await;
+    let api = Api::new(&balancer.url);
+    for path in [
+        "/metrics",
+        "/%6detrics",
+        "/%6D%65trics",
+        "/metrics/",
+        "//metrics",
+    ] {
+        let answer = api.call(Method::GET, path, None, None).await;
+        assert_eq!(answer.status, 404, "{path}: {}", answer.text);
+        assert!(!answer.text.contains("fastchat_"), "{path} leaked metrics");
+    }
+    let admin = balancer.metrics().await.expect("the balancer's metrics");
+    assert!(admin.contains("fastchat_balancer_backend_healthy"));
+    let ready = reqwest::get(format!("{}/readyz", balancer.admin_url))
+        .await
+        .expect("readyz");
+    assert_eq!(ready.status(), 200);
 }

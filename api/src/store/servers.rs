@@ -26,7 +26,10 @@ fn cutoff(age: Duration) -> DateTime<Utc> {
 #[derive(Debug, Clone)]
 pub struct ServerIdentity {
     pub id: uuid::Uuid,
+    /// Where clients' requests reach it (through the balancer).
     pub address: String,
+    /// Where its admin listener (probes, metrics) is.
+    pub admin_address: String,
 }
 
 /// The users among `users` who hold a stream on a live server.
@@ -45,7 +48,11 @@ pub fn online_among(conn: &mut PgConn, users: &[UserId]) -> QueryResult<HashSet<
 pub fn register(conn: &mut PgConn, me: &ServerIdentity, local_users: &[UserId]) -> QueryResult<()> {
     conn.transaction(|conn| {
         diesel::insert_into(servers::table)
-            .values((servers::id.eq(me.id), servers::address.eq(&me.address)))
+            .values((
+                servers::id.eq(me.id),
+                servers::address.eq(&me.address),
+                servers::admin_address.eq(&me.admin_address),
+            ))
             .on_conflict(servers::id)
             .do_update()
             .set(servers::heartbeat_at.eq(Utc::now()))
