@@ -41,7 +41,7 @@ pub mod wait;
 
 pub use api::{Answer, Api};
 pub use binaries::{bin, root};
-pub use cli::{json_lines, CliHome, CliOutput, RunningCli};
+pub use cli::{json_lines, password_of, CliHome, CliOutput, RunningCli};
 pub use db::{admin_url, connect, TestDb};
 pub use metrics::{metric_sum, metric_values, metric_where};
 pub use process::{ApiServer, BalancerProcess, Cluster, PendingServer};
