@@ -418,6 +418,13 @@ impl<'a> Reader<'a> {
         Ok(())
     }
 
+    /// Whether this run showed `message` already (a chat sees a message both in the
+    /// history it fetched and live, or again after a reconnect).
+    pub fn shown_in_this_run(&self, message: &Message) -> bool {
+        self.shown_this_run
+            .contains(&(message.from.clone(), message.client_id))
+    }
+
     /// The newest message from someone else shown in each conversation (to mark read),
     /// taken: the next call gives only what was shown since.
     pub fn take_shown(&mut self) -> BTreeMap<Conversation, i64> {

@@ -121,6 +121,13 @@ impl CliHome {
         api.as_user(name, session["token"].as_str().expect("token"))
     }
 
+    /// `fastchat ARGS` on a terminal of its own, as a person runs it.
+    pub fn on_terminal(&self, server: &str, args: &[&str]) -> crate::pty::Terminal {
+        let mut command = self.command(server);
+        command.args(args);
+        crate::pty::Terminal::spawn(command)
+    }
+
     /// Starts a long-running `fastchat ARGS` (e.g. `recv --follow`) whose stdout lines
     /// arrive on a channel and whose stdin stays open for writing.
     pub fn spawn(&self, server: &str, args: &[&str]) -> RunningCli {

@@ -24,6 +24,7 @@
 //! - [`sse`]: a plain reader of the event stream.
 //! - [`cli`]: [`CliHome`], the `fastchat` binary in a home folder of its own.
 //! - [`proxy`]: [`Proxy`], a server that lies, between the CLI and the real one.
+//! - [`pty`]: [`pty::Terminal`], the CLI on a pseudo-terminal, read as a screen.
 //! - [`metrics`]: reading Prometheus text.
 //! - [`wait`]: [`eventually`], waiting for a condition with a deadline.
 
@@ -35,6 +36,7 @@ pub mod metrics;
 pub mod paths;
 pub mod process;
 pub mod proxy;
+pub mod pty;
 pub mod sse;
 pub mod user;
 pub mod wait;

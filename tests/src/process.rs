@@ -131,6 +131,11 @@ impl BalancerProcess {
             .and_then(|l| l.local_addr())
             .expect("a free port")
             .port();
+        Self::spawn_on(port, database_url, backends)
+    }
+
+    /// As [`BalancerProcess::spawn`], on `port` (to start one again where another was).
+    pub fn spawn_on(port: u16, database_url: Option<&str>, backends: &[&str]) -> Self {
         let mut cmd = Command::new(bin("fastchat-balancer"));
         cmd.env("FASTCHAT_BALANCER_LISTEN", format!("127.0.0.1:{port}"))
             .env("FASTCHAT_HEALTH_INTERVAL_MS", "200")
@@ -177,6 +182,23 @@ impl BalancerProcess {
             },
         )
         .await;
+    }
+}
+
+impl BalancerProcess {
+    /// The port it listens on.
+    pub fn port(&self) -> u16 {
+        self.url
+            .rsplit(':')
+            .next()
+            .and_then(|p| p.parse().ok())
+            .expect("a port in the balancer's URL")
+    }
+
+    /// Kills it and waits until it is gone.
+    pub fn kill(mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
     }
 }
 

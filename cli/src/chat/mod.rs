@@ -136,8 +136,7 @@ pub async fn chat(ctx: &Context, with: Option<&str>, group: Option<&str>) -> Res
     let recent = fetch_history(&client, &chat.target, None, RECENT).await?;
     chat.reader.know_group(&chat.target).await?;
     if chat.screen {
-        let prompt = "> ".to_owned();
-        let terminal = Terminal::start(prompt)?;
+        let terminal = Terminal::start()?;
         chat.opening(&recent).await?;
         let result = chat.run_screen(terminal, &mut events).await;
         result?;
@@ -469,6 +468,10 @@ impl Chat<'_> {
                     self.lost = false;
                     self.say("-- connected again --");
                     self.catch_up().await?;
+                    // The way is clear again: what waits goes now.
+                    if let Some(front) = self.pending.front_mut() {
+                        front.next_try = Instant::now();
+                    }
                     self.try_pending().await?;
                 }
             }
@@ -488,7 +491,11 @@ impl Chat<'_> {
     /// resumes by itself once it has seen an event; this covers the rest).
     async fn catch_up(&mut self) -> Result<()> {
         let recent = fetch_history(self.client, &self.target, None, RECENT).await?;
-        show_page(&mut self.reader, &recent).await?;
+        for message in recent.messages.items.iter().rev() {
+            if !self.reader.shown_in_this_run(message) {
+                self.reader.show(None, message, Showing::Live).await?;
+            }
+        }
         self.mark_shown().await;
         Ok(())
     }
@@ -497,6 +504,9 @@ impl Chat<'_> {
         match &event.body {
             EventBody::Message { message } => {
                 if self.in_chat(message) {
+                    if self.reader.shown_in_this_run(message) {
+                        return Ok(());
+                    }
                     self.reader.show(Some(event.seq), message, Showing::Live).await?;
                     self.mark_shown().await;
                 } else if message.from != *self.me.name() && !self.ctx.json {

@@ -1,13 +1,17 @@
-//! The chat's line editor on a terminal: rustyline on a thread of its own (it blocks),
+//! The chat's line editor on a terminal: reedline on a thread of its own (it blocks),
 //! with its external printer as the screen, so that a line that arrives is printed
 //! above the prompt and the line being typed is redrawn intact. Arrow keys, history and
-//! word editing are rustyline's.
+//! word editing (emacs keys: Ctrl-W, Alt-B, ...) are reedline's.
 
+use std::borrow::Cow;
+use std::io::Write;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc as std_mpsc;
-use std::sync::Mutex;
+use std::sync::Arc;
 
-use rustyline::error::ReadlineError;
-use rustyline::ExternalPrinter as _;
+use reedline::{
+    ExternalPrinter, Prompt, PromptEditMode, PromptHistorySearch, Reedline, Signal,
+};
 use tokio::sync::mpsc;
 
 use crate::error::{CliError, Result};
@@ -60,16 +64,41 @@ fn columns() -> usize {
     }
 }
 
-/// Erases the line just entered (the prompt and what was typed), which rustyline
+/// Erases the line just entered (the prompt and what was typed), which the editor
 /// leaves on the screen: the chat prints it back as `HH:MM you: …` once sent.
 fn erase_entered(prompt: &str, line: &str) {
-    use std::io::Write;
     let width = prompt.chars().count() + line.chars().count();
     let rows = width / columns().max(1) + 1;
     let mut out = std::io::stdout().lock();
     let _ = write!(out, "{}\r", "\x1b[1A\x1b[2K".repeat(rows));
     let _ = out.flush();
 }
+
+/// The prompt: `> `, nothing else.
+struct ChatPrompt;
+
+impl Prompt for ChatPrompt {
+    fn render_prompt_left(&self) -> Cow<'_, str> {
+        Cow::Borrowed("")
+    }
+    fn render_prompt_right(&self) -> Cow<'_, str> {
+        Cow::Borrowed("")
+    }
+    fn render_prompt_indicator(&self, _mode: PromptEditMode) -> Cow<'_, str> {
+        Cow::Borrowed(PROMPT)
+    }
+    fn render_prompt_multiline_indicator(&self) -> Cow<'_, str> {
+        Cow::Borrowed(": ")
+    }
+    fn render_prompt_history_search_indicator(&self, search: PromptHistorySearch) -> Cow<'_, str> {
+        Cow::Owned(format!("(search: {}) ", search.term))
+    }
+}
+
+pub const PROMPT: &str = "> ";
+
+/// Lines waiting for the screen: enough that printing never waits on the editor.
+const SCREEN_BACKLOG: usize = 4096;
 
 /// The editor, running on its thread.
 pub struct Terminal {
@@ -80,45 +109,56 @@ pub struct Terminal {
 }
 
 impl Terminal {
-    /// Starts the editor with `prompt`; from now on every line and notice is printed
-    /// above the prompt.
-    pub fn start(prompt: String) -> Result<Self> {
+    /// Starts the editor; from now on every line and notice is printed above the prompt.
+    pub fn start() -> Result<Self> {
         let saved = Saved::take();
-        let config = rustyline::Config::builder()
-            .auto_add_history(true)
-            .max_history_size(500)
-            .map_err(|e| CliError::local("setting up the line editor", e))?
-            .build();
-        let mut editor = rustyline::DefaultEditor::with_config(config)
-            .map_err(|e| CliError::local("setting up the line editor", e))?;
-        let printer = editor
-            .create_external_printer()
-            .map_err(|e| CliError::local("setting up the chat screen", e))?;
-        let printer = Mutex::new(printer);
+        let printer = ExternalPrinter::<String>::new(SCREEN_BACKLOG);
+        let sender = printer.sender();
+        let history = Box::new(
+            reedline::FileBackedHistory::new(500)
+                .map_err(|e| CliError::local("setting up the line editor", e))?,
+        );
+        let mut editor = Reedline::create()
+            .with_history(history)
+            .with_external_printer(printer);
+        // While the editor reads a line, lines go above its prompt; between two lines
+        // (no prompt on the screen) they are simply written.
+        let editing = Arc::new(AtomicBool::new(false));
+        let reading = Arc::clone(&editing);
         output::to_screen(Some(Box::new(move |text: String| {
-            let mut printer = printer
-                .lock()
-                .unwrap_or_else(std::sync::PoisonError::into_inner);
-            let _ = printer.print(text);
+            if editing.load(Ordering::SeqCst) {
+                // Never waits: a screen that far behind loses a line rather than the chat.
+                let _ = sender.try_send(text);
+            } else {
+                let mut out = std::io::stdout().lock();
+                let _ = writeln!(out, "{text}");
+                let _ = out.flush();
+            }
         })));
         let (input_tx, inputs) = mpsc::channel(16);
         let (next, next_rx) = std_mpsc::channel();
-        let thread = std::thread::spawn(move || loop {
-            let input = match editor.readline(&prompt) {
-                Ok(line) => {
-                    erase_entered(&prompt, &line);
-                    Input::Line(line)
+        let thread = std::thread::spawn(move || {
+            loop {
+                reading.store(true, Ordering::SeqCst);
+                let read = editor.read_line(&ChatPrompt);
+                reading.store(false, Ordering::SeqCst);
+                let input = match read {
+                    Ok(Signal::Success(line)) => {
+                        erase_entered(PROMPT, &line);
+                        Input::Line(line)
+                    }
+                    Ok(Signal::CtrlD | Signal::CtrlC) => Input::Leave,
+                    Ok(_) => continue,
+                    Err(e) => Input::Failed(e.to_string()),
+                };
+                let last = !matches!(input, Input::Line(_));
+                if input_tx.blocking_send(input).is_err() || last {
+                    break;
                 }
-                Err(ReadlineError::Eof | ReadlineError::Interrupted) => Input::Leave,
-                Err(e) => Input::Failed(e.to_string()),
-            };
-            let last = !matches!(input, Input::Line(_));
-            if input_tx.blocking_send(input).is_err() || last {
-                break;
-            }
-            match next_rx.recv() {
-                Ok(Next::More) => continue,
-                Ok(Next::Stop) | Err(_) => break,
+                match next_rx.recv() {
+                    Ok(Next::More) => continue,
+                    Ok(Next::Stop) | Err(_) => break,
+                }
             }
         });
         Ok(Terminal {
@@ -142,18 +182,18 @@ impl Terminal {
     fn finish(&mut self) {
         output::to_screen(None);
         let _ = self.next.send(Next::Stop);
-        if let Some(thread) = self.thread.take() {
-            if thread.is_finished() {
-                let _ = thread.join();
-            } else if let Some(saved) = &self.saved {
-                // Still waiting in readline (the chat ended from the other side): the
-                // terminal is put back by hand, and the thread dies with the process.
-                saved.restore();
-                use std::io::Write;
-                let mut out = std::io::stdout().lock();
-                let _ = write!(out, "\x1b[?2004l\r\n");
-                let _ = out.flush();
-            }
+        let Some(thread) = self.thread.take() else {
+            return;
+        };
+        if thread.is_finished() {
+            let _ = thread.join();
+        } else if let Some(saved) = &self.saved {
+            // Still waiting for a line (the chat ended from the other side): the
+            // terminal is put back by hand, and the thread dies with the process.
+            saved.restore();
+            let mut out = std::io::stdout().lock();
+            let _ = write!(out, "\x1b[?2004l\r\n");
+            let _ = out.flush();
         }
     }
 }
