@@ -75,10 +75,7 @@ pub async fn recv(ctx: &Context, follow: bool) -> Result<()> {
                 }
                 Item::Lost(why) => {
                     if !lost && ctx.notices() {
-                        crate::notice!(
-                            "fastchat: connection to {} lost ({why}); reconnecting…",
-                            client.server()
-                        );
+                        crate::notice!("fastchat: connection lost ({why}); reconnecting…");
                     }
                     lost = true;
                     continue;

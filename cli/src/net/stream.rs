@@ -95,15 +95,18 @@ pub fn events(
 
 /// A lost connection's cause in a few words.
 fn lost_because(error: &es::Error) -> String {
-    match error {
-        es::Error::TimedOut => "timed out".into(),
-        es::Error::Eof => "the server closed the stream".into(),
-        other => match other.source() {
-            Some(inner) => match crate::net::client::unreachable_error("", inner) {
-                CliError::Unreachable { cause, .. } | CliError::Tls { cause, .. } => cause,
-                e => e.to_string(),
-            },
-            None => other.to_string(),
-        },
+    const CUT: &str = "the connection was cut";
+    if matches!(error, es::Error::TimedOut) {
+        return "timed out".into();
+    }
+    match error.source().map(|inner| crate::net::client::unreachable_error("", inner)) {
+        Some(CliError::Tls { cause, .. }) => cause,
+        Some(CliError::Unreachable { cause, .. })
+            if ["connection refused", "the connection was reset", "timed out"]
+                .contains(&cause.as_str()) =>
+        {
+            cause
+        }
+        _ => CUT.into(),
     }
 }
