@@ -15,7 +15,7 @@ use crate::error::{CliError, Result};
 use crate::home::Session;
 use crate::me::Me;
 use crate::net::client::Client;
-use crate::output::json::Out;
+use crate::output::json::Line;
 use crate::output::{self, time};
 
 /// The CLI's own rule, since the server only ever sees a derived key.
@@ -164,7 +164,7 @@ pub async fn signup(ctx: &Context, creds: &Credentials) -> Result<()> {
     ctx.home.save_session(&session)?;
     let fingerprint = keys::fingerprint(&public_key);
     if ctx.json {
-        Out::SignedUp {
+        Line::SignedUp {
             username: session.username,
             server: session.server,
             fingerprint,
@@ -251,7 +251,7 @@ pub async fn login(ctx: &Context, creds: &Credentials) -> Result<()> {
         .await?;
     let fingerprint = keys::fingerprint(&private_key.to_public_key());
     if ctx.json {
-        Out::LoggedIn {
+        Line::LoggedIn {
             username: session.username,
             server: session.server,
             fingerprint,
@@ -319,7 +319,7 @@ pub async fn logout(ctx: &Context) -> Result<()> {
     }
     ctx.home.forget_session()?;
     if ctx.json {
-        Out::LoggedOut {
+        Line::LoggedOut {
             username: session.username,
         }
         .print();
@@ -352,7 +352,7 @@ pub async fn whoami(ctx: &Context) -> Result<()> {
     };
     let fingerprint = keys::fingerprint(&me.public);
     if ctx.json {
-        Out::Whoami {
+        Line::Whoami {
             username: session.username.clone(),
             server: session.server.clone(),
             fingerprint,
@@ -368,7 +368,9 @@ pub async fn whoami(ctx: &Context) -> Result<()> {
             time::moment(session.expires_at)
         );
         if !confirmed {
-            text.push_str("\n(offline: the server cannot be reached, so this is what this home says)");
+            text.push_str(
+                "\n(offline: the server cannot be reached, so this is what this home says)",
+            );
         }
         output::line(&text);
     }
@@ -392,7 +394,7 @@ pub async fn users(ctx: &Context, prefix: Option<&str>, limit: u32) -> Result<()
     }
     for user in &list.items {
         if ctx.json {
-            Out::User {
+            Line::User {
                 username: user.username.clone(),
                 online: user.online,
             }

@@ -17,10 +17,10 @@ use fastchat_protocol::problem::ErrorCode;
 use fastchat_protocol::wire::GroupEvent;
 use serde::{Deserialize, Serialize};
 
-use crate::net::client::Client;
 use crate::contacts::Contacts;
 use crate::error::{CliError, Result};
 use crate::home::Home;
+use crate::net::client::Client;
 
 #[derive(Serialize, Deserialize)]
 struct KeptChain {
@@ -420,10 +420,12 @@ impl<'a> Chains<'a> {
             _ => match self.sync(client, contacts, &event.group).await {
                 Ok((state, notices)) if state.id == id => Ok(Absorbed::Applied(notices)),
                 // Since re-created under its name, or left: its history is out of reach.
-                Ok(_) | Err(CliError::Local(_) | CliError::Refused { .. }) => Ok(Absorbed::Unverifiable(format!(
-                    "a change to {} that cannot be checked: you are no longer in that group",
-                    event.group
-                ))),
+                Ok(_) | Err(CliError::Local(_) | CliError::Refused { .. }) => {
+                    Ok(Absorbed::Unverifiable(format!(
+                        "a change to {} that cannot be checked: you are no longer in that group",
+                        event.group
+                    )))
+                }
                 Err(e) => Err(e),
             },
         }

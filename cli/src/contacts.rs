@@ -14,9 +14,9 @@ use fastchat_protocol::names::Username;
 use fastchat_protocol::problem::ErrorCode;
 use serde::{Deserialize, Serialize};
 
-use crate::net::client::Client;
 use crate::error::{CliError, Result};
 use crate::home::Home;
+use crate::net::client::Client;
 use crate::output;
 
 const FILE: &str = "contacts.json";

@@ -5,7 +5,7 @@
 use crate::context::Context;
 use crate::error::Result;
 use crate::me::Me;
-use crate::output::json::{ConversationOut, Out};
+use crate::output::json::{ConversationOut, Line};
 use crate::output::{self, time};
 
 pub async fn list(ctx: &Context) -> Result<()> {
@@ -25,7 +25,7 @@ pub async fn list(ctx: &Context) -> Result<()> {
         .collect();
     if ctx.json {
         for c in rows {
-            Out::Conversation(ConversationOut {
+            Line::Conversation(ConversationOut {
                 with: c.with,
                 group: c.group,
                 last_message_id: c.last_message_id,
@@ -39,9 +39,7 @@ pub async fn list(ctx: &Context) -> Result<()> {
     }
     if rows.is_empty() {
         if ctx.for_a_person() {
-            output::line(
-                "No conversations yet. Start one with `fastchat send <user> <message>`.",
-            );
+            output::line("No conversations yet. Start one with `fastchat send <user> <message>`.");
         }
         return Ok(());
     }
@@ -55,7 +53,9 @@ pub async fn list(ctx: &Context) -> Result<()> {
         .collect();
     let width = names.iter().map(String::len).max().unwrap_or(0);
     for (c, name) in rows.iter().zip(&names) {
-        let when = c.last_at.map_or_else(|| "no messages yet".to_owned(), time::when);
+        let when = c
+            .last_at
+            .map_or_else(|| "no messages yet".to_owned(), time::when);
         let unread = match c.unread {
             n if n <= 0 => String::new(),
             1 => "  1 unread".to_owned(),

@@ -145,7 +145,9 @@ impl<'a> Downloads<'a> {
                 }
             }
         };
-        self.index()?.saved.insert(image.sha256.clone(), path.clone());
+        self.index()?
+            .saved
+            .insert(image.sha256.clone(), path.clone());
         self.save_index()?;
         Ok(path)
     }
@@ -185,7 +187,10 @@ mod tests {
     #[test]
     fn names_stay_in_the_folder() {
         let dir = Path::new("/d");
-        assert_eq!(candidate(dir, "../../etc/passwd", 0), Path::new("/d/passwd"));
+        assert_eq!(
+            candidate(dir, "../../etc/passwd", 0),
+            Path::new("/d/passwd")
+        );
         assert_eq!(candidate(dir, ".bashrc", 0), Path::new("/d/image.bashrc"));
         assert_eq!(candidate(dir, "cat.png", 2), Path::new("/d/cat-2.png"));
         assert_eq!(candidate(dir, "a\u{1b}b", 0), Path::new("/d/ab"));

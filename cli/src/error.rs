@@ -121,9 +121,7 @@ impl CliError {
         match self {
             CliError::Usage(_) => exit::USAGE,
             CliError::Unreachable { .. } | CliError::Tls { .. } => exit::UNREACHABLE,
-            CliError::NotLoggedIn | CliError::Auth(_) | CliError::OtherServer { .. } => {
-                exit::AUTH
-            }
+            CliError::NotLoggedIn | CliError::Auth(_) | CliError::OtherServer { .. } => exit::AUTH,
             CliError::Server { .. }
             | CliError::Local(_)
             | CliError::Refused { .. }

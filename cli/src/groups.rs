@@ -11,12 +11,12 @@ use fastchat_protocol::wire::CreateGroup;
 
 use crate::args::GroupCommand;
 use crate::chains::Chains;
-use crate::net::client::Client;
 use crate::contacts::Contacts;
 use crate::context::Context;
 use crate::error::{CliError, Result};
 use crate::me::Me;
-use crate::output::json::{GroupOut, Out};
+use crate::net::client::Client;
+use crate::output::json::{GroupOut, Line};
 use crate::output::{self, time};
 use crate::send::{parse_group, parse_user, tell};
 
@@ -154,7 +154,7 @@ async fn member_key(contacts: &mut Contacts<'_>, user: &Username) -> Result<Stri
 /// Prints a group's state: the `group` object with `--json`, else `text`.
 fn print_group(ctx: &Context, state: &GroupState, text: impl FnOnce() -> String) {
     if ctx.json {
-        Out::Group(describe(state).0).print();
+        Line::Group(describe(state).0).print();
     } else {
         output::line(&text());
     }
@@ -320,7 +320,7 @@ pub async fn run(ctx: &Context, command: &GroupCommand) -> Result<()> {
             }
             if ctx.json {
                 for group in &groups {
-                    Out::Group(describe(group).0).print();
+                    Line::Group(describe(group).0).print();
                 }
             } else {
                 for group in &groups {
@@ -347,7 +347,7 @@ pub async fn run(ctx: &Context, command: &GroupCommand) -> Result<()> {
 
 fn print_left(ctx: &Context, group: &GroupName) {
     if ctx.json {
-        Out::Left {
+        Line::Left {
             group: group.clone(),
         }
         .print();

@@ -12,7 +12,7 @@ use crate::marks::mark_read;
 use crate::me::Me;
 use crate::net::client::{Client, MessagePage};
 use crate::net::stream::{self, Item};
-use crate::output::json::Out;
+use crate::output::json::Line;
 use crate::output::{self};
 use crate::reader::{Reader, Showing};
 use crate::send::{parse_group, parse_target, parse_user, Target};
@@ -173,7 +173,7 @@ pub async fn history(
         mark_read(&client, shown, ctx.json).await;
     }
     if ctx.json {
-        Out::Page { before: page.next }.print();
+        Line::Page { before: page.next }.print();
     } else {
         if page.messages.items.is_empty() && before.is_none() && ctx.for_a_person() {
             output::line(&format!("No messages with {} yet.", target.label()));

@@ -35,7 +35,7 @@ use clap::Parser;
 use crate::args::{Cli, Command};
 use crate::context::Context;
 use crate::error::{CliError, Result};
-use crate::output::json::Out;
+use crate::output::json::Line;
 
 fn main() -> ExitCode {
     let cli = match Cli::try_parse() {
@@ -67,7 +67,7 @@ fn report(e: &CliError, json: bool) {
     // Errors can quote what a server said: nothing in them may drive the terminal.
     let message = output::sanitize(&e.to_string());
     if json {
-        Out::Error {
+        Line::Error {
             code: e.code(),
             exit_code: e.exit_number(),
             message,
@@ -102,7 +102,7 @@ fn clap_error(e: clap::Error) -> ExitCode {
             .unwrap_or("bad usage")
             .trim_start_matches("error: ")
             .to_owned();
-        Out::Error {
+        Line::Error {
             code: "usage".into(),
             exit_code: error::exit::USAGE,
             message,
@@ -134,7 +134,16 @@ async fn run(cli: Cli) -> Result<()> {
             image,
             to,
             text,
-        } => send::send(&ctx, group.as_deref(), image.as_deref(), to.as_deref(), text).await,
+        } => {
+            send::send(
+                &ctx,
+                group.as_deref(),
+                image.as_deref(),
+                to.as_deref(),
+                text,
+            )
+            .await
+        }
         Command::Recv { follow } => inbox::recv(&ctx, *follow).await,
         Command::History {
             with,

@@ -9,18 +9,18 @@ use chrono::{DateTime, Utc};
 use fastchat_protocol::envelope::{self, Destination, Header, ImageRef, Kind, Plaintext};
 use fastchat_protocol::group::parse_canonical_time;
 use fastchat_protocol::image;
-use fastchat_protocol::problem::ErrorCode;
 use fastchat_protocol::names::{GroupName, Username};
+use fastchat_protocol::problem::ErrorCode;
 use fastchat_protocol::wire::{Event, EventBody, GroupEvent, Message};
 
 use crate::chains::{Absorbed, Chains};
-use crate::net::client::{Client, Dropped};
 use crate::contacts::Contacts;
 use crate::context::Context;
-use crate::error::{CliError, Result};
 use crate::downloads::{Downloads, Found};
+use crate::error::{CliError, Result};
 use crate::me::Me;
-use crate::output::json::{GroupEventOut, ImageOut, MessageOut, Out};
+use crate::net::client::{Client, Dropped};
+use crate::output::json::{GroupEventOut, ImageOut, Line, MessageOut};
 use crate::output::{self, size, time};
 use crate::seen::Seen;
 
@@ -348,7 +348,7 @@ impl<'a> Reader<'a> {
                     }),
                 ),
             };
-            Out::Message(Box::new(MessageOut {
+            Line::Message(Box::new(MessageOut {
                 seq,
                 id: message.id,
                 from: message.from.clone(),
@@ -392,7 +392,9 @@ impl<'a> Reader<'a> {
                     Some(Found::AlreadySaved(path)) => {
                         format!("[{what}, already saved at {}]", path.display())
                     }
-                    Some(Found::SentFrom(path)) => format!("[{what}, sent from {}]", path.display()),
+                    Some(Found::SentFrom(path)) => {
+                        format!("[{what}, sent from {}]", path.display())
+                    }
                     Some(Found::SentElsewhere) | None => format!("[{what}]"),
                 }
             }
@@ -405,12 +407,19 @@ impl<'a> Reader<'a> {
             mark.push_str(" (old format: no signed time)");
         }
         if skewed {
-            mark.push_str(&format!(" (the server says {})", time::when(message.sent_at)));
+            mark.push_str(&format!(
+                " (the server says {})",
+                time::when(message.sent_at)
+            ));
         }
         let (when, who) = match self.style {
             Style::Chat => (
                 time::clock(when),
-                if mine { "you".to_owned() } else { message.from.to_string() },
+                if mine {
+                    "you".to_owned()
+                } else {
+                    message.from.to_string()
+                },
             ),
             Style::Full => (time::when(when), message.from.to_string()),
         };
@@ -438,12 +447,13 @@ impl<'a> Reader<'a> {
             Some(message) => crate::notice!(
                 "fastchat: WARNING: message {} claiming to be from {} failed verification and \
                  is not shown: {reason}",
-                message.id, message.from
+                message.id,
+                message.from
             ),
             None => crate::notice!("fastchat: WARNING: {reason}"),
         }
         if self.json {
-            Out::Rejected {
+            Line::Rejected {
                 seq,
                 id: message.map(|m| m.id),
                 from: message.map(|m| m.from.clone()),
@@ -505,10 +515,10 @@ impl<'a> Reader<'a> {
                 text: lines.join("\n"),
             };
             match kind {
-                EventKind::Created => Out::GroupCreated(out),
-                EventKind::Added => Out::MemberAdded(out),
-                EventKind::Removed => Out::MemberRemoved(out),
-                EventKind::Admin => Out::AdminAdded(out),
+                EventKind::Created => Line::GroupCreated(out),
+                EventKind::Added => Line::MemberAdded(out),
+                EventKind::Removed => Line::MemberRemoved(out),
+                EventKind::Admin => Line::AdminAdded(out),
             }
             .print();
         } else {

@@ -25,7 +25,7 @@ use crate::error::{CliError, Result};
 use crate::me::Me;
 use crate::net::client::Client;
 use crate::output;
-use crate::output::json::{Out, Sent};
+use crate::output::json::{Line, Sent};
 
 /// The server refuses ciphertexts over 64 KiB; AES-GCM adds a 16-byte tag.
 const MAX_PLAINTEXT: usize = 64 * 1024 - 16;
@@ -325,13 +325,19 @@ fn read_image(path: &Path) -> Result<(Vec<u8>, &'static str, String)> {
 }
 
 /// What `send` and `chat` print for a message the server took.
-pub fn report_sent(ctx: &Context, target: &Target, kind: Kind, sent: &MessageSent, client_id: uuid::Uuid) {
+pub fn report_sent(
+    ctx: &Context,
+    target: &Target,
+    kind: Kind,
+    sent: &MessageSent,
+    client_id: uuid::Uuid,
+) {
     if ctx.json {
         let (to, group) = match target {
             Target::User(user) => (Some(user.clone()), None),
             Target::Group(group) => (None, Some(group.clone())),
         };
-        Out::Sent(Sent {
+        Line::Sent(Sent {
             id: sent.id,
             client_id,
             to,
@@ -386,7 +392,14 @@ pub async fn send(
 ) -> Result<()> {
     let usage = |how: &str| CliError::Usage(format!("usage: fastchat send {how}"));
     let (to, words): (Option<&str>, Vec<String>) = match (group, to) {
-        (Some(_), first) => (None, first.map(str::to_owned).into_iter().chain(text.iter().cloned()).collect()),
+        (Some(_), first) => (
+            None,
+            first
+                .map(str::to_owned)
+                .into_iter()
+                .chain(text.iter().cloned())
+                .collect(),
+        ),
         (None, Some(to)) => (Some(to), text.to_vec()),
         (None, None) => return Err(usage("<user> <text|->")),
     };

@@ -8,7 +8,7 @@ use crate::contacts::Contacts;
 use crate::context::Context;
 use crate::error::{CliError, Result};
 use crate::me::Me;
-use crate::output::{self, json::Out};
+use crate::output::{self, json::Line};
 use crate::send::parse_user;
 
 /// Twelve groups of five digits, as three lines of four.
@@ -40,7 +40,7 @@ pub async fn verify(ctx: &Context, user: &str, confirm: bool) -> Result<()> {
     }
     let verified = contacts.get(&user).is_some_and(|c| c.verified);
     if ctx.json {
-        Out::SafetyNumber {
+        Line::SafetyNumber {
             user,
             safety_number: number.join(" "),
             fingerprint,
@@ -50,23 +50,23 @@ pub async fn verify(ctx: &Context, user: &str, confirm: bool) -> Result<()> {
         return Ok(());
     }
     output::line(&{
-            let status = if confirm {
-                format!("Marked {user} as verified.")
-            } else if verified {
-                format!("{user} is verified.")
-            } else {
-                format!(
-                    "Compare this number with {user}, in person or on a call: their \
+        let status = if confirm {
+            format!("Marked {user} as verified.")
+        } else if verified {
+            format!("{user} is verified.")
+        } else {
+            format!(
+                "Compare this number with {user}, in person or on a call: their \
                      `fastchat verify {}` shows the same one. If it matches, run \
                      `fastchat verify {user} --confirm`.",
-                    me.name()
-                )
-            };
-            format!(
-                "Safety number with {user}:\n{}\n{user}'s key fingerprint: {fingerprint}\n{status}",
-                lines_of(&number)
+                me.name()
             )
-        });
+        };
+        format!(
+            "Safety number with {user}:\n{}\n{user}'s key fingerprint: {fingerprint}\n{status}",
+            lines_of(&number)
+        )
+    });
     Ok(())
 }
 
@@ -82,7 +82,7 @@ pub async fn trust(ctx: &Context, user: &str) -> Result<()> {
     contacts.trust(&user, &key).await?;
     let number = safety_number((me.name().as_str(), &me.public), (user.as_str(), &key));
     if ctx.json {
-        Out::Trusted {
+        Line::Trusted {
             user,
             fingerprint,
             previous_fingerprint: before,
@@ -92,11 +92,11 @@ pub async fn trust(ctx: &Context, user: &str) -> Result<()> {
         return Ok(());
     }
     output::line(&{
-            let was = before.map_or_else(String::new, |b| format!(" (was {b})"));
-            format!(
-                "Now using {user}'s key {fingerprint}{was}.\nSafety number with {user}:\n{}",
-                lines_of(&number)
-            )
-        });
+        let was = before.map_or_else(String::new, |b| format!(" (was {b})"));
+        format!(
+            "Now using {user}'s key {fingerprint}{was}.\nSafety number with {user}:\n{}",
+            lines_of(&number)
+        )
+    });
     Ok(())
 }

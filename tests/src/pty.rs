@@ -110,7 +110,12 @@ impl Terminal {
 
     /// Waits until `check` holds for the screen, failing the test after `deadline`.
     #[track_caller]
-    pub fn wait_until(&mut self, deadline: Duration, what: &str, check: impl Fn(&[String]) -> bool) {
+    pub fn wait_until(
+        &mut self,
+        deadline: Duration,
+        what: &str,
+        check: impl Fn(&[String]) -> bool,
+    ) {
         let until = Instant::now() + deadline;
         loop {
             let rows = self.rows();

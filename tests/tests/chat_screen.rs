@@ -63,7 +63,11 @@ async fn an_incoming_line_appears_above_an_intact_prompt_and_keys_edit_the_line(
         .iter()
         .position(|r| r == "> half a li")
         .unwrap_or_else(|| panic!("the typed line was garbled:\n{}", rows.join("\n")));
-    assert!(incoming < prompt, "bob's line is above the prompt:\n{}", rows.join("\n"));
+    assert!(
+        incoming < prompt,
+        "bob's line is above the prompt:\n{}",
+        rows.join("\n")
+    );
     assert_eq!(screen.cursor_row(), "> half a li");
 
     // Finishing the line sends it, and it comes back as "HH:MM you: ..." in place of
@@ -101,7 +105,10 @@ async fn an_incoming_line_appears_above_an_intact_prompt_and_keys_edit_the_line(
     screen.type_keys(keys::ENTER);
     assert_eq!(screen.wait_exit(WAIT), 0, "{}", screen.text());
 
-    assert_eq!(received(&bob, &server), ["half a line", "hello", "one three"]);
+    assert_eq!(
+        received(&bob, &server),
+        ["half a line", "hello", "one three"]
+    );
 }
 
 #[tokio::test]
@@ -120,7 +127,10 @@ async fn other_conversations_are_noticed_and_removal_makes_the_chat_read_only() 
     carol
         .run(&server, &["send", "bob", "psst, only for you"], "")
         .success();
-    screen.wait_for(WAIT, "(new message from carol: `fastchat chat carol` to read it)");
+    screen.wait_for(
+        WAIT,
+        "(new message from carol: `fastchat chat carol` to read it)",
+    );
     assert!(
         !screen.text().contains("psst"),
         "another conversation's message is shown in this one:\n{}",
@@ -172,7 +182,10 @@ async fn a_balancer_restart_during_a_chat_loses_no_line_and_sends_none_twice() {
     assert!(line.ends_with(" alice: first"), "{line}");
     bobs.write_line("bob before");
     screen.wait_for(WAIT, " bob: bob before");
-    assert!(bobs.next_line(WAIT).expect("bob's echo").ends_with(" you: bob before"));
+    assert!(bobs
+        .next_line(WAIT)
+        .expect("bob's echo")
+        .ends_with(" you: bob before"));
 
     // The balancer goes; both type meanwhile.
     let port = balancer.port();
@@ -190,8 +203,14 @@ async fn a_balancer_restart_during_a_chat_loses_no_line_and_sends_none_twice() {
     screen.wait_for(WAIT, " you: during the outage (sent after retrying)");
     screen.wait_for(WAIT, " bob: bob during the outage");
     let mut bob_saw = Vec::new();
-    while !bob_saw.iter().any(|l: &String| l.ends_with(" alice: during the outage")) {
-        bob_saw.push(bobs.next_line(WAIT).expect("bob sees the line from the outage"));
+    while !bob_saw
+        .iter()
+        .any(|l: &String| l.ends_with(" alice: during the outage"))
+    {
+        bob_saw.push(
+            bobs.next_line(WAIT)
+                .expect("bob sees the line from the outage"),
+        );
     }
     screen.type_keys("after");
     screen.type_keys(keys::ENTER);
@@ -205,7 +224,10 @@ async fn a_balancer_restart_during_a_chat_loses_no_line_and_sends_none_twice() {
     assert!(bobs.finish(WAIT).success());
 
     let text = screen.text();
-    for line in [" bob: bob during the outage", " you: during the outage (sent after retrying)"] {
+    for line in [
+        " bob: bob during the outage",
+        " you: during the outage (sent after retrying)",
+    ] {
         assert_eq!(
             text.lines().filter(|r| r.ends_with(line)).count(),
             1,
@@ -213,9 +235,16 @@ async fn a_balancer_restart_during_a_chat_loses_no_line_and_sends_none_twice() {
         );
     }
     assert_eq!(
-        bob_saw.iter().filter(|l| l.ends_with(" alice: during the outage")).count(),
+        bob_saw
+            .iter()
+            .filter(|l| l.ends_with(" alice: during the outage"))
+            .count(),
         1,
         "{bob_saw:?}"
     );
-    assert_eq!(cluster.db.count("messages").await, 5, "a line was lost or stored twice");
+    assert_eq!(
+        cluster.db.count("messages").await,
+        5,
+        "a line was lost or stored twice"
+    );
 }

@@ -29,7 +29,10 @@ fn documented() -> BTreeMap<String, BTreeSet<String>> {
         } else if let Some(row) = line.strip_prefix("| `") {
             let field = row.split('`').next().unwrap_or_default().to_owned();
             for name in &current {
-                types.get_mut(name).expect("a heading").insert(field.clone());
+                types
+                    .get_mut(name)
+                    .expect("a heading")
+                    .insert(field.clone());
             }
         }
     }
@@ -52,7 +55,10 @@ fn check_lines(doc: &BTreeMap<String, BTreeSet<String>>, text: &str, seen: &mut 
         let expected = doc
             .get(kind)
             .unwrap_or_else(|| panic!("type {kind:?} is not in docs/cli-json.md: {line}"));
-        assert_eq!(&fields, expected, "the fields of {kind:?} differ from the document: {line}");
+        assert_eq!(
+            &fields, expected,
+            "the fields of {kind:?} differ from the document: {line}"
+        );
         seen.insert(kind.to_owned());
     }
 }
@@ -112,13 +118,22 @@ async fn every_json_line_is_a_documented_object_with_exactly_its_fields() {
         doc: documented(),
         seen: BTreeSet::new(),
     };
-    assert!(c.doc.len() >= 19, "the document lists too few types: {:?}", c.doc.keys());
+    assert!(
+        c.doc.len() >= 19,
+        "the document lists too few types: {:?}",
+        c.doc.keys()
+    );
 
     let alice = CliHome::new();
     let bob = CliHome::new();
     let carol = CliHome::new();
     for (home, name) in [(&alice, "alice"), (&bob, "bob"), (&carol, "carol")] {
-        let lines = c.run(home, &server, &["signup", name, "--password-stdin"], &format!("password of {name}\n"));
+        let lines = c.run(
+            home,
+            &server,
+            &["signup", name, "--password-stdin"],
+            &format!("password of {name}\n"),
+        );
         assert_eq!(lines.len(), 1);
     }
     c.run(&alice, &server, &["whoami"], "");
@@ -128,25 +143,49 @@ async fn every_json_line_is_a_documented_object_with_exactly_its_fields() {
     let sent = c.run(&alice, &server, &["send", "bob", "hello", "bob"], "");
     assert_eq!(sent[0]["type"], "sent");
     let png = root().join("tests/fixtures/drawing.png");
-    c.run(&alice, &server, &["send", "bob", "--image", png.to_str().expect("utf-8")], "");
+    c.run(
+        &alice,
+        &server,
+        &["send", "bob", "--image", png.to_str().expect("utf-8")],
+        "",
+    );
     c.run(&alice, &server, &["group", "create", "team", "bob"], "");
     c.run(&alice, &server, &["group", "add", "team", "carol"], "");
     c.run(&alice, &server, &["group", "admin", "team", "bob"], "");
-    c.run(&alice, &server, &["send", "--group", "team", "hi", "team"], "");
+    c.run(
+        &alice,
+        &server,
+        &["send", "--group", "team", "hi", "team"],
+        "",
+    );
     c.run(&alice, &server, &["group", "remove", "team", "carol"], "");
     c.run(&alice, &server, &["group", "info", "team"], "");
     c.run(&alice, &server, &["group", "list"], "");
 
     let got = c.run(&bob, &server, &["recv"], "");
     let types: BTreeSet<&str> = got.iter().filter_map(|l| l["type"].as_str()).collect();
-    for kind in ["message", "group.created", "group.member_added", "group.admin_added", "group.member_removed"] {
+    for kind in [
+        "message",
+        "group.created",
+        "group.member_added",
+        "group.admin_added",
+        "group.member_removed",
+    ] {
         assert!(types.contains(kind), "no {kind} in {got:?}");
     }
     let history = c.run(&bob, &server, &["history", "alice", "--limit", "1"], "");
     let page = history.last().expect("a page line");
     assert_eq!(page["type"], "page");
-    assert!(page["before"].as_i64().is_some(), "a cursor for the older page: {page}");
-    let older = c.run(&bob, &server, &["history", "alice", "--before", &page["before"].to_string()], "");
+    assert!(
+        page["before"].as_i64().is_some(),
+        "a cursor for the older page: {page}"
+    );
+    let older = c.run(
+        &bob,
+        &server,
+        &["history", "alice", "--before", &page["before"].to_string()],
+        "",
+    );
     assert_eq!(older.last().expect("a page line")["before"], Value::Null);
     c.run(&bob, &server, &["conversations"], "");
     c.run(&bob, &server, &["verify", "alice"], "");
@@ -191,8 +230,16 @@ async fn every_json_line_is_a_documented_object_with_exactly_its_fields() {
 
     c.run(&alice, &server, &["logout"], "");
     let again = CliHome::new();
-    c.run(&again, &server, &["login", "alice", "--password-stdin"], "password of alice\n");
+    c.run(
+        &again,
+        &server,
+        &["login", "alice", "--password-stdin"],
+        "password of alice\n",
+    );
 
     let missing: Vec<&String> = c.doc.keys().filter(|k| !c.seen.contains(*k)).collect();
-    assert!(missing.is_empty(), "documented but never printed: {missing:?}");
+    assert!(
+        missing.is_empty(),
+        "documented but never printed: {missing:?}"
+    );
 }

@@ -40,7 +40,11 @@ async fn send_takes_the_rest_of_the_line_even_when_it_starts_with_a_dash() {
         .run(&server, &["send", "bob", "-5", "degrees", "today"], "")
         .success();
     alice
-        .run(&server, &["send", "bob", "--", "--verbose", "is", "a", "flag"], "")
+        .run(
+            &server,
+            &["send", "bob", "--", "--verbose", "is", "a", "flag"],
+            "",
+        )
         .success();
     assert_eq!(
         texts(&bob, &server),
@@ -87,7 +91,9 @@ async fn an_unreachable_server_gets_a_short_answer_that_says_what_to_do() {
     assert_eq!(out.code(), 3, "{}", out.stderr());
     let stderr = out.stderr();
     assert!(
-        stderr.contains("cannot reach the FastChat server at http://127.0.0.1:9 (connection refused)"),
+        stderr.contains(
+            "cannot reach the FastChat server at http://127.0.0.1:9 (connection refused)"
+        ),
         "{stderr}"
     );
     assert!(
@@ -104,7 +110,12 @@ async fn the_session_goes_only_to_its_own_server_and_plain_http_only_to_this_mac
     let server = cluster.servers[0].url.clone();
     let alice = CliHome::signed_up(&server, "alice");
     let proxy = Proxy::start(&server).await;
-    for args in [&["recv"][..], &["users"], &["send", "bob", "hi"], &["whoami"]] {
+    for args in [
+        &["recv"][..],
+        &["users"],
+        &["send", "bob", "hi"],
+        &["whoami"],
+    ] {
         let out = alice.run(&proxy.url, args, "");
         assert_eq!(out.code(), 4, "{args:?}: {}", out.stderr());
         assert!(
@@ -122,7 +133,11 @@ async fn the_session_goes_only_to_its_own_server_and_plain_http_only_to_this_mac
     alice.log_in_at(&proxy.url);
     alice.run(&proxy.url, &["whoami"], "").success();
 
-    for url in ["http://chat.example.org", "http://10.1.2.3:8080", "ftp://127.0.0.1"] {
+    for url in [
+        "http://chat.example.org",
+        "http://10.1.2.3:8080",
+        "ftp://127.0.0.1",
+    ] {
         let out = CliHome::new().run(url, &["login", "alice", "--password-stdin"], "x\n");
         assert_eq!(out.code(), 2, "{url}: {}", out.stderr());
     }
@@ -135,8 +150,12 @@ async fn the_session_goes_only_to_its_own_server_and_plain_http_only_to_this_mac
     // localhost is this machine.
     let local = server.replace("127.0.0.1", "localhost");
     let home = CliHome::new();
-    home.run(&local, &["login", "alice", "--password-stdin"], "password of alice\n")
-        .success();
+    home.run(
+        &local,
+        &["login", "alice", "--password-stdin"],
+        "password of alice\n",
+    )
+    .success();
 }
 
 #[tokio::test]
@@ -179,7 +198,11 @@ async fn whoami_answers_offline_in_local_time_to_the_second() {
         .find_map(|l| l.strip_prefix("Session expires: "))
         .unwrap_or_else(|| panic!("{text}"));
     // 2026-12-31 14:03:07 +09:00: seconds at most, and the zone.
-    assert_eq!(expires.len(), "2026-12-31 14:03:07 +09:00".len(), "{expires}");
+    assert_eq!(
+        expires.len(),
+        "2026-12-31 14:03:07 +09:00".len(),
+        "{expires}"
+    );
     assert!(expires.ends_with(" +09:00"), "{expires}");
 
     let fingerprint = alice.run(&server, &["whoami", "--json"], "").json()["fingerprint"].clone();
@@ -200,8 +223,12 @@ async fn times_are_local_and_say_today() {
     let server = cluster.servers[0].url.clone();
     let alice = CliHome::signed_up(&server, "alice");
     let bob = CliHome::signed_up(&server, "bob");
-    alice.run(&server, &["send", "bob", "what time"], "").success();
-    let history = bob.run(&server, &["history", "alice", "--json"], "").json_lines();
+    alice
+        .run(&server, &["send", "bob", "what time"], "")
+        .success();
+    let history = bob
+        .run(&server, &["history", "alice", "--json"], "")
+        .json_lines();
     let sent_at: chrono::DateTime<chrono::Utc> = history[0]["sent_at"]
         .as_str()
         .and_then(|t| t.parse().ok())
@@ -232,7 +259,8 @@ async fn an_image_is_saved_once_privately_and_the_senders_own_is_never_downloade
     let server = cluster.servers[0].url.clone();
     let alice = CliHome::signed_up(&server, "alice");
     let bob = CliHome::signed_up(&server, "bob");
-    let png = std::fs::canonicalize(root().join("tests/fixtures/drawing.png")).expect("the fixture");
+    let png =
+        std::fs::canonicalize(root().join("tests/fixtures/drawing.png")).expect("the fixture");
     let png = png.to_str().expect("utf-8");
     alice
         .run(&server, &["send", "bob", "--image", png], "")
@@ -244,7 +272,9 @@ async fn an_image_is_saved_once_privately_and_the_senders_own_is_never_downloade
     assert_eq!(mode(&downloads), 0o700);
     assert_eq!(mode(Path::new(&saved)), 0o600);
     for _ in 0..3 {
-        let again = bob.run(&server, &["history", "alice", "--json"], "").json_lines();
+        let again = bob
+            .run(&server, &["history", "alice", "--json"], "")
+            .json_lines();
         assert_eq!(again[0]["saved"], saved.as_str());
         let text = bob.run(&server, &["history", "alice"], "");
         assert!(
@@ -263,8 +293,13 @@ async fn an_image_is_saved_once_privately_and_the_senders_own_is_never_downloade
         "{}",
         hers.stdout()
     );
-    assert!(!alice.dir.join("downloads").exists(), "the sender downloaded her own image");
-    let json = alice.run(&server, &["history", "bob", "--json"], "").json_lines();
+    assert!(
+        !alice.dir.join("downloads").exists(),
+        "the sender downloaded her own image"
+    );
+    let json = alice
+        .run(&server, &["history", "bob", "--json"], "")
+        .json_lines();
     assert_eq!(json[0]["saved"], png);
 
     // A folder of one's own choosing is made private too.
@@ -275,10 +310,9 @@ async fn an_image_is_saved_once_privately_and_the_senders_own_is_never_downloade
         .args(["history", "alice", "--json"]);
     let out = command.output().expect("history");
     assert!(out.status.success());
-    let line: Value = serde_json::from_slice(
-        out.stdout.split(|b| *b == b'\n').next().expect("a line"),
-    )
-    .expect("json");
+    let line: Value =
+        serde_json::from_slice(out.stdout.split(|b| *b == b'\n').next().expect("a line"))
+            .expect("json");
     // Already saved (in the home's downloads): not saved again elsewhere.
     assert_eq!(line["saved"], saved.as_str());
     assert!(!elsewhere.exists());
@@ -345,7 +379,10 @@ async fn help_describes_every_argument_and_shows_examples() {
         let out = home.run("http://127.0.0.1:9", &args, "");
         out.success();
         let help = out.stdout();
-        assert!(help.contains("Example"), "{command:?} has no example:\n{help}");
+        assert!(
+            help.contains("Example"),
+            "{command:?} has no example:\n{help}"
+        );
         // Every argument line ("  <NAME>  description") has a description.
         let mut in_arguments = false;
         for line in help.lines() {
@@ -357,8 +394,14 @@ async fn help_describes_every_argument_and_shows_examples() {
                 in_arguments = false;
             }
             if in_arguments && line.trim_start().starts_with(['<', '[']) {
-                let described = line.trim().split_once("  ").is_some_and(|(_, d)| !d.trim().is_empty());
-                assert!(described, "{command:?}: an argument without a description: {line:?}");
+                let described = line
+                    .trim()
+                    .split_once("  ")
+                    .is_some_and(|(_, d)| !d.trim().is_empty());
+                assert!(
+                    described,
+                    "{command:?}: an argument without a description: {line:?}"
+                );
             }
         }
     }

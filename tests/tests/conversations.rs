@@ -71,7 +71,10 @@ async fn two_homes_of_one_user_on_two_servers_agree_on_what_is_unread() {
     let stdout = text.stdout();
     let lines: Vec<&str> = stdout.lines().collect();
     assert_eq!(lines.len(), 3, "{}", text.stdout());
-    assert!(lines[2].starts_with("bob ") && lines[2].ends_with("  3 unread"), "{lines:?}");
+    assert!(
+        lines[2].starts_with("bob ") && lines[2].ends_with("  3 unread"),
+        "{lines:?}"
+    );
     assert!(lines[1].starts_with("@team "), "{lines:?}");
 
     // Read on the second home (the other server): read on the first as well.
@@ -133,7 +136,10 @@ async fn read_marks_move_forward_only_and_only_to_messages_received() {
     assert_eq!(list.as_array().map(Vec::len), Some(2), "{list}");
     assert_eq!(list[0]["with"], "carol");
     assert_eq!(list[1]["with"], "bob");
-    assert_eq!(list[1]["unread"], 3, "alice's own message is not unread: {list}");
+    assert_eq!(
+        list[1]["unread"], 3,
+        "alice's own message is not unread: {list}"
+    );
     assert_eq!(list[1]["last_message_id"], own_id);
     assert_eq!(list[1]["read_up_to"], Value::Null);
 

@@ -652,7 +652,10 @@ async fn a_group_chat_shows_everyone_the_others_lines_live() {
         let line = chats[i]
             .next_line(WAIT)
             .unwrap_or_else(|| panic!("{who} saw nothing"));
-        assert!(line.ends_with(" bob: bob says hi to the team"), "{who}: {line}");
+        assert!(
+            line.ends_with(" bob: bob says hi to the team"),
+            "{who}: {line}"
+        );
     }
     let echo = chats[1].next_line(WAIT).expect("bob's own line echoed");
     assert!(echo.ends_with(" you: bob says hi to the team"), "{echo}");

@@ -21,13 +21,21 @@ async fn empty_answers_say_so_on_a_terminal_and_nothing_in_a_pipe() {
     ] {
         let mut screen = alice.on_terminal(&server, args);
         assert_eq!(screen.wait_exit(WAIT), 0, "{args:?}: {}", screen.text());
-        assert!(screen.text().contains(words), "{args:?}:\n{}", screen.text());
+        assert!(
+            screen.text().contains(words),
+            "{args:?}:\n{}",
+            screen.text()
+        );
         let piped = alice.run(&server, args, "");
         piped.success();
         assert_eq!(piped.stdout(), "", "{args:?} in a pipe");
         let mut json = vec!["--json"];
         json.extend_from_slice(args);
-        assert_eq!(alice.run(&server, &json, "").stdout(), "", "{args:?} --json");
+        assert_eq!(
+            alice.run(&server, &json, "").stdout(),
+            "",
+            "{args:?} --json"
+        );
     }
 }
 
@@ -57,7 +65,11 @@ async fn signup_says_the_rules_first_and_asks_again_until_they_are_met() {
     let home = CliHome::new();
     let mut screen = home.on_terminal(&server, &["signup", "alice"]);
     assert_eq!(screen.wait_exit(WAIT), 1, "{}", screen.text());
-    assert!(screen.text().contains("alice is taken"), "{}", screen.text());
+    assert!(
+        screen.text().contains("alice is taken"),
+        "{}",
+        screen.text()
+    );
     assert!(!screen.text().contains("Password"), "{}", screen.text());
 
     let mut screen = home.on_terminal(&server, &["signup", "dave"]);
@@ -75,16 +87,26 @@ async fn signup_says_the_rules_first_and_asks_again_until_they_are_met() {
     screen.type_keys("long enough one");
     screen.type_keys(keys::ENTER);
     screen.wait_until(WAIT, "the second \"Password again:\"", |rows| {
-        rows.iter().filter(|r| r.contains("Password again:")).count() == 2
+        rows.iter()
+            .filter(|r| r.contains("Password again:"))
+            .count()
+            == 2
     });
     screen.type_keys("long enough one");
     screen.type_keys(keys::ENTER);
     screen.wait_for(WAIT, "Generating your key…");
     screen.wait_for(WAIT, "Signed up and logged in as dave.");
     assert_eq!(screen.wait_exit(WAIT), 0, "{}", screen.text());
-    assert!(!screen.text().contains("long enough"), "the password was echoed");
-    home.run(&server, &["login", "dave", "--password-stdin"], "long enough one\n")
-        .success();
+    assert!(
+        !screen.text().contains("long enough"),
+        "the password was echoed"
+    );
+    home.run(
+        &server,
+        &["login", "dave", "--password-stdin"],
+        "long enough one\n",
+    )
+    .success();
 }
 
 #[tokio::test]
@@ -106,7 +128,10 @@ async fn recv_follow_says_when_the_connection_goes_and_comes_back() {
     .await;
     let port = balancer.port();
     balancer.kill();
-    screen.wait_for(WAIT, "fastchat: connection lost (the connection was cut); reconnecting…");
+    screen.wait_for(
+        WAIT,
+        "fastchat: connection lost (the connection was cut); reconnecting…",
+    );
     let balancer = BalancerProcess::spawn_on(port, None, &[&addr]);
     balancer.wait_healthy(&[&addr]).await;
     screen.wait_for(WAIT, "connected again; nothing was missed.");
@@ -114,7 +139,11 @@ async fn recv_follow_says_when_the_connection_goes_and_comes_back() {
         .success();
     screen.wait_for(WAIT, " bob: after the outage");
     let text = screen.text();
-    assert_eq!(text.matches("reconnecting…").count(), 1, "said once:\n{text}");
+    assert_eq!(
+        text.matches("reconnecting…").count(),
+        1,
+        "said once:\n{text}"
+    );
 }
 
 #[tokio::test]
@@ -131,6 +160,9 @@ async fn an_upload_shows_its_real_size() {
     assert_eq!(screen.wait_exit(WAIT), 0, "{}", screen.text());
     let text = screen.text();
     // 4,004 bytes and the 16-byte tag.
-    assert!(text.contains("uploading 100% (3.9 KiB of 3.9 KiB)"), "{text}");
+    assert!(
+        text.contains("uploading 100% (3.9 KiB of 3.9 KiB)"),
+        "{text}"
+    );
     assert!(!text.contains("0 of 0"), "{text}");
 }

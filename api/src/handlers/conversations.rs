@@ -27,9 +27,8 @@ pub async fn list(
     let conversations = rows
         .into_iter()
         .map(|row| {
-            let name_error = |name: &str| {
-                ApiError::internal(format!("the database holds the name {name:?}"))
-            };
+            let name_error =
+                |name: &str| ApiError::internal(format!("the database holds the name {name:?}"));
             Ok(ConversationSummary {
                 with: row
                     .peer
@@ -70,7 +69,12 @@ pub async fn mark_with(
     let user = caller.user.user_id;
     let marked = db::run(&state.pool, move |conn| {
         let peer = users::find_id(conn, &peer)?.ok_or_else(ApiError::user_not_found)?;
-        Ok(read_marks::mark(conn, user, Conversation::With(peer), message)?)
+        Ok(read_marks::mark(
+            conn,
+            user,
+            Conversation::With(peer),
+            message,
+        )?)
     })
     .await?
     .ok_or_else(ApiError::message_not_found)?;
@@ -92,7 +96,12 @@ pub async fn mark_group(
     let marked = db::run(&state.pool, move |conn| {
         let group = read_marks::member_group(conn, group.as_str(), user)?
             .ok_or_else(ApiError::group_not_found)?;
-        Ok(read_marks::mark(conn, user, Conversation::Group(group), message)?)
+        Ok(read_marks::mark(
+            conn,
+            user,
+            Conversation::Group(group),
+            message,
+        )?)
     })
     .await?
     .ok_or_else(ApiError::message_not_found)?;

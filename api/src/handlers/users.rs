@@ -2,9 +2,9 @@
 //! backups (the private key, the contacts), which the client encrypts.
 
 use actix_web::{web, HttpResponse};
-use diesel::Connection;
 use base64::engine::general_purpose::STANDARD as BASE64;
 use base64::Engine;
+use diesel::Connection;
 use fastchat_protocol::keys::parse_public_key_pem;
 use fastchat_protocol::names::{is_name_chars, Username, NAME_MAX_LEN};
 use fastchat_protocol::wire::{

@@ -33,10 +33,7 @@ pub fn exists(conn: &mut PgConn, username: &Username) -> QueryResult<bool> {
 
 /// Creates the user and their (empty) inbox: their id and when; `None` when the name
 /// was taken first.
-pub fn create(
-    conn: &mut PgConn,
-    new: &NewUser,
-) -> QueryResult<Option<(UserId, DateTime<Utc>)>> {
+pub fn create(conn: &mut PgConn, new: &NewUser) -> QueryResult<Option<(UserId, DateTime<Utc>)>> {
     conn.transaction(|conn| {
         let created = diesel::insert_into(users::table)
             .values(new)

@@ -283,7 +283,10 @@ impl Chat<'_> {
                 "help" | "?" => self.say(HELP),
                 "who" => self.who().await?,
                 "image" if rest.trim().is_empty() => self.say("usage: /image <path>"),
-                "image" => self.queue(Payload::Image(PathBuf::from(rest.trim()))).await?,
+                "image" => {
+                    self.queue(Payload::Image(PathBuf::from(rest.trim())))
+                        .await?
+                }
                 other => self.say(&format!("unknown command /{other}: /help lists them")),
             }
             return Ok(false);
@@ -331,7 +334,11 @@ impl Chat<'_> {
                     };
                     report_sent(self.ctx, &self.target, kind, &sent, client_id);
                     if !self.ctx.json {
-                        let after = if done.warned { " (sent after retrying)" } else { "" };
+                        let after = if done.warned {
+                            " (sent after retrying)"
+                        } else {
+                            ""
+                        };
                         output::line(&format!(
                             "{} you: {}{after}",
                             time::clock(sent.sent_at),
@@ -380,7 +387,10 @@ impl Chat<'_> {
         Ok(())
     }
 
-    async fn send_one(&mut self, client_id: uuid::Uuid) -> Result<(fastchat_protocol::wire::MessageSent, Kind)> {
+    async fn send_one(
+        &mut self,
+        client_id: uuid::Uuid,
+    ) -> Result<(fastchat_protocol::wire::MessageSent, Kind)> {
         let Some(front) = self.pending.front() else {
             return Err(CliError::Local("nothing to send".into()));
         };
@@ -451,7 +461,11 @@ impl Chat<'_> {
                 None => name.clone(),
             });
         }
-        let state = if self.read_only { " (you are no longer in it)" } else { "" };
+        let state = if self.read_only {
+            " (you are no longer in it)"
+        } else {
+            ""
+        };
         self.say(&format!(
             "In {}{state}: {}",
             self.target.label(),
@@ -507,7 +521,9 @@ impl Chat<'_> {
                     if self.reader.shown_in_this_run(message) {
                         return Ok(());
                     }
-                    self.reader.show(Some(event.seq), message, Showing::Live).await?;
+                    self.reader
+                        .show(Some(event.seq), message, Showing::Live)
+                        .await?;
                     self.mark_shown().await;
                 } else if message.from != *self.me.name() && !self.ctx.json {
                     self.say(&elsewhere(message));

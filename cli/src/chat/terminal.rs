@@ -9,9 +9,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc as std_mpsc;
 use std::sync::Arc;
 
-use reedline::{
-    ExternalPrinter, Prompt, PromptEditMode, PromptHistorySearch, Reedline, Signal,
-};
+use reedline::{ExternalPrinter, Prompt, PromptEditMode, PromptHistorySearch, Reedline, Signal};
 use tokio::sync::mpsc;
 
 use crate::error::{CliError, Result};
@@ -137,28 +135,26 @@ impl Terminal {
         })));
         let (input_tx, inputs) = mpsc::channel(16);
         let (next, next_rx) = std_mpsc::channel();
-        let thread = std::thread::spawn(move || {
-            loop {
-                reading.store(true, Ordering::SeqCst);
-                let read = editor.read_line(&ChatPrompt);
-                reading.store(false, Ordering::SeqCst);
-                let input = match read {
-                    Ok(Signal::Success(line)) => {
-                        erase_entered(PROMPT, &line);
-                        Input::Line(line)
-                    }
-                    Ok(Signal::CtrlD | Signal::CtrlC) => Input::Leave,
-                    Ok(_) => continue,
-                    Err(e) => Input::Failed(e.to_string()),
-                };
-                let last = !matches!(input, Input::Line(_));
-                if input_tx.blocking_send(input).is_err() || last {
-                    break;
+        let thread = std::thread::spawn(move || loop {
+            reading.store(true, Ordering::SeqCst);
+            let read = editor.read_line(&ChatPrompt);
+            reading.store(false, Ordering::SeqCst);
+            let input = match read {
+                Ok(Signal::Success(line)) => {
+                    erase_entered(PROMPT, &line);
+                    Input::Line(line)
                 }
-                match next_rx.recv() {
-                    Ok(Next::More) => continue,
-                    Ok(Next::Stop) | Err(_) => break,
-                }
+                Ok(Signal::CtrlD | Signal::CtrlC) => Input::Leave,
+                Ok(_) => continue,
+                Err(e) => Input::Failed(e.to_string()),
+            };
+            let last = !matches!(input, Input::Line(_));
+            if input_tx.blocking_send(input).is_err() || last {
+                break;
+            }
+            match next_rx.recv() {
+                Ok(Next::More) => continue,
+                Ok(Next::Stop) | Err(_) => break,
             }
         });
         Ok(Terminal {

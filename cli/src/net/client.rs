@@ -8,7 +8,7 @@ use fastchat_protocol::problem::{ErrorCode, Problem};
 use fastchat_protocol::wire::{
     Chain, ContactsBackup, ConversationSummary, CreateGroup, CreateSession, CreateUser, Event,
     Group, GroupUser, KeyBackup, MarkRead, Message, MessageSent, ReadMark, RemoveMember,
-    SendMessage, SessionCreated, UserCreated, UsernameAvailability, UserProfile, UserSummary,
+    SendMessage, SessionCreated, UserCreated, UserProfile, UserSummary, UsernameAvailability,
 };
 use serde::Deserialize;
 
@@ -130,7 +130,6 @@ impl Client {
     pub fn server(&self) -> &str {
         self.server.as_str()
     }
-
 
     pub fn tls(&self) -> Option<&Tls> {
         self.tls.as_ref()

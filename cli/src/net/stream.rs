@@ -99,11 +99,18 @@ fn lost_because(error: &es::Error) -> String {
     if matches!(error, es::Error::TimedOut) {
         return "timed out".into();
     }
-    match error.source().map(|inner| crate::net::client::unreachable_error("", inner)) {
+    match error
+        .source()
+        .map(|inner| crate::net::client::unreachable_error("", inner))
+    {
         Some(CliError::Tls { cause, .. }) => cause,
         Some(CliError::Unreachable { cause, .. })
-            if ["connection refused", "the connection was reset", "timed out"]
-                .contains(&cause.as_str()) =>
+            if [
+                "connection refused",
+                "the connection was reset",
+                "timed out",
+            ]
+            .contains(&cause.as_str()) =>
         {
             cause
         }

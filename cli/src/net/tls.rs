@@ -110,9 +110,9 @@ impl Tls {
                 )));
             }
             for cert in certs {
-                roots.add(cert).map_err(|e| {
-                    CliError::Usage(format!("--ca-cert {}: {e}", path.display()))
-                })?;
+                roots
+                    .add(cert)
+                    .map_err(|e| CliError::Usage(format!("--ca-cert {}: {e}", path.display())))?;
             }
         }
         let provider = Arc::new(rustls::crypto::ring::default_provider());

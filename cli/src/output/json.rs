@@ -1,4 +1,4 @@
-//! Everything `--json` prints: one [`Out`] per line (JSON Lines), each with a `type`.
+//! Everything `--json` prints: one [`Line`] per line (JSON Lines), each with a `type`.
 //! `docs/cli-json.md` lists every type and its fields, and a test checks the two agree:
 //! every field is always present (`null` where it does not apply), so each type has
 //! one shape.
@@ -12,7 +12,7 @@ use serde::Serialize;
 /// One line of `--json` output.
 #[derive(Debug, Serialize)]
 #[serde(tag = "type")]
-pub enum Out {
+pub enum Line {
     #[serde(rename = "signed_up")]
     SignedUp {
         username: Username,
@@ -171,7 +171,7 @@ pub struct ConversationOut {
     pub read_up_to: Option<i64>,
 }
 
-impl Out {
+impl Line {
     pub fn print(&self) {
         match serde_json::to_string(self) {
             Ok(line) => super::line(&line),
@@ -179,7 +179,7 @@ impl Out {
         }
     }
 
-    /// Prints to standard error (for [`Out::Error`]).
+    /// Prints to standard error (for [`Line::Error`]).
     pub fn eprint(&self) {
         if let Ok(line) = serde_json::to_string(self) {
             eprintln!("{line}");

@@ -1,5 +1,5 @@
 //! Everything printed to stdout goes through here: text for people, JSON Lines with
-//! `--json` ([`json::Out`]). A closed pipe (`fastchat recv | head`) ends the program
+//! `--json` ([`json::Line`]). A closed pipe (`fastchat recv | head`) ends the program
 //! quietly.
 
 pub mod json;
@@ -16,12 +16,16 @@ static SCREEN: std::sync::Mutex<Option<Screen>> = std::sync::Mutex::new(None);
 /// Sends every line and notice to `screen` from now on (`None`: back to stdout and
 /// stderr).
 pub fn to_screen(screen: Option<Screen>) {
-    *SCREEN.lock().unwrap_or_else(std::sync::PoisonError::into_inner) = screen;
+    *SCREEN
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner) = screen;
 }
 
 /// Gives `text` to the chat screen if there is one; false when there is none.
 fn on_screen(text: &str) -> bool {
-    let screen = SCREEN.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+    let screen = SCREEN
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
     match screen.as_ref() {
         Some(print) => {
             print(text.to_owned());

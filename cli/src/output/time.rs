@@ -28,7 +28,10 @@ where
 {
     let at = at.with_timezone(zone);
     let now = now.with_timezone(zone);
-    let days = now.date_naive().signed_duration_since(at.date_naive()).num_days();
+    let days = now
+        .date_naive()
+        .signed_duration_since(at.date_naive())
+        .num_days();
     let time = at.format("%H:%M");
     match days {
         0 => time.to_string(),
@@ -53,7 +56,10 @@ mod tests {
         let at = |d, h, m| Utc.with_ymd_and_hms(2026, 12, d, h, m, 7).unwrap();
         assert_eq!(when_relative_to(at(3, 9, 5), now, &utc), "09:05");
         assert_eq!(when_relative_to(at(3, 9, 5), now, &tokyo), "18:05");
-        assert_eq!(when_relative_to(at(2, 23, 59), now, &utc), "yesterday 23:59");
+        assert_eq!(
+            when_relative_to(at(2, 23, 59), now, &utc),
+            "yesterday 23:59"
+        );
         // 23:59 UTC on the 2nd is the 3rd in Tokyo.
         assert_eq!(when_relative_to(at(2, 23, 59), now, &tokyo), "08:59");
         assert_eq!(when_relative_to(at(1, 8, 0), now, &utc), "Tue 08:00");
