@@ -470,6 +470,11 @@ pub fn unreachable_error(server: &str, error: &(dyn std::error::Error + 'static)
         innermost = e;
         if let Some(io) = e.downcast_ref::<std::io::Error>() {
             io_kind.get_or_insert(io.kind());
+            // io::Error's source skips the error it wraps (TLS failures hide there).
+            if let Some(inner) = io.get_ref() {
+                current = Some(inner as &(dyn std::error::Error + 'static));
+                continue;
+            }
         }
         if let Some(r) = e.downcast_ref::<reqwest::Error>() {
             timed_out |= r.is_timeout();
