@@ -127,7 +127,8 @@ wait_for() {
 }
 
 # start_system BIN_DIR SERVERS FIRST_PORT BALANCER_PORT LOG_DIR: starts SERVERS api
-# servers on FIRST_PORT, FIRST_PORT+1, ... and the balancer on BALANCER_PORT (which
+# servers on FIRST_PORT, FIRST_PORT+1, ... (their admin listeners, with /metrics, 1000
+# ports up) and the balancer on BALANCER_PORT (which
 # finds them in the database's server registry), all on FASTCHAT_DATABASE_URL, and
 # waits until each answers. Their process ids go into API_PIDS and BALANCER_PID.
 API_PIDS=()
@@ -137,7 +138,8 @@ start_system() {
   mkdir -p "$logs"
   for i in $(seq 0 $((servers - 1))); do
     port=$((first_port + i))
-    "$bin/fastchat-api" --listen "127.0.0.1:$port" >"$logs/api-$port.log" 2>&1 &
+    "$bin/fastchat-api" --listen "127.0.0.1:$port" --admin-listen "127.0.0.1:$((port + 1000))" \
+      >"$logs/api-$port.log" 2>&1 &
     API_PIDS+=($!)
     wait_for "http://127.0.0.1:$port/readyz" "$!" "$logs/api-$port.log"
   done

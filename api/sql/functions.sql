@@ -29,9 +29,9 @@ BEGIN
 END
 $function$;
 
--- fastchat_find_sessions(hashes bytea[])
-CREATE OR REPLACE FUNCTION public.fastchat_find_sessions(hashes bytea[])
- RETURNS TABLE(token_hash bytea, user_id bigint, username text)
+-- fastchat_find_live_sessions(hashes bytea[])
+CREATE OR REPLACE FUNCTION public.fastchat_find_live_sessions(hashes bytea[])
+ RETURNS TABLE(token_hash bytea, user_id bigint, username text, expires_at timestamp with time zone)
  LANGUAGE plpgsql
  STABLE
  SET plan_cache_mode TO 'force_generic_plan'
@@ -42,7 +42,7 @@ AS $function$
 #variable_conflict use_column
 BEGIN
     RETURN QUERY
-    SELECT s.token_hash, u.id, u.username
+    SELECT s.token_hash, u.id, u.username, s.expires_at
       FROM sessions s JOIN users u ON u.id = s.user_id
      WHERE s.token_hash = ANY (hashes) AND s.expires_at > now();
 END
@@ -70,6 +70,87 @@ BEGIN
     DELETE FROM inbox_events e USING gone WHERE e.user_id = gone.id;
     RETURN NULL;
 END
+$function$;
+
+-- fastchat_login_attempt(name text, client text, window_secs bigint, lockout_secs bigint, max_per_name integer, max_per_address integer)
+CREATE OR REPLACE FUNCTION public.fastchat_login_attempt(name text, client text, window_secs bigint, lockout_secs bigint, max_per_name integer, max_per_address integer)
+ RETURNS TABLE(allowed boolean, retry_after_secs bigint, user_id bigint, password_hash text)
+ LANGUAGE plpgsql
+AS $function$
+#variable_conflict use_column
+DECLARE
+    window_length CONSTANT INTERVAL := window_secs * interval '1 second';
+    lockout CONSTANT INTERVAL := lockout_secs * interval '1 second';
+    found_id BIGINT;
+    found_hash TEXT;
+    by_address address_attempts;
+    by_name login_attempts;
+    held_until TIMESTAMPTZ;
+BEGIN
+    SELECT u.id, u.password_hash INTO found_id, found_hash FROM users u WHERE u.username = name;
+
+    -- The rows exist and are locked, so that attempts made at once count one by one.
+    INSERT INTO address_attempts (address, attempts, window_start)
+    VALUES (client, 0, now()) ON CONFLICT DO NOTHING;
+    SELECT * INTO by_address FROM address_attempts a WHERE a.address = client FOR UPDATE;
+    IF found_id IS NOT NULL THEN
+        INSERT INTO login_attempts (username, address, attempts, window_start)
+        VALUES (name, client, 0, now()) ON CONFLICT DO NOTHING;
+        SELECT * INTO by_name FROM login_attempts l
+         WHERE l.username = name AND l.address = client FOR UPDATE;
+    END IF;
+
+    held_until := greatest(
+        CASE WHEN by_address.locked_until > now() THEN by_address.locked_until END,
+        CASE WHEN by_name.locked_until > now() THEN by_name.locked_until END);
+    IF held_until IS NOT NULL THEN
+        RETURN QUERY SELECT false, ceil(extract(epoch FROM held_until - now()))::BIGINT,
+                            found_id, found_hash;
+        RETURN;
+    END IF;
+
+    -- A window that ran out, or a lockout that ended, starts the count afresh.
+    UPDATE address_attempts a SET
+        attempts = CASE WHEN a.locked_until IS NOT NULL OR a.window_start < now() - window_length
+                        THEN 1 ELSE a.attempts + 1 END,
+        window_start = CASE WHEN a.locked_until IS NOT NULL OR a.window_start < now() - window_length
+                            THEN now() ELSE a.window_start END,
+        locked_until = NULL
+     WHERE a.address = client
+    RETURNING * INTO by_address;
+    IF by_address.attempts > max_per_address THEN
+        UPDATE address_attempts SET locked_until = now() + lockout WHERE address = client
+        RETURNING * INTO by_address;
+    END IF;
+    IF found_id IS NOT NULL THEN
+        UPDATE login_attempts l SET
+            attempts = CASE WHEN l.locked_until IS NOT NULL OR l.window_start < now() - window_length
+                            THEN 1 ELSE l.attempts + 1 END,
+            window_start = CASE WHEN l.locked_until IS NOT NULL OR l.window_start < now() - window_length
+                                THEN now() ELSE l.window_start END,
+            locked_until = NULL
+         WHERE l.username = name AND l.address = client
+        RETURNING * INTO by_name;
+        IF by_name.attempts > max_per_name THEN
+            UPDATE login_attempts SET locked_until = now() + lockout
+             WHERE username = name AND address = client
+            RETURNING * INTO by_name;
+        END IF;
+    END IF;
+
+    held_until := greatest(by_address.locked_until, by_name.locked_until);
+    RETURN QUERY SELECT held_until IS NULL, ceil(extract(epoch FROM held_until - now()))::BIGINT,
+                        found_id, found_hash;
+END
+$function$;
+
+-- fastchat_login_succeeded(name text, client text)
+CREATE OR REPLACE FUNCTION public.fastchat_login_succeeded(name text, client text)
+ RETURNS void
+ LANGUAGE sql
+AS $function$
+    DELETE FROM login_attempts WHERE username = name AND address = client;
+    UPDATE address_attempts SET attempts = greatest(attempts - 1, 0) WHERE address = client;
 $function$;
 
 -- fastchat_notification_channel()
@@ -269,6 +350,20 @@ BEGIN
 END
 $function$;
 
+-- fastchat_session_ended()
+CREATE OR REPLACE FUNCTION public.fastchat_session_ended()
+ RETURNS trigger
+ LANGUAGE plpgsql
+AS $function$
+BEGIN
+    IF OLD.expires_at > now() AND (TG_OP = 'DELETE' OR NEW.expires_at <= now()) THEN
+        PERFORM pg_notify(fastchat_notification_channel(),
+                          'revoke:' || encode(OLD.token_hash, 'hex'));
+    END IF;
+    RETURN NULL;
+END
+$function$;
+
 -- fastchat_wake(user_ids bigint[])
 CREATE OR REPLACE FUNCTION public.fastchat_wake(user_ids bigint[])
  RETURNS void
@@ -293,6 +388,9 @@ $function$;
 
 -- trigger messages_forget
 CREATE TRIGGER messages_forget AFTER DELETE ON public.messages REFERENCING OLD TABLE AS gone FOR EACH STATEMENT EXECUTE FUNCTION fastchat_forget_messages();
+
+-- trigger sessions_ended
+CREATE TRIGGER sessions_ended AFTER DELETE OR UPDATE OF expires_at ON public.sessions FOR EACH ROW EXECUTE FUNCTION fastchat_session_ended();
 
 -- trigger users_forget
 CREATE TRIGGER users_forget AFTER DELETE ON public.users REFERENCING OLD TABLE AS gone FOR EACH STATEMENT EXECUTE FUNCTION fastchat_forget_users();

@@ -9,24 +9,36 @@ use std::sync::{Arc, Mutex};
 use prometheus::Histogram;
 use tokio::sync::{mpsc, oneshot};
 
+/// Requests that may wait for one batcher at once: seconds of work at the rates one
+/// server sustains. Past it, requests are refused (503) rather than queued.
+pub const QUEUE_MAX: usize = 8192;
+
 /// A handle for submitting requests; clone it freely.
 pub struct Batcher<Req, Resp> {
-    queue: mpsc::UnboundedSender<(Req, oneshot::Sender<Resp>)>,
+    name: &'static str,
+    queue: mpsc::Sender<(Req, oneshot::Sender<Resp>)>,
 }
 
 impl<Req, Resp> Clone for Batcher<Req, Resp> {
     fn clone(&self) -> Self {
         Batcher {
+            name: self.name,
             queue: self.queue.clone(),
         }
     }
 }
 
-/// The batcher's workers have stopped (the server is shutting down).
+/// Why a request was not taken.
 #[derive(Debug)]
-pub struct Stopped;
+pub enum Refused {
+    /// The batcher's workers have stopped (the server is shutting down).
+    Stopped,
+    /// Its queue is full: more is waiting than the database gets through soon. Refusing
+    /// now, rather than queueing without bound, keeps latency and memory in hand.
+    Full(&'static str),
+}
 
-type Queue<Req, Resp> = mpsc::UnboundedReceiver<(Req, oneshot::Sender<Resp>)>;
+type Queue<Req, Resp> = mpsc::Receiver<(Req, oneshot::Sender<Resp>)>;
 
 impl<Req: Send + 'static, Resp: Send + 'static> Batcher<Req, Resp> {
     /// Starts `workers` threads named `name`, each taking up to `max_batch` queued
@@ -38,17 +50,19 @@ impl<Req: Send + 'static, Resp: Send + 'static> Batcher<Req, Resp> {
     /// takes a request from its handler to the database and back in two thread
     /// wake-ups, where a task that hands work to a blocking pool needs four. The
     /// threads end once every handle is dropped.
+    /// At most `capacity` requests wait; more are refused.
     pub fn start<F>(
-        name: &str,
+        name: &'static str,
         workers: usize,
         max_batch: usize,
+        capacity: usize,
         sizes: Histogram,
         serve: F,
     ) -> std::io::Result<Self>
     where
         F: Fn(Vec<Req>) -> Vec<Resp> + Send + Sync + 'static,
     {
-        let (queue, receiver) = mpsc::unbounded_channel::<(Req, oneshot::Sender<Resp>)>();
+        let (queue, receiver) = mpsc::channel::<(Req, oneshot::Sender<Resp>)>(capacity.max(1));
         let receiver = Arc::new(Mutex::new(receiver));
         let serve = Arc::new(serve);
         for _ in 0..workers.max(1) {
@@ -71,14 +85,17 @@ impl<Req: Send + 'static, Resp: Send + 'static> Batcher<Req, Resp> {
                     }
                 })?;
         }
-        Ok(Batcher { queue })
+        Ok(Batcher { name, queue })
     }
 
-    /// Queues `request` and waits for its answer.
-    pub async fn call(&self, request: Req) -> Result<Resp, Stopped> {
+    /// Queues `request` and waits for its answer; refused at once if the queue is full.
+    pub async fn call(&self, request: Req) -> Result<Resp, Refused> {
         let (reply, answer) = oneshot::channel();
-        self.queue.send((request, reply)).map_err(|_| Stopped)?;
-        answer.await.map_err(|_| Stopped)
+        self.queue.try_send((request, reply)).map_err(|e| match e {
+            mpsc::error::TrySendError::Full(_) => Refused::Full(self.name),
+            mpsc::error::TrySendError::Closed(_) => Refused::Stopped,
+        })?;
+        answer.await.map_err(|_| Refused::Stopped)
     }
 }
 
@@ -120,12 +137,19 @@ mod tests {
         // The first batch is held until every request is queued behind it.
         let (go, gate) = std::sync::mpsc::channel::<()>();
         let gate = Mutex::new(gate);
-        let doubler = Batcher::start("doubler", 1, 64, sizes.clone(), move |xs: Vec<u32>| {
-            if counted.fetch_add(1, Ordering::SeqCst) == 0 {
-                let _ = gate.lock().expect("gate").recv();
-            }
-            xs.into_iter().map(|x| x * 2).collect()
-        })
+        let doubler = Batcher::start(
+            "doubler",
+            1,
+            64,
+            1000,
+            sizes.clone(),
+            move |xs: Vec<u32>| {
+                if counted.fetch_add(1, Ordering::SeqCst) == 0 {
+                    let _ = gate.lock().expect("gate").recv();
+                }
+                xs.into_iter().map(|x| x * 2).collect()
+            },
+        )
         .expect("started");
         // Polling them all once queues every request.
         let mut calls = Box::pin(futures_util::future::join_all(
@@ -144,11 +168,49 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn a_full_queue_refuses_at_once_and_takes_work_again_once_it_drains() {
+        use futures_util::FutureExt;
+
+        let sizes = Histogram::with_opts(prometheus::HistogramOpts::new("sizes", "sizes"))
+            .expect("a valid histogram");
+        let (go, gate) = std::sync::mpsc::channel::<()>();
+        let (serving, started) = std::sync::mpsc::channel::<()>();
+        let (gate, serving) = (Mutex::new(gate), Mutex::new(serving));
+        let held = Batcher::start("held", 1, 1, 2, sizes, move |xs: Vec<u32>| {
+            let _ = serving.lock().expect("serving").send(());
+            let _ = gate.lock().expect("gate").recv();
+            xs
+        })
+        .expect("started");
+        // One is being served (held at the gate), two wait: the fourth is refused.
+        let mut waiting: Vec<_> = (0..3).map(|x| Box::pin(held.call(x))).collect();
+        assert!(waiting[0].as_mut().now_or_never().is_none());
+        started.recv().expect("the first is being served");
+        for call in &mut waiting[1..] {
+            assert!(call.as_mut().now_or_never().is_none());
+        }
+        let fourth = held.call(3).now_or_never();
+        assert!(
+            matches!(fourth, Some(Err(Refused::Full("held")))),
+            "{fourth:?}"
+        );
+        for _ in 0..3 {
+            go.send(()).expect("the gate");
+        }
+        for (x, call) in waiting.into_iter().enumerate() {
+            assert_eq!(call.await.expect("answered"), x as u32);
+        }
+        go.send(()).expect("the gate");
+        let _ = started.try_recv();
+        assert_eq!(held.call(4).await.expect("taken again"), 4);
+    }
+
+    #[tokio::test]
     async fn its_threads_end_when_every_handle_is_gone() {
         let sizes = Histogram::with_opts(prometheus::HistogramOpts::new("sizes", "sizes"))
             .expect("a valid histogram");
         let (done_tx, done_rx) = std::sync::mpsc::channel::<()>();
-        let echo = Batcher::start("echo", 2, 8, sizes, move |xs: Vec<u8>| {
+        let echo = Batcher::start("echo", 2, 8, 16, sizes, move |xs: Vec<u8>| {
             // The threads share this closure: the channel closes when both have ended.
             let _alive = &done_tx;
             xs

@@ -15,6 +15,12 @@ pub struct Config {
     #[arg(long, env = "FASTCHAT_LISTEN", default_value = "127.0.0.1:8081")]
     pub listen: SocketAddr,
 
+    /// Address of the admin listener: `/metrics`, `/healthz` and `/readyz`, off the
+    /// public port (bind it where only operators and the balancer reach); port 0 picks
+    /// one and prints it.
+    #[arg(long, env = "FASTCHAT_ADMIN_LISTEN", default_value = "127.0.0.1:9081")]
+    pub admin_listen: SocketAddr,
+
     /// PostgreSQL connection URL.
     #[arg(long, env = "FASTCHAT_DATABASE_URL", hide_env_values = true)]
     pub database_url: String,
@@ -37,20 +43,47 @@ pub struct Config {
           value_parser = clap::value_parser!(i64).range(60..=MAX_DURATION_SECS))]
     pub session_ttl_secs: i64,
 
-    /// Failed logins for one username, within the window, before it is locked out.
+    /// Login attempts for one username from one client address, within the window,
+    /// before that pair is held back for the lockout.
     #[arg(long, env = "FASTCHAT_LOGIN_MAX_FAILURES", default_value_t = 5,
           value_parser = clap::value_parser!(i32).range(1..))]
     pub login_max_failures: i32,
 
-    /// The window in which failed logins are counted, in seconds.
+    /// Login attempts from one client address, whatever the names, within the window,
+    /// before that address is held back for the lockout.
+    #[arg(long, env = "FASTCHAT_LOGIN_MAX_PER_ADDRESS", default_value_t = 20,
+          value_parser = clap::value_parser!(i32).range(1..))]
+    pub login_max_per_address: i32,
+
+    /// The window in which login attempts are counted, in seconds.
     #[arg(long, env = "FASTCHAT_LOGIN_WINDOW_SECS", default_value_t = 15 * 60,
           value_parser = clap::value_parser!(i64).range(1..=MAX_DURATION_SECS))]
     pub login_window_secs: i64,
 
-    /// How long a locked-out username answers 429, in seconds.
+    /// How long a held-back (username, address) or address answers 429, in seconds.
     #[arg(long, env = "FASTCHAT_LOGIN_LOCKOUT_SECS", default_value_t = 5 * 60,
           value_parser = clap::value_parser!(i64).range(1..=MAX_DURATION_SECS))]
     pub login_lockout_secs: i64,
+
+    /// Proxies (the balancer) whose `X-FastChat-Client` header names the client's
+    /// address; from anyone else the header is ignored. Comma-separated addresses.
+    #[arg(
+        long,
+        env = "FASTCHAT_TRUSTED_PROXIES",
+        value_delimiter = ',',
+        default_value = "127.0.0.1,::1"
+    )]
+    pub trusted_proxies: Vec<std::net::IpAddr>,
+
+    /// Event streams one session may hold open on this server at once.
+    #[arg(long, env = "FASTCHAT_STREAMS_PER_SESSION", default_value_t = 8,
+          value_parser = clap::value_parser!(u64).range(1..=1000))]
+    pub streams_per_session: u64,
+
+    /// Event streams one user may hold open on this server at once, over all sessions.
+    #[arg(long, env = "FASTCHAT_STREAMS_PER_USER", default_value_t = 32,
+          value_parser = clap::value_parser!(u64).range(1..=10000))]
+    pub streams_per_user: u64,
 
     /// Shortest accepted password, in bytes.
     #[arg(long, env = "FASTCHAT_PASSWORD_MIN_BYTES", default_value_t = 8)]
@@ -76,6 +109,14 @@ pub struct Config {
     #[arg(long, env = "FASTCHAT_BLOB_MAX_BYTES", default_value_t = 10 * 1024 * 1024)]
     pub blob_max_bytes: usize,
 
+    /// Uploads one user may make in an hour.
+    #[arg(long, env = "FASTCHAT_BLOB_UPLOADS_PER_HOUR", default_value_t = 60)]
+    pub blob_uploads_per_hour: i64,
+
+    /// Blob bytes one user may upload in a day.
+    #[arg(long, env = "FASTCHAT_BLOB_BYTES_PER_DAY", default_value_t = 256 * 1024 * 1024)]
+    pub blob_bytes_per_day: i64,
+
     /// Blobs no message lists are deleted after this many seconds.
     #[arg(long, env = "FASTCHAT_BLOB_UNREFERENCED_TTL_SECS", default_value_t = 24 * 3600,
           value_parser = clap::value_parser!(i64).range(1..=MAX_DURATION_SECS))]
@@ -94,6 +135,13 @@ pub struct Config {
     #[arg(long, env = "FASTCHAT_SSE_KEEPALIVE_SECS", default_value_t = 15,
           value_parser = clap::value_parser!(u64).range(1..=300))]
     pub sse_keepalive_secs: u64,
+
+    /// Seconds an event stream may go without its client taking anything (its buffers
+    /// full) before it is cut; the client resumes with `Last-Event-ID`. More than the
+    /// keep-alive, which a healthy idle stream takes.
+    #[arg(long, env = "FASTCHAT_STREAM_STALL_SECS", default_value_t = 45,
+          value_parser = clap::value_parser!(u64).range(2..=3600))]
+    pub stream_stall_secs: u64,
 
     /// The URL other machines reach this server at [default: http://<listen address>].
     #[arg(long, env = "FASTCHAT_ADVERTISE_URL")]

@@ -24,10 +24,13 @@ pub fn build_pool(database_url: &str, size: u32) -> anyhow::Result<PgPool> {
     Pool::builder()
         .max_size(size)
         .min_idle(Some(1))
-        // A broken connection shows itself on use and is then dropped; testing each
-        // one on checkout would cost a round trip per query.
-        .test_on_check_out(false)
-        .connection_timeout(Duration::from_secs(5))
+        // After a database restart every idle connection is dead, and diesel does not
+        // mark a connection broken when a query on it fails: tested on checkout, a dead
+        // one is dropped and another made, never handed out. (One round trip per
+        // checkout; the batched paths check out once per batch.)
+        .test_on_check_out(true)
+        // Waiting long for a connection only queues work: answer 503 soon instead.
+        .connection_timeout(Duration::from_secs(2))
         .build(manager)
         .context("connecting to PostgreSQL")
 }

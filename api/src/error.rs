@@ -27,8 +27,44 @@ pub enum ApiError {
 }
 
 impl From<diesel::result::Error> for ApiError {
+    /// A database that went away (a restart, a crash, a broken connection) is a 503 the
+    /// client may retry, not a 500.
     fn from(e: diesel::result::Error) -> Self {
-        ApiError::Internal(e.into())
+        if database_unavailable(&e) {
+            ApiError::Unavailable(format!("the database: {e}"))
+        } else {
+            ApiError::Internal(e.into())
+        }
+    }
+}
+
+/// Whether `e` says the database (or the connection to it) is gone, rather than that a
+/// query was wrong.
+fn database_unavailable(e: &diesel::result::Error) -> bool {
+    use diesel::result::{DatabaseErrorKind, Error};
+    match e {
+        Error::DatabaseError(
+            DatabaseErrorKind::ClosedConnection | DatabaseErrorKind::UnableToSendCommand,
+            _,
+        ) => true,
+        Error::BrokenTransactionManager => true,
+        Error::DatabaseError(_, info) => {
+            let message = info.message();
+            // libpq's words for a connection that died under a query, and PostgreSQL's
+            // for a server on its way down or up.
+            [
+                "server closed the connection",
+                "no connection to the server",
+                "could not receive data from server",
+                "could not send data to server",
+                "terminating connection",
+                "the database system is",
+                "connection to server",
+            ]
+            .iter()
+            .any(|words| message.contains(words))
+        }
+        _ => false,
     }
 }
 
@@ -49,6 +85,9 @@ impl ApiError {
             ApiError::Internal(_) => ErrorCode::InternalError,
         }
     }
+
+    /// How long a client is told to wait before retrying a 503.
+    pub const RETRY_UNAVAILABLE_SECS: u64 = 1;
 
     /// The answer to each of `count` batched requests when the batch as a whole failed
     /// (no connection, say): every request hears why, as 503.
@@ -115,7 +154,7 @@ impl ApiError {
     pub fn invalid_password(min: usize, max: usize) -> Self {
         problem(
             ErrorCode::InvalidPassword,
-            format!("a password is {min} to {max} bytes long"),
+            format!("a password is {min} to {max} bytes long, with no control characters"),
         )
     }
 
@@ -126,7 +165,7 @@ impl ApiError {
     pub fn invalid_key_backup(max: usize) -> Self {
         problem(
             ErrorCode::InvalidKeyBackup,
-            format!("a key backup is 1 to {max} bytes"),
+            format!("a key backup is 1 to {max} bytes of standard padded base64"),
         )
     }
 
@@ -151,6 +190,22 @@ impl ApiError {
         ApiError::Problem {
             code: ErrorCode::TooManyAttempts,
             detail: "too many failed logins for this username; try again later".into(),
+            retry_after_secs: Some(retry_after_secs.max(1)),
+        }
+    }
+
+    /// `holder` is "session" or "user".
+    pub fn too_many_streams(max: u64, holder: &str) -> Self {
+        problem(
+            ErrorCode::TooManyStreams,
+            format!("a {holder} holds at most {max} event streams on a server"),
+        )
+    }
+
+    pub fn rate_limited(what: &str, retry_after_secs: u64) -> Self {
+        ApiError::Problem {
+            code: ErrorCode::RateLimited,
+            detail: format!("{what}; try again later"),
             retry_after_secs: Some(retry_after_secs.max(1)),
         }
     }
@@ -366,13 +421,21 @@ impl ApiError {
         ApiError::Unavailable("the server is shutting down".into())
     }
 
+    /// More work is queued than the server takes on: refused now rather than late.
+    pub fn overloaded(what: &str) -> Self {
+        ApiError::Unavailable(format!("too many {what} queued"))
+    }
+
     pub fn no_database(cause: impl std::fmt::Display) -> Self {
         ApiError::Unavailable(format!("no database connection: {cause}"))
     }
 }
 
-impl From<crate::batch::Stopped> for ApiError {
-    fn from(_: crate::batch::Stopped) -> Self {
-        ApiError::shutting_down()
+impl From<crate::batch::Refused> for ApiError {
+    fn from(refused: crate::batch::Refused) -> Self {
+        match refused {
+            crate::batch::Refused::Stopped => ApiError::shutting_down(),
+            crate::batch::Refused::Full(what) => ApiError::overloaded(what),
+        }
     }
 }

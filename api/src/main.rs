@@ -10,10 +10,12 @@ async fn main() -> anyhow::Result<()> {
     let config = Config::parse();
     telemetry::init(config.log_format);
     let host = config.listen.ip();
+    let config_admin_host = config.admin_listen.ip();
     let app = Application::build(config).await?;
     tracing::info!(%host, port = app.port(), "fastchat-api listening");
-    // One line on stdout, so that scripts and tests learn the port when it was 0.
+    // Lines on stdout, so that scripts and tests learn the ports when they were 0.
     println!("listening on http://{host}:{}", app.port());
+    println!("admin on http://{}:{}", config_admin_host, app.admin_port());
     std::io::stdout().flush()?;
     app.run_until_stopped().await?;
     tracing::info!("stopped");

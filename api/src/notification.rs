@@ -2,16 +2,20 @@
 //! reaches whichever server holds a recipient's event stream. It is only a hint; the
 //! inbox table is the truth, and a stream that misses one catches up from the table.
 //!
-//! One channel, two payload forms:
+//! One channel, three payload forms:
 //! - a **wake-up**: the ids of users whose inboxes grew, comma-separated: `12,34`;
 //! - a **push**: a one-to-one message whole, as its recipient's inbox event, so that the
 //!   server holding that stream sends it on without reading it back:
 //!   `push:<recipient id>:{"seq": 9, "message": {"id": .., "sender": .., ...}}`
-//!   (the fields of [`PushedMessage`]).
+//!   (the fields of [`PushedMessage`]);
+//! - a **revocation**: a live session ended (logged out, its user deleted, its expiry
+//!   moved into the past): `revoke:<hex SHA-256 of its token>`; every server ends that
+//!   session's streams.
 //!
 //! A payload stays under PostgreSQL's limit ([`MAX_PAYLOAD_BYTES`]): wake-ups are split,
 //! and a message too big to push goes out as a wake-up instead. In PostgreSQL the
-//! producers are SQL functions (`fastchat_wake`, `fastchat_send_direct_messages`), which
+//! producers are SQL (`fastchat_wake`, `fastchat_send_direct_messages`, the
+//! `sessions_ended` trigger), which
 //! read the channel and the limit from `fastchat_notification_channel()` and
 //! `fastchat_notification_max_bytes()`; a test checks that those equal the constants here
 //! and decodes what the real functions send.
@@ -25,6 +29,7 @@ pub const CHANNEL: &str = "fastchat_inbox";
 /// PostgreSQL refuses a NOTIFY payload of 8000 bytes or more.
 pub const MAX_PAYLOAD_BYTES: usize = 7999;
 const PUSH_PREFIX: &str = "push:";
+const REVOKE_PREFIX: &str = "revoke:";
 
 /// A payload, decoded.
 #[derive(Debug, Clone, PartialEq)]
@@ -34,6 +39,8 @@ pub enum Notification<'a> {
     /// `recipient`'s next inbox event, whole; `event` is its JSON ([`PushedEvent`]),
     /// decoded only by the server that holds the recipient's stream.
     Push { recipient: UserId, event: &'a str },
+    /// The session whose token hashes to this ended.
+    Revoke(Vec<u8>),
 }
 
 /// A one-to-one message as its recipient's inbox holds it.
@@ -69,6 +76,13 @@ pub struct Malformed(String);
 
 impl Notification<'_> {
     pub fn decode(payload: &str) -> Result<Notification<'_>, Malformed> {
+        if let Some(hash) = payload.strip_prefix(REVOKE_PREFIX) {
+            return hex::decode(hash)
+                .ok()
+                .filter(|h| h.len() == 32)
+                .map(Notification::Revoke)
+                .ok_or_else(|| Malformed("a revocation without a token hash".into()));
+        }
         let Some(push) = payload.strip_prefix(PUSH_PREFIX) else {
             return payload
                 .split(',')
@@ -92,6 +106,13 @@ impl PushedEvent {
     pub fn decode(json: &str) -> Result<Self, Malformed> {
         serde_json::from_str(json).map_err(|e| Malformed(e.to_string()))
     }
+}
+
+/// The payload that ends a session's streams everywhere (the `sessions_ended` trigger
+/// sends it).
+#[cfg(test)]
+fn revoke_payload(token_hash: &[u8]) -> String {
+    format!("{REVOKE_PREFIX}{}", hex::encode(token_hash))
 }
 
 /// Wake-up payloads naming every one of `users`, each under the limit.
@@ -177,8 +198,25 @@ mod tests {
     }
 
     #[test]
+    fn a_revocation_round_trips() {
+        let hash = [7u8; 32];
+        assert_eq!(
+            Notification::decode(&revoke_payload(&hash)).expect("decodes"),
+            Notification::Revoke(hash.to_vec())
+        );
+    }
+
+    #[test]
     fn garbage_is_refused_not_guessed() {
-        for payload in ["", "1,x", "push:", "push:x:{}", "event:2:{}"] {
+        for payload in [
+            "",
+            "1,x",
+            "push:",
+            "push:x:{}",
+            "event:2:{}",
+            "revoke:",
+            "revoke:zz",
+        ] {
             assert!(Notification::decode(payload).is_err(), "{payload:?}");
         }
         assert!(PushedEvent::decode("{\"seq\": 1}").is_err());

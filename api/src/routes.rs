@@ -15,7 +15,7 @@ fn resource(path: &str) -> actix_web::Resource {
 
 macro_rules! route_table {
     ($( $path:literal => { $( $method:ident => $handler:path ),+ $(,)? } )*) => {
-        /// Method and path of every route, spelled as in `openapi.yaml`.
+        /// Method and path of every public route, spelled as in `openapi.yaml`.
         pub const ROUTES: &[(&str, &str)] = &[ $( $( (stringify!($method), $path), )+ )* ];
 
         pub fn configure(cfg: &mut web::ServiceConfig) {
@@ -24,10 +24,16 @@ macro_rules! route_table {
     };
 }
 
+/// The admin listener's routes: probes and metrics, for operators and the balancer.
+pub fn configure_admin(cfg: &mut web::ServiceConfig) {
+    cfg.service(resource("/healthz").route(web::get().to(health::healthz)))
+        .service(resource("/readyz").route(web::get().to(health::readyz)))
+        .service(resource("/metrics").route(web::get().to(health::metrics)));
+}
+
 route_table! {
     "/healthz" => { GET => health::healthz }
     "/readyz" => { GET => health::readyz }
-    "/metrics" => { GET => health::metrics }
     "/v1/users" => { POST => users::create, GET => users::list }
     "/v1/users/{username}" => { GET => users::get }
     "/v1/usernames/{username}" => { GET => users::availability }

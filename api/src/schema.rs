@@ -1,6 +1,15 @@
 // @generated automatically by Diesel CLI.
 
 diesel::table! {
+    address_attempts (address) {
+        address -> Text,
+        attempts -> Int4,
+        window_start -> Timestamptz,
+        locked_until -> Nullable<Timestamptz>,
+    }
+}
+
+diesel::table! {
     blobs (id) {
         id -> Uuid,
         uploader_id -> Int8,
@@ -57,9 +66,10 @@ diesel::table! {
 }
 
 diesel::table! {
-    login_failures (username) {
+    login_attempts (username, address) {
         username -> Text,
-        failures -> Int4,
+        address -> Text,
+        attempts -> Int4,
         window_start -> Timestamptz,
         locked_until -> Nullable<Timestamptz>,
     }
@@ -164,13 +174,14 @@ diesel::joinable!(read_marks -> users (user_id));
 diesel::joinable!(sessions -> users (user_id));
 
 diesel::allow_tables_to_appear_in_same_query!(
+    address_attempts,
     blobs,
     group_members,
     group_statements,
     groups,
     inbox_events,
     inboxes,
-    login_failures,
+    login_attempts,
     message_attachments,
     message_keys,
     messages,

@@ -13,9 +13,10 @@ use anyhow::Context;
 
 use crate::config::Config;
 use crate::db;
-use crate::handlers::problem;
+use crate::handlers::{auth, problem};
 use crate::live::hub::Hub;
-use crate::live::{presence, wakeup};
+use crate::live::stalls::{remember_socket, StallWatch};
+use crate::live::{self, presence, wakeup};
 use crate::metrics::Metrics;
 use crate::routes;
 use crate::state::AppState;
@@ -24,13 +25,20 @@ use crate::store::{blobs, inbox, messages, sessions};
 
 pub struct Application {
     port: u16,
+    admin_port: u16,
     server: Server,
+    admin: Server,
     state: web::Data<AppState>,
     identity: ServerIdentity,
 }
 
 impl Application {
     pub async fn build(config: Config) -> anyhow::Result<Self> {
+        anyhow::ensure!(
+            config.stream_stall_secs > config.sse_keepalive_secs,
+            "FASTCHAT_STREAM_STALL_SECS must be more than FASTCHAT_SSE_KEEPALIVE_SECS: \
+             a healthy idle stream takes a keep-alive that often"
+        );
         let pool = {
             let (url, size) = (config.database_url.clone(), config.db_pool_size);
             tokio::task::spawn_blocking(move || {
@@ -48,6 +56,9 @@ impl Application {
         let listener = TcpListener::bind(config.listen)
             .with_context(|| format!("binding {}", config.listen))?;
         let port = listener.local_addr()?.port();
+        let admin_listener = TcpListener::bind(config.admin_listen)
+            .with_context(|| format!("binding {}", config.admin_listen))?;
+        let admin_port = admin_listener.local_addr()?.port();
         let workers = config.workers.unwrap_or_else(|| {
             std::thread::available_parallelism().map_or(2, std::num::NonZero::get)
         });
@@ -62,6 +73,8 @@ impl Application {
         };
         let (presence_tx, presence_rx) = tokio::sync::mpsc::unbounded_channel();
         let hub = Hub::new(presence_tx);
+        let stalls = StallWatch::new();
+        let stall_limit = Duration::from_secs(config.stream_stall_secs);
         let metrics = Arc::new(Metrics::new()?);
         let sizes = |kind: &str| metrics.batch_sizes.with_label_values(&[kind]);
         let state = web::Data::new(AppState {
@@ -70,6 +83,7 @@ impl Application {
             inbox_reads: inbox::read_batcher(pool.clone(), sizes("inbox_reads"))?,
             config,
             hub: Arc::clone(&hub),
+            stalls: Arc::clone(&stalls),
             dummy_password_hash,
             pool,
             metrics,
@@ -87,6 +101,8 @@ impl Application {
             identity.clone(),
             presence_rx,
         ));
+        actix_web::rt::spawn(live::sessions::run(state.pool.clone(), Arc::clone(&hub)));
+        actix_web::rt::spawn(stalls.run(stall_limit));
         actix_web::rt::spawn(wakeup::listen_forever(
             state.config.database_url.clone(),
             hub,
@@ -104,19 +120,37 @@ impl Application {
                 )
                 .app_data(web::QueryConfig::default().error_handler(problem::query_error))
                 .app_data(web::PathConfig::default().error_handler(problem::path_error))
+                .wrap(from_fn(auth::resolve_session))
                 .wrap(from_fn(count_request))
                 .wrap(Logger::new("%r %s %Dms").log_target("fastchat_api::http"))
                 .configure(routes::configure)
                 .default_service(web::to(problem::not_found))
         })
+        .on_connect(remember_socket)
         .workers(workers)
         .shutdown_timeout(shutdown_timeout)
         .disable_signals()
         .listen(listener)?
         .run();
+        // A thread of its own: it answers probes however busy the public workers are,
+        // and not at all when the process is stopped, which is what tells the two apart.
+        let admin_state = state.clone();
+        let admin = HttpServer::new(move || {
+            App::new()
+                .app_data(admin_state.clone())
+                .configure(routes::configure_admin)
+                .default_service(web::to(problem::not_found))
+        })
+        .workers(1)
+        .shutdown_timeout(1)
+        .disable_signals()
+        .listen(admin_listener)?
+        .run();
         Ok(Self {
             port,
+            admin_port,
             server,
+            admin,
             state,
             identity,
         })
@@ -126,18 +160,27 @@ impl Application {
         self.port
     }
 
+    pub fn admin_port(&self) -> u16 {
+        self.admin_port
+    }
+
     /// Serves until SIGTERM or SIGINT; then ends the event streams (clients resume
     /// elsewhere), finishes in-flight requests, deregisters, and returns.
     pub async fn run_until_stopped(self) -> anyhow::Result<()> {
         let Application {
             server,
+            admin,
             state,
             identity,
             ..
         } = self;
         let handle = server.handle();
+        let admin_handle = admin.handle();
         actix_web::rt::spawn(stop_on_signal(handle, Arc::clone(&state.hub)));
+        let admin = actix_web::rt::spawn(admin);
         server.await?;
+        admin_handle.stop(true).await;
+        let _ = admin.await;
         let result = db::run(&state.pool, move |conn| {
             Ok(servers::deregister(conn, &identity)?)
         })

@@ -6,6 +6,7 @@ use crate::batch::Batcher;
 use crate::config::Config;
 use crate::db::PgPool;
 use crate::live::hub::Hub;
+use crate::live::stalls::StallWatch;
 use crate::metrics::Metrics;
 use crate::store::inbox::{InboxPage, InboxRead};
 use crate::store::messages::{DirectSend, SendAnswer};
@@ -16,6 +17,7 @@ pub struct AppState {
     pub pool: PgPool,
     pub metrics: Arc<Metrics>,
     pub hub: Arc<Hub>,
+    pub stalls: Arc<StallWatch>,
     /// A real bcrypt hash to verify against when a login names an unknown user.
     pub dummy_password_hash: String,
     /// The database work every request does, coalesced (see [`crate::batch`]).

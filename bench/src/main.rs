@@ -47,7 +47,7 @@ struct Args {
     /// The balancer, where every client request goes.
     #[arg(long, default_value = "http://127.0.0.1:8080")]
     balancer: String,
-    /// Each api server (for its metrics); repeat the flag.
+    /// Each api server's admin listener (for its metrics); repeat the flag.
     #[arg(long = "api", required = true)]
     apis: Vec<String>,
     /// Each api server's process id, to read its memory; repeat the flag.

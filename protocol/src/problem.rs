@@ -112,6 +112,10 @@ error_codes! {
     BlobTooLarge = "blob_too_large" => 413,
     UnsupportedMediaType = "unsupported_media_type" => 415,
     TooManyAttempts = "too_many_attempts" => 429,
+    /// This session holds as many event streams on the server as it may.
+    TooManyStreams = "too_many_streams" => 429,
+    /// Over a per-user quota (blob bytes, uploads) or a per-address rate.
+    RateLimited = "rate_limited" => 429,
     InternalError = "internal_error" => 500,
     Unavailable = "unavailable" => 503,
 }

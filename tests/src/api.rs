@@ -77,6 +77,8 @@ impl Answer {
 #[derive(Clone, Debug)]
 pub struct Api {
     pub base: String,
+    /// Where its metrics are: an api server's admin listener (or, without one, `base`).
+    pub admin: Option<String>,
     http: reqwest::Client,
 }
 
@@ -84,6 +86,7 @@ impl Api {
     pub fn new(base: &str) -> Self {
         Api {
             base: base.to_owned(),
+            admin: None,
             http: reqwest::Client::new(),
         }
     }
@@ -181,11 +184,18 @@ impl Api {
         }
     }
 
-    /// The server's `/metrics` text.
+    /// The server's `/metrics` text, from its admin listener.
     pub async fn metrics(&self) -> String {
-        fetch_metrics(&self.base)
+        let base = self.admin.as_deref().unwrap_or(&self.base);
+        fetch_metrics(base)
             .await
-            .unwrap_or_else(|| panic!("no metrics from {}", self.base))
+            .unwrap_or_else(|| panic!("no metrics from {base}"))
+    }
+
+    /// The same server, with its admin listener at `admin`.
+    pub fn with_admin(mut self, admin: &str) -> Self {
+        self.admin = Some(admin.to_owned());
+        self
     }
 
     /// `POST /v1/users` with a valid key and the test password.

@@ -17,6 +17,8 @@ use crate::wait::{eventually, wait_for_exit};
 pub struct ApiServer {
     child: Child,
     pub url: String,
+    /// Its admin listener: `/metrics` and the probes.
+    pub admin_url: String,
 }
 
 /// Settings every test server gets: cheap bcrypt, quiet logs, a small pool.
@@ -33,6 +35,7 @@ impl ApiServer {
         let mut cmd = Command::new(bin("fastchat-api"));
         cmd.env("FASTCHAT_DATABASE_URL", db_url)
             .env("FASTCHAT_LISTEN", "127.0.0.1:0")
+            .env("FASTCHAT_ADMIN_LISTEN", "127.0.0.1:0")
             .envs(TEST_ENV.iter().copied())
             .envs(extra.iter().copied())
             .stdin(Stdio::null())
@@ -43,8 +46,11 @@ impl ApiServer {
         let (tx, rx) = mpsc::channel();
         std::thread::spawn(move || {
             let mut lines = BufReader::new(stdout).lines();
-            if let Some(Ok(line)) = lines.next() {
-                let _ = tx.send(line);
+            // Where it listens, then where its admin listener does.
+            for _ in 0..2 {
+                if let Some(Ok(line)) = lines.next() {
+                    let _ = tx.send(line);
+                }
             }
             // Keep draining so the server never blocks on a full pipe.
             for _ in lines {}
@@ -78,7 +84,7 @@ impl ApiServer {
 
     /// Event streams this server holds now.
     pub async fn open_streams(&self) -> Option<f64> {
-        let text = fetch_metrics(&self.url).await?;
+        let text = fetch_metrics(&self.admin_url).await?;
         Some(metric_sum(&text, "fastchat_sse_streams_open"))
     }
 }
@@ -97,8 +103,8 @@ pub struct PendingServer {
 }
 
 impl PendingServer {
-    /// Waits for the "listening on URL" line.
-    pub fn ready(mut self) -> ApiServer {
+    /// The next line it prints, which must start with `prefix`: the URL after it.
+    fn announced(&mut self, prefix: &str) -> String {
         let line = match self.rx.recv_timeout(Duration::from_secs(60)) {
             Ok(line) => line,
             Err(_) => {
@@ -106,13 +112,19 @@ impl PendingServer {
                 panic!("fastchat-api did not start within 60 s (see its log above)");
             }
         };
-        let url = line
-            .strip_prefix("listening on ")
-            .unwrap_or_else(|| panic!("unexpected first line from fastchat-api: {line}"))
-            .to_owned();
+        line.strip_prefix(prefix)
+            .unwrap_or_else(|| panic!("unexpected line from fastchat-api: {line}"))
+            .to_owned()
+    }
+
+    /// Waits for the "listening on URL" and "admin on URL" lines.
+    pub fn ready(mut self) -> ApiServer {
+        let url = self.announced("listening on ");
+        let admin_url = self.announced("admin on ");
         ApiServer {
             child: self.child,
             url,
+            admin_url,
         }
     }
 }
@@ -238,6 +250,7 @@ impl Cluster {
     }
 
     pub fn api(&self, i: usize) -> Api {
-        Api::new(&self.servers[i].url)
+        let server = &self.servers[i];
+        Api::new(&server.url).with_admin(&server.admin_url)
     }
 }

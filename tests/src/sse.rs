@@ -83,6 +83,19 @@ impl SseClient {
         }
     }
 
+    /// Whether the server ends the stream within `wait` (events that come meanwhile are
+    /// read and dropped).
+    pub async fn ends_within(&mut self, wait: Duration) -> bool {
+        let deadline = tokio::time::Instant::now() + wait;
+        loop {
+            match tokio::time::timeout_at(deadline, self.response.chunk()).await {
+                Ok(Ok(Some(_))) => continue,
+                Ok(Ok(None) | Err(_)) => return true,
+                Err(_) => return false,
+            }
+        }
+    }
+
     /// Parses complete blocks off the buffer until one carries data.
     fn take_event(&mut self) -> Option<SseEvent> {
         while let Some(end) = self.buffer.find("\n\n") {

@@ -243,6 +243,12 @@ impl TestUser {
     /// first statement of its chain, signed by this user (names that cannot be a user's
     /// are left out of the statement; the server refuses them before it reads it).
     pub async fn create_group(&self, name: &str, members: &[&str]) -> Answer {
+        self.create_group_with(self.group_creation(name, members))
+            .await
+    }
+
+    /// The body of `POST /v1/groups` that [`create_group`](Self::create_group) sends.
+    pub fn group_creation(&self, name: &str, members: &[&str]) -> Value {
         let me = Username::parse(&self.name).expect("a test user's name");
         let mut named = vec![(me.clone(), test_fingerprint())];
         for member in members {
@@ -265,8 +271,7 @@ impl TestUser {
             .sign(test_private_key())
         });
         let statement = statement.map_or_else(not_a_statement, |s| json!(s));
-        self.create_group_with(json!({"name": name, "members": members, "statement": statement}))
-            .await
+        json!({"name": name, "members": members, "statement": statement})
     }
 
     /// The next statement of `group`'s chain, signed by this user, as the server's view
@@ -344,16 +349,27 @@ impl TestUser {
     /// the key every kit user shares).
     pub async fn add_member(&self, group: &str, username: impl AsRef<str>) -> Answer {
         let username = username.as_ref();
+        let body = json!({ "username": username });
+        let add = Self::adding(username);
+        self.change_membership(Method::POST, &paths::group_members(group), group, body, add)
+            .await
+    }
+
+    /// The body of `POST /v1/groups/{group}/members` adding `username`, for the group
+    /// as it stands.
+    pub async fn add_member_body(&self, group: &str, username: &str) -> Value {
+        let statement = self.next_statement(group, Self::adding(username)).await;
+        json!({ "username": username, "statement": statement })
+    }
+
+    fn adding(username: &str) -> impl Fn(Username) -> Option<Change> {
         let user = Username::parse(username).ok();
-        let add = |_: Username| {
+        move |_| {
             Some(Change::Add {
                 user: user.clone()?,
                 fingerprint: test_fingerprint(),
             })
-        };
-        let body = json!({ "username": username });
-        self.change_membership(Method::POST, &paths::group_members(group), group, body, add)
-            .await
+        }
     }
 
     /// `DELETE /v1/groups/{group}/members/{username}`, with the statement that removes

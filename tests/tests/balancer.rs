@@ -11,7 +11,11 @@ use fastchat_tests::{
 
 const WAIT: Duration = Duration::from_secs(30);
 /// Quick keep-alives, so servers notice departed clients (and the balancer passes them on).
-const QUICK: &[(&str, &str)] = &[("FASTCHAT_SSE_KEEPALIVE_SECS", "1")];
+/// Quick keep-alives, and room for one user to hold many streams, as these tests do.
+const QUICK: &[(&str, &str)] = &[
+    ("FASTCHAT_SSE_KEEPALIVE_SECS", "1"),
+    ("FASTCHAT_STREAMS_PER_SESSION", "100"),
+];
 
 async fn streams_on(servers: &[ApiServer]) -> Vec<f64> {
     let mut counts = Vec::new();

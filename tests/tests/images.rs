@@ -284,7 +284,7 @@ async fn uploads_are_bounded_checked_and_all_or_nothing() {
         WAIT,
         "the server to finish with the broken upload",
         || async {
-            let metrics = fastchat_tests::metrics::fetch_metrics(&api.base).await?;
+            let metrics = fastchat_tests::metrics::fetch_metrics(api.admin.as_deref()?).await?;
             let refused = format!(r#"route="{}",status="400""#, paths::BLOBS);
             metrics.lines().any(|l| l.contains(&refused)).then_some(())
         },

@@ -16,7 +16,7 @@ use fastchat_api::ids::{Seq, UserId};
 use fastchat_api::notification::{self, Notification, PushedEvent, PushedMessage};
 use fastchat_api::store::inbox::{self, Delivery, InboxRead};
 use fastchat_api::store::messages::{send_direct_batch, DirectSend, Outgoing};
-use fastchat_api::store::sessions::SessionUser;
+use fastchat_api::store::sessions::{self, SessionUser};
 use fastchat_api::store::users::{self, NewUser};
 use fastchat_protocol::envelope::{self, Envelope, Kind};
 use fastchat_protocol::names::Username;
@@ -89,7 +89,8 @@ async fn the_pinned_sql_is_what_the_migrations_define() {
     }
     for function in [
         "fastchat_deliver",
-        "fastchat_find_sessions",
+        "fastchat_find_live_sessions",
+        "fastchat_login_attempt",
         "fastchat_read_inbox_events",
         "fastchat_send_direct_messages",
         "fastchat_wake",
@@ -183,6 +184,7 @@ fn direct(
             sender: SessionUser {
                 user_id: sender.0,
                 username: sender.1.to_owned(),
+                expires_at: chrono::Utc::now() + chrono::Duration::hours(1),
             },
             client_id,
             kind: Kind::Text,
@@ -338,6 +340,54 @@ async fn the_notification_contract_is_what_the_sql_functions_really_send() {
         }
     }
     assert_eq!(woken, many);
+
+    // Whatever ends a live session tells every server, with its token's hash: a logout,
+    // an expiry moved into the past, a user deleted. One already expired is not news.
+    let session = |conn: &mut db::PgConn, n: u8, user: UserId, expires_in_secs: i64| {
+        let hash = vec![n; 32];
+        let expires_at = chrono::Utc::now() + chrono::Duration::seconds(expires_in_secs);
+        sessions::create(conn, &hash, user, None, expires_at).expect("a session");
+        hash
+    };
+    let revoked = |payload: &str| match Notification::decode(payload) {
+        Ok(Notification::Revoke(hash)) => hash,
+        other => panic!("not a revocation: {other:?}"),
+    };
+    let logged_out = session(&mut conn, 1, alice, 3600);
+    sessions::delete(&mut conn, &logged_out).expect("logged out");
+    assert_eq!(revoked(&next_payload(&mut payloads).await), logged_out);
+    let cut_short = session(&mut conn, 2, alice, 3600);
+    let already_over = session(&mut conn, 3, alice, -1);
+    client
+        .execute(
+            "UPDATE sessions SET expires_at = now() - interval '1 second' WHERE user_id = $1",
+            &[&alice.0],
+        )
+        .await
+        .expect("expiry moved");
+    assert_eq!(revoked(&next_payload(&mut payloads).await), cut_short);
+    let of_bob = session(&mut conn, 4, bob, 3600);
+    client
+        .execute("DELETE FROM users WHERE id = $1", &[&bob.0])
+        .await
+        .expect("bob deleted");
+    assert_eq!(revoked(&next_payload(&mut payloads).await), of_bob);
+    client
+        .execute(
+            "DELETE FROM sessions WHERE token_hash = $1",
+            &[&already_over],
+        )
+        .await
+        .expect("deleted");
+    client
+        .execute("SELECT pg_notify($1, 'end')", &[&notification::CHANNEL])
+        .await
+        .expect("a marker");
+    assert_eq!(
+        next_payload(&mut payloads).await,
+        "end",
+        "nothing before the marker"
+    );
 }
 
 #[tokio::test]

@@ -5,9 +5,11 @@
 use std::future::Future;
 use std::pin::Pin;
 
-use actix_web::dev::Payload;
+use actix_web::body::MessageBody;
+use actix_web::dev::{Payload, ServiceRequest, ServiceResponse};
 use actix_web::http::header;
-use actix_web::{web, FromRequest, HttpRequest};
+use actix_web::middleware::Next;
+use actix_web::{web, FromRequest, HttpMessage, HttpRequest};
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
 use rand::rngs::OsRng;
@@ -63,25 +65,53 @@ fn bearer_token(req: &HttpRequest) -> Result<String, ApiError> {
     Ok(token.to_owned())
 }
 
+/// Finds the session `req`'s bearer token names.
+async fn resolve(
+    token: Result<String, ApiError>,
+    state: Option<web::Data<AppState>>,
+) -> Result<AuthUser, ApiError> {
+    let token = token?;
+    let state = state.ok_or_else(|| ApiError::internal("application state is not registered"))?;
+    let token_hash = hash_token(&token);
+    let user = state
+        .session_lookups
+        .call(token_hash.clone())
+        .await??
+        .ok_or_else(ApiError::invalid_token)?;
+    Ok(AuthUser { user, token_hash })
+}
+
+/// The session a request's token named, found before the handler ran.
+struct Resolved(Result<AuthUser, ApiError>);
+
+/// Middleware: finds the session of every request that carries a bearer token before
+/// any extractor runs, so that a bad token is answered 401 whatever the body (the body
+/// extractors would otherwise answer first).
+pub async fn resolve_session(
+    req: ServiceRequest,
+    next: Next<impl MessageBody>,
+) -> Result<ServiceResponse<impl MessageBody>, actix_web::Error> {
+    if req.headers().contains_key(header::AUTHORIZATION) {
+        let token = bearer_token(req.request());
+        let state = req.app_data::<web::Data<AppState>>().cloned();
+        let resolved = resolve(token, state).await;
+        req.extensions_mut().insert(Resolved(resolved));
+    }
+    next.call(req).await
+}
+
 impl FromRequest for AuthUser {
     type Error = ApiError;
     type Future = Pin<Box<dyn Future<Output = Result<Self, Self::Error>>>>;
 
     fn from_request(req: &HttpRequest, _payload: &mut Payload) -> Self::Future {
-        let token = bearer_token(req);
-        let state = req.app_data::<web::Data<AppState>>().cloned();
-        Box::pin(async move {
-            let token = token?;
-            let state =
-                state.ok_or_else(|| ApiError::internal("application state is not registered"))?;
-            let token_hash = hash_token(&token);
-            let user = state
-                .session_lookups
-                .call(token_hash.clone())
-                .await??
-                .ok_or_else(ApiError::invalid_token)?;
-            Ok(AuthUser { user, token_hash })
-        })
+        if let Some(Resolved(resolved)) = req.extensions_mut().remove::<Resolved>() {
+            return Box::pin(std::future::ready(resolved));
+        }
+        Box::pin(resolve(
+            bearer_token(req),
+            req.app_data::<web::Data<AppState>>().cloned(),
+        ))
     }
 }
 

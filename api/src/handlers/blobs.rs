@@ -41,6 +41,26 @@ pub async fn upload(
     if declared.is_some_and(|len| len > max) {
         return Err(ApiError::blob_too_large(max));
     }
+    // The quotas, before the body is read: a user over them costs no more.
+    let uploader = caller.user.user_id;
+    let (uploads, bytes) = db::run(&state.pool, move |conn| {
+        Ok(blobs::recent_uploads(conn, uploader)?)
+    })
+    .await?;
+    let config = &state.config;
+    let declared_bytes = declared.map_or(0, |len| i64::try_from(len).unwrap_or(i64::MAX));
+    if uploads >= config.blob_uploads_per_hour {
+        return Err(ApiError::rate_limited(
+            "too many uploads in the last hour",
+            3600,
+        ));
+    }
+    if bytes.saturating_add(declared_bytes) > config.blob_bytes_per_day {
+        return Err(ApiError::rate_limited(
+            "too many bytes uploaded in the last day",
+            3600,
+        ));
+    }
     let mut data = Vec::with_capacity(declared.unwrap_or(0));
     while let Some(chunk) = payload.next().await {
         let chunk = chunk.map_err(ApiError::upload_incomplete)?;
@@ -52,8 +72,15 @@ pub async fn upload(
     if data.is_empty() {
         return Err(ApiError::empty_blob());
     }
+    if bytes.saturating_add(i64::try_from(data.len()).unwrap_or(i64::MAX))
+        > config.blob_bytes_per_day
+    {
+        return Err(ApiError::rate_limited(
+            "too many bytes uploaded in the last day",
+            3600,
+        ));
+    }
     let id = uuid::Uuid::new_v4();
-    let uploader = caller.user.user_id;
     let size = db::run(&state.pool, move |conn| {
         blobs::insert(conn, id, uploader, &data)
     })

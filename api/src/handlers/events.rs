@@ -5,7 +5,8 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use actix_web::{web, HttpRequest, Responder};
+use actix_web::body::MessageBody;
+use actix_web::{web, HttpRequest, HttpResponse, Responder};
 use actix_web_lab::sse::Sse;
 use fastchat_protocol::wire::InboxPage;
 use serde::Deserialize;
@@ -15,6 +16,8 @@ use crate::error::ApiError;
 use crate::handlers::auth::AuthUser;
 use crate::ids::Seq;
 use crate::live::feed::Feed;
+use crate::live::hub::StreamSession;
+use crate::live::stalls::{ConnectionFd, WatchedBody};
 use crate::state::AppState;
 use crate::store::inbox::{self, InboxRead};
 
@@ -67,7 +70,7 @@ pub async fn stream(
     caller: AuthUser,
     req: HttpRequest,
     query: web::Query<StreamQuery>,
-) -> Result<impl Responder, ApiError> {
+) -> Result<HttpResponse<WatchedBody<impl MessageBody>>, ApiError> {
     let last_event_id = match req.headers().get("last-event-id") {
         Some(value) => Some(
             value
@@ -82,8 +85,23 @@ pub async fn stream(
     if query.after.is_some_and(|a| a < 0) {
         return Err(ApiError::invalid_query("after is 0 or more"));
     }
+    let at_most = |max: u64| usize::try_from(max).unwrap_or(usize::MAX);
+    let (per_session, per_user) = (
+        state.config.streams_per_session,
+        state.config.streams_per_user,
+    );
+    if state.hub.session_streams(&caller.token_hash) >= at_most(per_session) {
+        return Err(ApiError::too_many_streams(per_session, "session"));
+    }
+    if state.hub.user_streams(caller.user.user_id) >= at_most(per_user) {
+        return Err(ApiError::too_many_streams(per_user, "user"));
+    }
     // Subscribe before reading the cursor, so no wake-up falls between the two.
-    let subscription = state.hub.subscribe(caller.user.user_id);
+    let session = StreamSession {
+        token_hash: caller.token_hash.clone(),
+        expires_at: caller.user.expires_at,
+    };
+    let subscription = state.hub.subscribe(caller.user.user_id, session);
     let cursor = match last_event_id.or(query.after) {
         Some(seq) => Seq(seq),
         None => {
@@ -99,7 +117,11 @@ pub async fn stream(
         cursor,
         subscription,
     );
-    Ok(Sse::from_infallible_stream(feed.into_stream())
+    let sse = Sse::from_infallible_stream(feed.into_stream())
         .with_keep_alive(keep_alive)
-        .with_retry_duration(RETRY_HINT))
+        .with_retry_duration(RETRY_HINT);
+    let connection = req.conn_data::<ConnectionFd>().copied();
+    Ok(sse
+        .respond_to(&req)
+        .map_body(|_, body| state.stalls.watch(connection, body)))
 }

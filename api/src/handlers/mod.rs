@@ -3,6 +3,7 @@
 
 pub mod auth;
 pub mod blobs;
+pub mod client;
 pub mod conversations;
 pub mod events;
 pub mod groups;

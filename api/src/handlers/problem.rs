@@ -63,12 +63,20 @@ impl ResponseError for ApiError {
                 HeaderValue::from_static("Bearer realm=\"fastchat\""),
             );
         }
-        if let ApiError::Problem {
-            retry_after_secs: Some(secs),
-            ..
-        } = self
-        {
-            headers.insert(header::RETRY_AFTER, HeaderValue::from(*secs));
+        match self {
+            ApiError::Problem {
+                retry_after_secs: Some(secs),
+                ..
+            } => {
+                headers.insert(header::RETRY_AFTER, HeaderValue::from(*secs));
+            }
+            ApiError::Unavailable(_) => {
+                headers.insert(
+                    header::RETRY_AFTER,
+                    HeaderValue::from(ApiError::RETRY_UNAVAILABLE_SECS),
+                );
+            }
+            _ => {}
         }
         response
     }

@@ -1,7 +1,7 @@
 //! `/v1/sessions`: log in (with a per-username lockout after repeated failures, shared
 //! by all servers through the database) and log out.
 
-use actix_web::{web, HttpResponse};
+use actix_web::{web, HttpRequest, HttpResponse};
 use chrono::{Duration, Utc};
 use fastchat_protocol::names::Username;
 use fastchat_protocol::wire::{CreateSession, SessionCreated};
@@ -10,13 +10,15 @@ use crate::config::PASSWORD_MAX_BYTES;
 use crate::db;
 use crate::error::ApiError;
 use crate::handlers::auth::{new_token, AuthUser};
+use crate::handlers::client::client_address;
+use crate::handlers::users::is_password_text;
 use crate::state::AppState;
 use crate::store::sessions::{self, Throttle};
-use crate::store::users;
 
 /// `POST /v1/sessions`
 pub async fn create(
     state: web::Data<AppState>,
+    req: HttpRequest,
     body: web::Json<CreateSession>,
 ) -> Result<HttpResponse, ApiError> {
     let CreateSession { username, password } = body.into_inner();
@@ -25,47 +27,37 @@ pub async fn create(
     let Ok(username) = Username::parse(&username) else {
         return Err(ApiError::invalid_credentials());
     };
-    if password.is_empty() || password.len() > PASSWORD_MAX_BYTES {
+    if password.is_empty() || password.len() > PASSWORD_MAX_BYTES || !is_password_text(&password) {
         return Err(ApiError::invalid_credentials());
     }
+    let client = client_address(&req, &state.config.trusted_proxies);
+    let config = &state.config;
+    let throttle = Throttle {
+        window_secs: config.login_window_secs,
+        lockout_secs: config.login_lockout_secs,
+        max_per_name: config.login_max_failures,
+        max_per_address: config.login_max_per_address,
+    };
 
-    let name = username.clone();
-    let (locked_until, user) = db::run(&state.pool, move |conn| {
-        Ok((
-            sessions::locked_until(conn, &name)?,
-            users::credentials(conn, &name)?,
-        ))
+    // Counted before the password is checked: guesses made at once all count.
+    let (name, from) = (username.clone(), client.clone());
+    let attempt = db::run(&state.pool, move |conn| {
+        Ok(sessions::count_attempt(conn, &name, &from, throttle)?)
     })
     .await?;
-    if let Some(remaining) = locked_until
-        .map(|t| t - Utc::now())
-        .filter(|d| *d > Duration::zero())
-    {
-        return Err(ApiError::too_many_attempts(
-            remaining.num_seconds().unsigned_abs() + 1,
-        ));
+    if let Some(seconds) = attempt.refused_for {
+        return Err(ApiError::too_many_attempts(seconds));
     }
-
     // Unknown users cost a bcrypt verification too, so timing does not tell
     // which usernames exist.
-    let (user_id, hash) = match user {
+    let (user_id, hash) = match attempt.user {
         Some((id, hash)) => (Some(id), hash),
         None => (None, state.dummy_password_hash.clone()),
     };
     let password_ok =
         db::blocking(move || bcrypt::verify(password, &hash).unwrap_or(false)).await?;
     let Some(user_id) = user_id.filter(|_| password_ok) else {
-        tracing::info!(%username, "failed login");
-        let config = &state.config;
-        let throttle = Throttle {
-            max_failures: config.login_max_failures,
-            window_secs: config.login_window_secs,
-            lockout_secs: config.login_lockout_secs,
-        };
-        db::run(&state.pool, move |conn| {
-            Ok(sessions::record_failure(conn, &username, throttle)?)
-        })
-        .await?;
+        tracing::info!(%username, %client, "failed login");
         return Err(ApiError::invalid_credentials());
     };
 
@@ -77,7 +69,7 @@ pub async fn create(
             conn,
             &token_hash,
             user_id,
-            &name,
+            Some((&name, &client)),
             expires_at,
         )?)
     })

@@ -5,7 +5,7 @@ use actix_web::{web, HttpResponse};
 use base64::engine::general_purpose::STANDARD as BASE64;
 use base64::Engine;
 use diesel::Connection;
-use fastchat_protocol::keys::parse_public_key_pem;
+use fastchat_protocol::keys::{parse_public_key_pem, public_key_pem};
 use fastchat_protocol::names::{is_name_chars, Username, NAME_MAX_LEN};
 use fastchat_protocol::wire::{
     ContactsBackup, CreateUser, KeyBackup, UserCreated, UserList, UserProfile, UserSummary,
@@ -23,11 +23,21 @@ use crate::store::sessions;
 use crate::store::users::{self, NewUser};
 
 const LIST_DEFAULT_LIMIT: i64 = 50;
+/// An RSA key of 8192 bits is under 1,500 bytes of PEM.
+const PUBLIC_KEY_MAX_BYTES: usize = 8 * 1024;
 const LIST_MAX_LIMIT: i64 = 200;
 
-/// A password the server would accept; login refuses any other without counting it.
-pub fn acceptable_password(state: &AppState, password: &str) -> bool {
+/// A password the server would accept at signup: of its length, and typed text (no NUL,
+/// no control characters).
+fn acceptable_password(state: &AppState, password: &str) -> bool {
     (state.config.password_min_bytes..=PASSWORD_MAX_BYTES).contains(&password.len())
+        && is_password_text(password)
+}
+
+/// Whether a password holds no control character (NUL included): one that does was
+/// never accepted, and is refused at login without being counted.
+pub fn is_password_text(password: &str) -> bool {
+    !password.chars().any(char::is_control)
 }
 
 /// `POST /v1/users`: the account, and a session for it, so that signing up costs one
@@ -49,10 +59,18 @@ pub async fn create(
             PASSWORD_MAX_BYTES,
         ));
     }
-    parse_public_key_pem(&public_key).map_err(ApiError::invalid_public_key)?;
+    // Checked before it is parsed, and stored as the parse prints it back: no text
+    // around the PEM, no odd line breaks, nothing but the key.
+    if public_key.len() > PUBLIC_KEY_MAX_BYTES {
+        return Err(ApiError::invalid_public_key(format!(
+            "a public key is at most {PUBLIC_KEY_MAX_BYTES} bytes of PEM"
+        )));
+    }
+    let public_key =
+        public_key_pem(&parse_public_key_pem(&public_key).map_err(ApiError::invalid_public_key)?);
     if let Some(backup) = &key_backup {
         let max = state.config.key_backup_max_bytes;
-        if backup.is_empty() || backup.len() > max {
+        if backup.is_empty() || backup.len() > max || BASE64.decode(backup).is_err() {
             return Err(ApiError::invalid_key_backup(max));
         }
     }
@@ -75,13 +93,13 @@ pub async fn create(
     };
     let (token, token_hash) = new_token();
     let expires_at = chrono::Utc::now() + chrono::Duration::seconds(state.config.session_ttl_secs);
-    let name = username.clone();
     let created_at = db::run(&state.pool, move |conn| {
         Ok(conn.transaction(|conn| {
             let Some((user_id, created_at)) = users::create(conn, &new)? else {
                 return Ok::<_, diesel::result::Error>(None);
             };
-            sessions::create(conn, &token_hash, user_id, &name, expires_at)?;
+            // A new account has no failed logins to forget.
+            sessions::create(conn, &token_hash, user_id, None, expires_at)?;
             Ok(Some(created_at))
         })?)
     })

@@ -20,8 +20,9 @@ use crate::store::inbox::{InboxPage, InboxRead};
 use crate::store::message_view::MessageView;
 use crate::store::sessions::SessionUser;
 
-/// Events read per query by a stream that is catching up.
-const PAGE: i64 = 500;
+/// Events read per query by a stream that is catching up: what a stream holds while
+/// its client has not taken it yet (a client that reads slowly costs at most this).
+const PAGE: i64 = 64;
 
 pub struct Feed {
     reads: Batcher<InboxRead, InboxPage>,
@@ -75,9 +76,13 @@ impl Feed {
         })
     }
 
-    /// The next event to send; `None` when the hub has closed this stream.
+    /// The next event to send; `None` when the hub has closed this stream, or its
+    /// session has ended.
     async fn next_event(&mut self) -> Option<sse::Event> {
         loop {
+            if self.subscription.is_revoked() {
+                return None;
+            }
             if let Some(event) = self.unsent.next() {
                 let seq = event.seq;
                 match sse::Data::new_json(&event) {

@@ -1,10 +1,12 @@
-//! The event streams this server holds, by user. Waking a user's streams tells them to
-//! read their inbox again, or hands them a message that arrived whole; the inbox
-//! table, not the wake-up, is the truth.
+//! The event streams this server holds, by user and by session. Waking a user's streams
+//! tells them to read their inbox again, or hands them a message that arrived whole; the
+//! inbox table, not the wake-up, is the truth. Revoking a session (logout, expiry) ends
+//! its streams at once.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, MutexGuard};
 
+use chrono::{DateTime, Utc};
 use tokio::sync::{mpsc, watch};
 
 use crate::ids::UserId;
@@ -28,17 +30,99 @@ pub enum Wake {
     Pushed(Arc<PushedEvent>),
 }
 
+/// The session a stream was opened with: its token's hash and when it expires.
+#[derive(Debug, Clone)]
+pub struct StreamSession {
+    pub token_hash: Vec<u8>,
+    pub expires_at: DateTime<Utc>,
+}
+
+/// The open streams of one session.
+struct SessionStreams {
+    /// Set to true when the session ends: every stream of it closes.
+    revoked: watch::Sender<bool>,
+    expires_at: DateTime<Utc>,
+}
+
 pub struct Hub {
     streams: Mutex<HashMap<UserId, watch::Sender<Wake>>>,
+    sessions: Mutex<HashMap<Vec<u8>, SessionStreams>>,
     presence: mpsc::UnboundedSender<PresenceChange>,
+    /// Asks for the open sessions to be checked against the database now (after the
+    /// wake-up listener reconnects: revocations sent meanwhile were missed).
+    session_check: tokio::sync::Notify,
 }
 
 impl Hub {
     pub fn new(presence: mpsc::UnboundedSender<PresenceChange>) -> Arc<Self> {
         Arc::new(Self {
             streams: Mutex::new(HashMap::new()),
+            sessions: Mutex::new(HashMap::new()),
             presence,
+            session_check: tokio::sync::Notify::new(),
         })
+    }
+
+    /// Asks for the open sessions to be checked against the database now.
+    pub fn check_sessions_soon(&self) {
+        self.session_check.notify_one();
+    }
+
+    /// Waits until someone asks for the open sessions to be checked.
+    pub async fn session_check_asked(&self) {
+        self.session_check.notified().await;
+    }
+
+    fn sessions(&self) -> MutexGuard<'_, HashMap<Vec<u8>, SessionStreams>> {
+        self.sessions.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// How many streams `token_hash`'s session holds on this server.
+    pub fn session_streams(&self, token_hash: &[u8]) -> usize {
+        self.sessions()
+            .get(token_hash)
+            .map_or(0, |s| s.revoked.receiver_count())
+    }
+
+    /// How many streams `user_id` holds on this server.
+    pub fn user_streams(&self, user_id: UserId) -> usize {
+        self.streams()
+            .get(&user_id)
+            .map_or(0, watch::Sender::receiver_count)
+    }
+
+    /// Ends every stream of these sessions (logged out, expired, or found gone).
+    pub fn revoke<'a>(&self, token_hashes: impl IntoIterator<Item = &'a [u8]>) {
+        let sessions = self.sessions();
+        for hash in token_hashes {
+            if let Some(session) = sessions.get(hash) {
+                session.revoked.send_replace(true);
+            }
+        }
+    }
+
+    /// Ends the streams of every session that has expired by `now`.
+    pub fn revoke_expired(&self, now: DateTime<Utc>) -> usize {
+        let sessions = self.sessions();
+        let expired: Vec<&SessionStreams> =
+            sessions.values().filter(|s| s.expires_at <= now).collect();
+        for session in &expired {
+            session.revoked.send_replace(true);
+        }
+        expired.len()
+    }
+
+    /// Moves a session's expiry to what the database says now.
+    pub fn set_expiry(&self, token_hash: &[u8], expires_at: DateTime<Utc>) {
+        if let Some(session) = self.sessions().get_mut(token_hash) {
+            session.expires_at = expires_at;
+        }
+    }
+
+    /// The token hashes of the sessions holding streams here, to check against the
+    /// database now and then.
+    pub fn open_sessions(&self) -> Vec<Vec<u8>> {
+        self.sessions().keys().cloned().collect()
     }
 
     fn streams(&self) -> MutexGuard<'_, HashMap<UserId, watch::Sender<Wake>>> {
@@ -46,8 +130,19 @@ impl Hub {
         self.streams.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// Registers a stream for `user_id`; it is woken until the subscription is dropped.
-    pub fn subscribe(self: &Arc<Self>, user_id: UserId) -> Subscription {
+    /// Registers a stream for `user_id`, opened with `session`; it is woken until the
+    /// subscription is dropped, and ends when the session does.
+    pub fn subscribe(self: &Arc<Self>, user_id: UserId, session: StreamSession) -> Subscription {
+        let revoked = {
+            let mut sessions = self.sessions();
+            let entry = sessions
+                .entry(session.token_hash.clone())
+                .or_insert_with(|| SessionStreams {
+                    revoked: watch::channel(false).0,
+                    expires_at: session.expires_at,
+                });
+            entry.revoked.subscribe()
+        };
         let mut streams = self.streams();
         let rx = match streams.get(&user_id) {
             Some(tx) => tx.subscribe(),
@@ -61,7 +156,9 @@ impl Hub {
         Subscription {
             hub: Arc::clone(self),
             user_id,
+            token_hash: session.token_hash,
             rx: Some(rx),
+            revoked: Some(revoked),
         }
     }
 
@@ -106,6 +203,7 @@ impl Hub {
     /// Ends every stream (at shutdown): their subscriptions see the channel close.
     pub fn close_all(&self) {
         self.streams().clear();
+        self.sessions().clear();
     }
 }
 
@@ -113,7 +211,9 @@ impl Hub {
 pub struct Subscription {
     hub: Arc<Hub>,
     user_id: UserId,
+    token_hash: Vec<u8>,
     rx: Option<watch::Receiver<Wake>>,
+    revoked: Option<watch::Receiver<bool>>,
 }
 
 impl Subscription {
@@ -125,18 +225,41 @@ impl Subscription {
         }
     }
 
+    /// Whether the stream's session has ended (or the hub closed it).
+    pub fn is_revoked(&self) -> bool {
+        self.revoked.as_ref().is_none_or(|r| *r.borrow())
+    }
+
     /// Waits for the next wake-up and tells why (the latest reason, if several came);
-    /// `None` when the hub closed this stream.
+    /// `None` when the hub closed this stream or its session ended.
     pub async fn woken(&mut self) -> Option<Wake> {
-        let rx = self.rx.as_mut()?;
-        rx.changed().await.ok()?;
-        Some(rx.borrow_and_update().clone())
+        let (rx, revoked) = (self.rx.as_mut()?, self.revoked.as_mut()?);
+        if *revoked.borrow() {
+            return None;
+        }
+        tokio::select! {
+            changed = rx.changed() => {
+                changed.ok()?;
+                Some(rx.borrow_and_update().clone())
+            }
+            _ = revoked.wait_for(|revoked| *revoked) => None,
+        }
     }
 }
 
 impl Drop for Subscription {
     fn drop(&mut self) {
         drop(self.rx.take());
+        if let Some(revoked) = self.revoked.take() {
+            drop(revoked);
+            let mut sessions = self.hub.sessions();
+            if sessions
+                .get(&self.token_hash)
+                .is_some_and(|s| s.revoked.receiver_count() == 0)
+            {
+                sessions.remove(&self.token_hash);
+            }
+        }
         let mut streams = self.hub.streams();
         if let Some(tx) = streams.get(&self.user_id) {
             if tx.receiver_count() == 0 {
@@ -155,13 +278,56 @@ mod tests {
     use super::*;
     use crate::ids::Seq;
 
+    fn session(n: u8) -> StreamSession {
+        StreamSession {
+            token_hash: vec![n; 32],
+            expires_at: Utc::now() + chrono::Duration::hours(1),
+        }
+    }
+
+    #[tokio::test]
+    async fn revoking_a_session_ends_its_streams_and_no_others() {
+        let (tx, _presence) = mpsc::unbounded_channel();
+        let hub = Hub::new(tx);
+        let mut phone = hub.subscribe(UserId(1), session(1));
+        let mut laptop = hub.subscribe(UserId(1), session(2));
+        let expiring = StreamSession {
+            token_hash: vec![3; 32],
+            expires_at: Utc::now() - chrono::Duration::seconds(1),
+        };
+        let mut old = hub.subscribe(UserId(1), expiring);
+        assert_eq!(hub.session_streams(&[1; 32]), 1);
+        phone.mark_seen();
+        laptop.mark_seen();
+
+        hub.revoke([&[1u8; 32][..]]);
+        assert!(
+            phone.woken().await.is_none(),
+            "the revoked session's stream ends"
+        );
+        assert!(phone.is_revoked() && !laptop.is_revoked());
+        assert_eq!(hub.revoke_expired(Utc::now()), 1);
+        assert!(
+            old.woken().await.is_none(),
+            "the expired session's stream ends"
+        );
+        hub.wake([UserId(1)]);
+        assert!(
+            matches!(laptop.woken().await, Some(Wake::Read)),
+            "the other goes on"
+        );
+        drop(phone);
+        assert_eq!(hub.session_streams(&[1; 32]), 0);
+        assert_eq!(hub.open_sessions().len(), 2);
+    }
+
     #[tokio::test]
     async fn wakes_only_the_named_users_and_reports_presence_once() {
         let (tx, mut presence) = mpsc::unbounded_channel();
         let hub = Hub::new(tx);
-        let mut alice_1 = hub.subscribe(UserId(1));
-        let mut alice_2 = hub.subscribe(UserId(1));
-        let mut bob = hub.subscribe(UserId(2));
+        let mut alice_1 = hub.subscribe(UserId(1), session(1));
+        let mut alice_2 = hub.subscribe(UserId(1), session(1));
+        let mut bob = hub.subscribe(UserId(2), session(2));
         assert_eq!(presence.try_recv(), Ok(PresenceChange::Online(UserId(1))));
         assert_eq!(presence.try_recv(), Ok(PresenceChange::Online(UserId(2))));
         assert!(presence.try_recv().is_err(), "a second stream is not news");
@@ -202,8 +368,8 @@ mod tests {
     async fn the_latest_wake_up_wins_and_pushes_reach_only_their_user() {
         let (tx, _presence) = mpsc::unbounded_channel();
         let hub = Hub::new(tx);
-        let mut bob = hub.subscribe(UserId(2));
-        let mut carol = hub.subscribe(UserId(3));
+        let mut bob = hub.subscribe(UserId(2), session(2));
+        let mut carol = hub.subscribe(UserId(3), session(3));
         bob.mark_seen();
         carol.mark_seen();
         assert!(hub.holds(UserId(2)) && !hub.holds(UserId(4)));

@@ -14,6 +14,7 @@ use crate::notification::{Notification, PushedEvent, CHANNEL};
 fn dispatch(hub: &Hub, payload: &str) {
     match Notification::decode(payload) {
         Ok(Notification::Wake(users)) => hub.wake(users),
+        Ok(Notification::Revoke(token_hash)) => hub.revoke([token_hash.as_slice()]),
         // Every server hears every message: only the one holding the recipient decodes it.
         Ok(Notification::Push { recipient, .. }) if !hub.holds(recipient) => {}
         Ok(Notification::Push { recipient, event }) => match PushedEvent::decode(event) {
@@ -32,18 +33,29 @@ fn dispatch(hub: &Hub, payload: &str) {
 
 /// Listens for wake-ups for as long as the server runs, reconnecting with back-off.
 pub async fn listen_forever(database_url: String, hub: Arc<Hub>) {
-    let mut backoff = Duration::from_millis(100);
+    const FIRST_RETRY: Duration = Duration::from_millis(100);
+    let mut backoff = FIRST_RETRY;
     loop {
-        match listen(&database_url, &hub).await {
+        let mut connected = false;
+        match listen(&database_url, &hub, &mut connected).await {
             Ok(()) => tracing::warn!("wake-up listener connection closed; reconnecting"),
             Err(e) => tracing::warn!(error = ?e, "wake-up listener failed; reconnecting"),
         }
+        // A listener that got connected starts its back-off afresh: the next outage
+        // is waited out from the first retry on, not from where the last one ended.
+        if connected {
+            backoff = FIRST_RETRY;
+        }
         tokio::time::sleep(backoff).await;
-        backoff = (backoff * 2).min(Duration::from_secs(5));
+        backoff = (backoff * 2).min(Duration::from_secs(2));
     }
 }
 
-async fn listen(database_url: &str, hub: &Hub) -> Result<(), tokio_postgres::Error> {
+async fn listen(
+    database_url: &str,
+    hub: &Hub,
+    connected: &mut bool,
+) -> Result<(), tokio_postgres::Error> {
     let (client, mut connection) = tokio_postgres::connect(database_url, NoTls).await?;
     let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
     // The connection object yields notifications; drive it on its own task.
@@ -62,7 +74,10 @@ async fn listen(database_url: &str, hub: &Hub) -> Result<(), tokio_postgres::Err
         }
     });
     client.batch_execute(&format!("LISTEN {CHANNEL}")).await?;
+    *connected = true;
     tracing::info!("listening for wake-ups");
+    // Revocations sent while we were not listening: check the open sessions.
+    hub.check_sessions_soon();
     // Anything committed while we were not listening: catch up from the table.
     hub.wake_all();
     while let Some(payload) = rx.recv().await {
@@ -85,7 +100,13 @@ mod tests {
     async fn a_push_reaches_its_users_streams_whole_and_a_broken_one_makes_them_read() {
         let (tx, _presence) = tokio::sync::mpsc::unbounded_channel();
         let hub = Hub::new(tx);
-        let mut bob = hub.subscribe(UserId(2));
+        let mut bob = hub.subscribe(
+            UserId(2),
+            crate::live::hub::StreamSession {
+                token_hash: vec![2; 32],
+                expires_at: chrono::Utc::now() + chrono::Duration::hours(1),
+            },
+        );
         bob.mark_seen();
         let event = r#"{"seq": 9, "message": {"id": 7, "sender": "alice", "recipient": "bob",
             "kind": "text", "client_id": "0b6f2c66-5a3e-4a53-9b8e-0f1f1c0d2a11",

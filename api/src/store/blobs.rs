@@ -87,6 +87,26 @@ pub fn all_uploaded_by(
     Ok(usize::try_from(owned).ok() == Some(ids.len()))
 }
 
+/// What `uploader` uploaded lately: uploads in the last hour, bytes in the last day.
+pub fn recent_uploads(conn: &mut PgConn, uploader: UserId) -> QueryResult<(i64, i64)> {
+    #[derive(QueryableByName)]
+    struct Recent {
+        #[diesel(sql_type = BigInt)]
+        uploads: i64,
+        #[diesel(sql_type = BigInt)]
+        bytes: i64,
+    }
+    let recent: Recent = diesel::sql_query(
+        "SELECT count(*) FILTER (WHERE created_at > now() - interval '1 hour') AS uploads,
+                coalesce(sum(size), 0)::BIGINT AS bytes
+           FROM blobs
+          WHERE uploader_id = $1 AND created_at > now() - interval '1 day'",
+    )
+    .bind::<BigInt, _>(uploader)
+    .get_result(conn)?;
+    Ok((recent.uploads, recent.bytes))
+}
+
 /// Records that `message` lists these blobs.
 pub fn attach(conn: &mut PgConn, message: MessageId, ids: &[uuid::Uuid]) -> QueryResult<()> {
     let rows: Vec<_> = ids

@@ -3,15 +3,31 @@
 //! with a migrated database); their results are read by the store modules that call
 //! them. Each is prepared once per connection (see [`function_call!`]).
 
-use diesel::sql_types::{Array, BigInt, Bool, Bytea, Jsonb, Nullable, Text, Uuid as SqlUuid};
+use diesel::sql_types::{
+    Array, BigInt, Bool, Bytea, Integer, Jsonb, Nullable, Text, Uuid as SqlUuid,
+};
 
 use crate::db::function_call;
 use crate::ids::{MessageId, Seq, UserId};
 
 function_call! {
     /// The live sessions among these token hashes, with their users
-    /// (`token_hash, user_id, username`).
-    struct FindSessions = "fastchat_find_sessions"(hashes: Vec<Vec<u8>> as Array<Bytea>);
+    /// (`token_hash, user_id, username, expires_at`).
+    struct FindLiveSessions = "fastchat_find_live_sessions"(hashes: Vec<Vec<u8>> as Array<Bytea>);
+
+    /// Counts a login attempt before its password is checked (`allowed,
+    /// retry_after_secs, user_id, password_hash`).
+    struct LoginAttempt = "fastchat_login_attempt"(
+        name: String as Text,
+        client: String as Text,
+        window_secs: i64 as BigInt,
+        lockout_secs: i64 as BigInt,
+        max_per_name: i32 as Integer,
+        max_per_address: i32 as Integer,
+    );
+
+    /// A login that succeeded: its (name, address) starts afresh.
+    struct LoginSucceeded = "fastchat_login_succeeded"(name: String as Text, client: String as Text);
 
     /// One-to-one messages stored together; one row per message (`ord, outcome,
     /// recipient_id, id, sent_at`). Position i of the first eleven arrays is message i;

@@ -11,7 +11,7 @@ use diesel::sql_types::{Array, BigInt, Jsonb, Nullable, Text, Timestamptz, Uuid 
 use fastchat_protocol::wire::{Event, EventBody};
 use prometheus::Histogram;
 
-use crate::batch::Batcher;
+use crate::batch::{Batcher, QUEUE_MAX};
 use crate::db::{self, PgConn, PgPool};
 use crate::error::ApiError;
 use crate::ids::{MessageId, Seq, UserId};
@@ -95,6 +95,7 @@ pub fn read_batcher(
         "inbox-reads",
         READ_WORKERS,
         READ_BATCH_MAX,
+        QUEUE_MAX,
         sizes,
         move |reads| read_inboxes(&pool, reads),
     )

@@ -13,7 +13,7 @@ use fastchat_protocol::names::{GroupName, Username};
 use fastchat_protocol::wire::{Message, MessagePage, MessageSent};
 use prometheus::Histogram;
 
-use crate::batch::Batcher;
+use crate::batch::{Batcher, QUEUE_MAX};
 use crate::db::{self, PgConn, PgPool};
 use crate::error::ApiError;
 use crate::ids::{GroupId, MessageId, UserId};
@@ -98,6 +98,7 @@ pub fn direct_send_batcher(
         "direct-sends",
         DIRECT_WORKERS,
         DIRECT_BATCH_MAX,
+        QUEUE_MAX,
         sizes,
         move |sends| send_direct_batch(&pool, &sends),
     )

@@ -5,22 +5,23 @@ use std::collections::HashMap;
 
 use chrono::{DateTime, Duration, Utc};
 use diesel::prelude::*;
-use diesel::sql_types::{BigInt, Bytea, Integer, Text};
+use diesel::sql_types::{BigInt, Bytea, Text, Timestamptz};
 use fastchat_protocol::names::Username;
 use prometheus::Histogram;
 
-use crate::batch::Batcher;
+use crate::batch::{Batcher, QUEUE_MAX};
 use crate::db::{self, PgConn, PgPool};
 use crate::error::ApiError;
 use crate::ids::UserId;
-use crate::schema::{login_failures, sessions};
-use crate::store::functions::FindSessions;
+use crate::schema::{address_attempts, login_attempts, sessions};
+use crate::store::functions::{FindLiveSessions, LoginAttempt, LoginSucceeded};
 
 /// The session a token belongs to.
 #[derive(Debug, Clone)]
 pub struct SessionUser {
     pub user_id: UserId,
     pub username: String,
+    pub expires_at: DateTime<Utc>,
 }
 
 /// A session lookup's answer: the user a token belongs to, if any.
@@ -39,6 +40,7 @@ pub fn lookup_batcher(
         "session-lookups",
         LOOKUP_WORKERS,
         LOOKUP_BATCH_MAX,
+        QUEUE_MAX,
         sizes,
         move |hashes| find_sessions(&pool, hashes),
     )
@@ -55,9 +57,11 @@ pub fn find_sessions(pool: &PgPool, hashes: Vec<Vec<u8>>) -> Vec<SessionLookup> 
         user_id: UserId,
         #[diesel(sql_type = Text)]
         username: String,
+        #[diesel(sql_type = Timestamptz)]
+        expires_at: DateTime<Utc>,
     }
     let found = db::with_conn(pool, |conn| {
-        Ok(FindSessions {
+        Ok(FindLiveSessions {
             hashes: hashes.clone(),
         }
         .load::<Found>(conn)?)
@@ -70,6 +74,7 @@ pub fn find_sessions(pool: &PgPool, hashes: Vec<Vec<u8>>) -> Vec<SessionLookup> 
                     let user = SessionUser {
                         user_id: f.user_id,
                         username: f.username,
+                        expires_at: f.expires_at,
                     };
                     (f.token_hash, user)
                 })
@@ -88,12 +93,66 @@ struct NewSession<'a> {
     expires_at: DateTime<Utc>,
 }
 
-/// Starts a session and clears the user's failed logins.
+/// How login attempts are counted.
+#[derive(Debug, Clone, Copy)]
+pub struct Throttle {
+    pub window_secs: i64,
+    pub lockout_secs: i64,
+    pub max_per_name: i32,
+    pub max_per_address: i32,
+}
+
+/// A login attempt, counted: whether it may go on to the password check, and the user
+/// it names.
+pub struct Attempt {
+    /// `Some(seconds)` when it is refused, for that long.
+    pub refused_for: Option<u64>,
+    /// The user's id and password hash, if the name is a user's.
+    pub user: Option<(UserId, String)>,
+}
+
+/// Counts an attempt to log in as `username` from `client`, before its password is
+/// checked: guesses made at once all count, and a name's owner logging in from
+/// elsewhere is not held back by someone else's guesses.
+pub fn count_attempt(
+    conn: &mut PgConn,
+    username: &Username,
+    client: &str,
+    throttle: Throttle,
+) -> QueryResult<Attempt> {
+    #[derive(QueryableByName)]
+    struct Counted {
+        #[diesel(sql_type = diesel::sql_types::Bool)]
+        allowed: bool,
+        #[diesel(sql_type = diesel::sql_types::Nullable<BigInt>)]
+        retry_after_secs: Option<i64>,
+        #[diesel(sql_type = diesel::sql_types::Nullable<BigInt>)]
+        user_id: Option<UserId>,
+        #[diesel(sql_type = diesel::sql_types::Nullable<Text>)]
+        password_hash: Option<String>,
+    }
+    let counted: Counted = LoginAttempt {
+        name: username.to_string(),
+        client: client.to_owned(),
+        window_secs: throttle.window_secs,
+        lockout_secs: throttle.lockout_secs,
+        max_per_name: throttle.max_per_name,
+        max_per_address: throttle.max_per_address,
+    }
+    .get_result(conn)?;
+    Ok(Attempt {
+        refused_for: (!counted.allowed)
+            .then(|| counted.retry_after_secs.unwrap_or(1).unsigned_abs().max(1)),
+        user: counted.user_id.zip(counted.password_hash),
+    })
+}
+
+/// Starts a session after a login that succeeded; the (name, address) starts afresh.
 pub fn create(
     conn: &mut PgConn,
     token_hash: &[u8],
     user_id: UserId,
-    username: &Username,
+    login: Option<(&Username, &str)>,
     expires_at: DateTime<Utc>,
 ) -> QueryResult<()> {
     conn.transaction(|conn| {
@@ -104,80 +163,49 @@ pub fn create(
                 expires_at,
             })
             .execute(conn)?;
-        diesel::delete(login_failures::table.find(username.as_str())).execute(conn)?;
+        if let Some((username, client)) = login {
+            LoginSucceeded {
+                name: username.to_string(),
+                client: client.to_owned(),
+            }
+            .execute(conn)?;
+        }
         Ok(())
     })
 }
 
+/// Ends a session. A trigger tells every server in the same commit, and they end its
+/// streams.
 pub fn delete(conn: &mut PgConn, token_hash: &[u8]) -> QueryResult<()> {
     diesel::delete(sessions::table.find(token_hash))
         .execute(conn)
         .map(drop)
 }
 
-/// Until when `username` is locked out, if it is.
-pub fn locked_until(conn: &mut PgConn, username: &Username) -> QueryResult<Option<DateTime<Utc>>> {
-    Ok(login_failures::table
-        .find(username.as_str())
-        .select(login_failures::locked_until)
-        .first::<Option<DateTime<Utc>>>(conn)
-        .optional()?
-        .flatten())
-}
-
-/// How failed logins are counted.
-#[derive(Debug, Clone, Copy)]
-pub struct Throttle {
-    pub max_failures: i32,
-    pub window_secs: i64,
-    pub lockout_secs: i64,
-}
-
-/// Counts a failed login for `username`; the failure that reaches the limit within the
-/// window locks the name out for the lockout period.
-pub fn record_failure(
-    conn: &mut PgConn,
-    username: &Username,
-    throttle: Throttle,
-) -> QueryResult<()> {
-    diesel::sql_query(
-        "INSERT INTO login_failures AS f (username, failures, window_start)
-         VALUES ($1, 1, now())
-         ON CONFLICT (username) DO UPDATE SET
-           failures = CASE WHEN f.window_start < now() - $2 * interval '1 second'
-                           THEN 1 ELSE f.failures + 1 END,
-           window_start = CASE WHEN f.window_start < now() - $2 * interval '1 second'
-                               THEN now() ELSE f.window_start END",
-    )
-    .bind::<Text, _>(username.as_str())
-    .bind::<BigInt, _>(throttle.window_secs)
-    .execute(conn)?;
-    diesel::sql_query(
-        "UPDATE login_failures
-            SET locked_until = now() + $2 * interval '1 second'
-          WHERE username = $1 AND failures >= $3",
-    )
-    .bind::<Text, _>(username.as_str())
-    .bind::<BigInt, _>(throttle.lockout_secs)
-    .bind::<Integer, _>(throttle.max_failures)
-    .execute(conn)
-    .map(drop)
-}
-
-/// Deletes expired sessions and stale failure counts; run now and then.
+/// Deletes expired sessions and stale attempt counts; run now and then.
 pub fn purge_expired(conn: &mut PgConn, login_window_secs: i64) -> QueryResult<usize> {
     let sessions = diesel::delete(sessions::table.filter(sessions::expires_at.le(Utc::now())))
         .execute(conn)?;
     let stale = Utc::now() - Duration::seconds(login_window_secs);
-    let failures = diesel::delete(
-        login_failures::table
-            .filter(login_failures::window_start.lt(stale))
+    let by_name = diesel::delete(
+        login_attempts::table
+            .filter(login_attempts::window_start.lt(stale))
             .filter(
-                login_failures::locked_until
+                login_attempts::locked_until
                     .is_null()
-                    .or(login_failures::locked_until.lt(Utc::now())),
+                    .or(login_attempts::locked_until.lt(Utc::now())),
             ),
     )
     .execute(conn)?;
-    Ok(sessions + failures)
+    let by_address = diesel::delete(
+        address_attempts::table
+            .filter(address_attempts::window_start.lt(stale))
+            .filter(
+                address_attempts::locked_until
+                    .is_null()
+                    .or(address_attempts::locked_until.lt(Utc::now())),
+            ),
+    )
+    .execute(conn)?;
+    Ok(sessions + by_name + by_address)
 }
