@@ -25,6 +25,7 @@
 //! - [`cli`]: [`CliHome`], the `fastchat` binary in a home folder of its own.
 //! - [`proxy`]: [`Proxy`], a server that lies, between the CLI and the real one.
 //! - [`pty`]: [`pty::Terminal`], the CLI on a pseudo-terminal, read as a screen.
+//! - [`tls`]: [`tls::TlsFront`], `https://` before a plain server, with a test CA.
 //! - [`metrics`]: reading Prometheus text.
 //! - [`wait`]: [`eventually`], waiting for a condition with a deadline.
 
@@ -38,6 +39,7 @@ pub mod process;
 pub mod proxy;
 pub mod pty;
 pub mod sse;
+pub mod tls;
 pub mod user;
 pub mod wait;
 
