@@ -56,7 +56,10 @@ async fn an_incoming_line_appears_above_an_intact_prompt_and_keys_edit_the_line(
     });
     bob.run(&server, &["send", "alice", "hello from bob"], "")
         .success();
-    screen.wait_for(WAIT, " bob: hello from bob");
+    screen.wait_until(WAIT, "bob's line and the prompt redrawn", |rows| {
+        row_ending(rows, " bob: hello from bob").is_some()
+            && rows.iter().any(|r| r == "> half a li")
+    });
     let rows = screen.rows();
     let incoming = row_ending(&rows, " bob: hello from bob").expect("bob's line");
     let prompt = rows
@@ -93,6 +96,10 @@ async fn an_incoming_line_appears_above_an_intact_prompt_and_keys_edit_the_line(
     screen.type_keys("three");
     screen.type_keys(keys::ENTER);
     screen.wait_for(WAIT, " you: one three");
+    let png = fastchat_tests::root().join("tests/fixtures/drawing.png");
+    screen.type_keys(&format!("/image {}", png.display()));
+    screen.type_keys(keys::ENTER);
+    screen.wait_for(WAIT, "drawing.png]");
 
     // Commands are commands, not messages.
     screen.type_keys("/help");
@@ -105,9 +112,24 @@ async fn an_incoming_line_appears_above_an_intact_prompt_and_keys_edit_the_line(
     screen.type_keys(keys::ENTER);
     assert_eq!(screen.wait_exit(WAIT), 0, "{}", screen.text());
 
+    let got = bob.run(&server, &["recv", "--json"], "").json_lines();
+    let kinds: Vec<(&str, &str)> = got
+        .iter()
+        .map(|l| {
+            (
+                l["kind"].as_str().unwrap_or(""),
+                l["text"].as_str().unwrap_or(""),
+            )
+        })
+        .collect();
     assert_eq!(
-        received(&bob, &server),
-        ["half a line", "hello", "one three"]
+        kinds,
+        [
+            ("text", "half a line"),
+            ("text", "hello"),
+            ("text", "one three"),
+            ("image", "")
+        ]
     );
 }
 
