@@ -386,7 +386,7 @@ pub async fn users(ctx: &Context, prefix: Option<&str>, limit: u32) -> Result<()
     }
     let session = ctx.session()?;
     let list = ctx.client(&session)?.users(prefix, limit).await?;
-    for dropped in &list.dropped {
+    for dropped in list.dropped.iter().filter(|_| !ctx.json) {
         eprintln!(
             "fastchat: WARNING: dropped a user the server listed that this client cannot trust: {}",
             output::sanitize_line(&dropped.reason)

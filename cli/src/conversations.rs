@@ -11,7 +11,7 @@ use crate::output::{self, time};
 pub async fn list(ctx: &Context) -> Result<()> {
     let (_me, client) = Me::load(ctx)?;
     let listed = client.conversations().await?;
-    for dropped in &listed.dropped {
+    for dropped in listed.dropped.iter().filter(|_| !ctx.json) {
         crate::notice!(
             "fastchat: WARNING: dropped a conversation the server listed that this client \
              cannot trust: {}",

@@ -305,7 +305,7 @@ pub async fn run(ctx: &Context, command: &GroupCommand) -> Result<()> {
         }
         GroupCommand::List => {
             let listed = client.groups().await?;
-            for dropped in &listed.dropped {
+            for dropped in listed.dropped.iter().filter(|_| !ctx.json) {
                 crate::notice!(
                     "fastchat: WARNING: dropped a group the server listed that this client \
                      cannot trust: {}",

@@ -443,7 +443,9 @@ impl<'a> Reader<'a> {
     fn refuse(&mut self, seq: Option<i64>, message: Option<&Message>, reason: &str) {
         self.rejected += 1;
         let reason = output::sanitize_line(reason);
+        // With --json the `rejected` line says it all; stderr is for a failure's one line.
         match message {
+            _ if self.json => {}
             Some(message) => crate::notice!(
                 "fastchat: WARNING: message {} claiming to be from {} failed verification and \
                  is not shown: {reason}",

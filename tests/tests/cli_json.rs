@@ -205,7 +205,7 @@ async fn every_json_line_is_a_documented_object_with_exactly_its_fields() {
     });
     let out = bob.run(&proxy.url, &["--json", "recv"], "");
     assert_eq!(out.code(), 5, "{}", out.stderr());
-    check_lines(&c.doc, &out.stdout(), &mut c.seen);
+    c.check(&out);
     bob.log_in_at(&server);
 
     // Errors carry the server's code, and a code of their own when the server did not

@@ -204,9 +204,9 @@ async fn group_messages_cannot_be_moved_into_another_group_or_state() {
         ["new plans"]
     );
     assert!(
-        out.stderr().contains("an earlier group called crew"),
-        "{}",
-        out.stderr()
+        out.stdout().contains("an earlier group called crew"),
+        "the rejected line says why: {}",
+        out.stdout()
     );
 
     // And a message whose state the server rewrote does not verify.

@@ -274,7 +274,7 @@ async fn a_replayed_message_is_refused_and_a_server_time_far_from_the_signed_one
     assert_eq!(out.code(), 5, "{}", out.stderr());
     let lines = fastchat_tests::json_lines(&out.stdout());
     assert_eq!(group_messages(&lines), ["and nothing more"], "shown twice");
-    assert!(out.stderr().contains("shown before"), "{}", out.stderr());
+    assert!(out.stdout().contains("shown before"), "{}", out.stdout());
     let shown = lines
         .iter()
         .find(|l| l["type"] == "message")
