@@ -434,6 +434,13 @@ impl<'a> Reader<'a> {
             .contains(&(message.from.clone(), message.client_id))
     }
 
+    /// Counts a message this user just sent as shown, so that fetching the conversation
+    /// again (after a reconnect) does not show it a second time.
+    pub fn sent_in_this_run(&mut self, client_id: uuid::Uuid) {
+        self.shown_this_run
+            .insert((self.me.name().clone(), client_id));
+    }
+
     /// The newest message from someone else shown in each conversation (to mark read),
     /// taken: the next call gives only what was shown since.
     pub fn take_shown(&mut self) -> BTreeMap<Conversation, i64> {

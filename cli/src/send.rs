@@ -111,6 +111,7 @@ fn message_text(ctx: &Context, words: &[String]) -> Result<String> {
 
 /// A message about to be sealed: what it says, the blobs it lists, and the client_id
 /// every try of it carries.
+#[derive(Clone)]
 pub struct Outgoing {
     pub kind: Kind,
     pub plaintext: Plaintext,

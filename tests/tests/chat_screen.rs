@@ -247,6 +247,8 @@ async fn a_balancer_restart_during_a_chat_loses_no_line_and_sends_none_twice() {
 
     let text = screen.text();
     for line in [
+        " you: first",
+        " bob: bob before",
         " bob: bob during the outage",
         " you: during the outage (sent after retrying)",
     ] {

@@ -53,6 +53,8 @@ const RETRY_MAX: Duration = Duration::from_secs(8);
 struct Pending {
     client_id: uuid::Uuid,
     what: Payload,
+    /// The message once made (an image uploaded once, whatever the tries after).
+    ready: Option<Outgoing>,
     tries: u32,
     next_try: Instant,
     /// Said once that it failed.
@@ -68,7 +70,13 @@ impl Payload {
     fn describe(&self) -> String {
         match self {
             Payload::Text(text) => output::message_body(text),
-            Payload::Image(path) => format!("[image {}]", path.display()),
+            Payload::Image(path) => format!(
+                "[image {}]",
+                path.file_name().map_or_else(
+                    || path.display().to_string(),
+                    |n| n.to_string_lossy().into_owned()
+                )
+            ),
         }
     }
 }
@@ -308,6 +316,7 @@ impl Chat<'_> {
         self.pending.push_back(Pending {
             client_id: uuid::Uuid::new_v4(),
             what,
+            ready: None,
             tries: 0,
             next_try: Instant::now(),
             warned: false,
@@ -332,6 +341,7 @@ impl Chat<'_> {
                     let Some(done) = self.pending.pop_front() else {
                         return Ok(());
                     };
+                    self.reader.sent_in_this_run(client_id);
                     report_sent(self.ctx, &self.target, kind, &sent, client_id);
                     if !self.ctx.json {
                         let after = if done.warned {
@@ -394,14 +404,20 @@ impl Chat<'_> {
         let Some(front) = self.pending.front() else {
             return Err(CliError::Local("nothing to send".into()));
         };
-        let outgoing = match &front.what {
-            Payload::Text(text) => Outgoing::text(text.clone()),
-            Payload::Image(path) => {
+        let outgoing = match (&front.ready, &front.what) {
+            (Some(ready), _) => ready.clone(),
+            (None, Payload::Text(text)) => Outgoing::text(text.clone()).try_of(client_id),
+            (None, Payload::Image(path)) => {
                 let path = path.clone();
-                upload_image(self.ctx, self.client, &path, false).await?
+                let made = upload_image(self.ctx, self.client, &path, false)
+                    .await?
+                    .try_of(client_id);
+                if let Some(front) = self.pending.front_mut() {
+                    front.ready = Some(made.clone());
+                }
+                made
             }
-        }
-        .try_of(client_id);
+        };
         let kind = outgoing.kind;
         let sent = send_plaintext(
             self.ctx,
