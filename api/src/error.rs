@@ -372,6 +372,13 @@ impl ApiError {
         )
     }
 
+    pub fn message_not_found() -> Self {
+        problem(
+            ErrorCode::MessageNotFound,
+            "no message you received in this conversation has that id",
+        )
+    }
+
     pub fn no_contacts_backup() -> Self {
         problem(
             ErrorCode::NoContactsBackup,

@@ -4,7 +4,9 @@
 use actix_web::http::Method;
 use actix_web::web;
 
-use crate::handlers::{blobs, events, groups, health, messages, problem, sessions, users};
+use crate::handlers::{
+    blobs, conversations, events, groups, health, messages, problem, sessions, users,
+};
 
 /// A resource whose unsupported methods answer a 405 problem.
 fn resource(path: &str) -> actix_web::Resource {
@@ -34,12 +36,15 @@ route_table! {
     "/readyz" => { GET => health::readyz }
     "/v1/users" => { POST => users::create, GET => users::list }
     "/v1/users/{username}" => { GET => users::get }
+    "/v1/usernames/{username}" => { GET => users::availability }
     "/v1/sessions" => { POST => sessions::create }
     "/v1/sessions/current" => { DELETE => sessions::delete_current }
     "/v1/me/key-backup" => { GET => users::key_backup }
     "/v1/me/contacts" => { GET => users::contacts_backup, PUT => users::put_contacts_backup }
     "/v1/messages" => { POST => messages::send }
+    "/v1/conversations" => { GET => conversations::list }
     "/v1/conversations/{username}/messages" => { GET => messages::conversation }
+    "/v1/conversations/{username}/read" => { PUT => conversations::mark_with }
     "/v1/inbox" => { GET => events::inbox }
     "/v1/events" => { GET => events::stream }
     "/v1/groups" => { POST => groups::create, GET => groups::list }
@@ -49,6 +54,7 @@ route_table! {
     "/v1/groups/{name}/admins" => { POST => groups::add_admin }
     "/v1/groups/{name}/messages" => { GET => groups::history }
     "/v1/groups/{name}/statements" => { GET => groups::statements }
+    "/v1/groups/{name}/read" => { PUT => conversations::mark_group }
     "/v1/blobs" => { POST => blobs::upload }
     "/v1/blobs/{id}" => { GET => blobs::download }
 }

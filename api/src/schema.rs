@@ -119,6 +119,17 @@ diesel::table! {
 }
 
 diesel::table! {
+    read_marks (user_id, peer_id, group_id) {
+        user_id -> Int8,
+        peer_id -> Int8,
+        group_id -> Int8,
+        seq -> Int8,
+        message_id -> Int8,
+        read_at -> Timestamptz,
+    }
+}
+
+diesel::table! {
     servers (id) {
         id -> Uuid,
         address -> Text,
@@ -160,6 +171,7 @@ diesel::joinable!(message_attachments -> messages (message_id));
 diesel::joinable!(messages -> groups (group_id));
 diesel::joinable!(presence -> servers (server_id));
 diesel::joinable!(presence -> users (user_id));
+diesel::joinable!(read_marks -> users (user_id));
 diesel::joinable!(sessions -> users (user_id));
 
 diesel::allow_tables_to_appear_in_same_query!(
@@ -175,6 +187,7 @@ diesel::allow_tables_to_appear_in_same_query!(
     message_keys,
     messages,
     presence,
+    read_marks,
     servers,
     sessions,
     users,

@@ -17,10 +17,10 @@ use fastchat_protocol::problem::ErrorCode;
 use fastchat_protocol::wire::GroupEvent;
 use serde::{Deserialize, Serialize};
 
-use crate::client::Client;
 use crate::contacts::Contacts;
 use crate::error::{CliError, Result};
 use crate::home::Home;
+use crate::net::client::Client;
 
 #[derive(Serialize, Deserialize)]
 struct KeptChain {
@@ -45,9 +45,10 @@ fn chain_file(id: uuid::Uuid) -> PathBuf {
 const INDEX: &str = "groups/index.json";
 
 pub fn no_such_group(group: &GroupName) -> CliError {
-    CliError::Local(format!(
-        "there is no group called {group}, or you are not in it"
-    ))
+    CliError::refused(
+        ErrorCode::GroupNotFound,
+        format!("there is no group called {group}, or you are not in it"),
+    )
 }
 
 /// What a statement did, in words, from the statement itself.
@@ -419,10 +420,12 @@ impl<'a> Chains<'a> {
             _ => match self.sync(client, contacts, &event.group).await {
                 Ok((state, notices)) if state.id == id => Ok(Absorbed::Applied(notices)),
                 // Since re-created under its name, or left: its history is out of reach.
-                Ok(_) | Err(CliError::Local(_)) => Ok(Absorbed::Unverifiable(format!(
-                    "a change to {} that cannot be checked: you are no longer in that group",
-                    event.group
-                ))),
+                Ok(_) | Err(CliError::Local(_) | CliError::Refused { .. }) => {
+                    Ok(Absorbed::Unverifiable(format!(
+                        "a change to {} that cannot be checked: you are no longer in that group",
+                        event.group
+                    )))
+                }
                 Err(e) => Err(e),
             },
         }

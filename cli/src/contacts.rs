@@ -14,9 +14,9 @@ use fastchat_protocol::names::Username;
 use fastchat_protocol::problem::ErrorCode;
 use serde::{Deserialize, Serialize};
 
-use crate::client::Client;
 use crate::error::{CliError, Result};
 use crate::home::Home;
+use crate::net::client::Client;
 use crate::output;
 
 const FILE: &str = "contacts.json";
@@ -91,7 +91,10 @@ impl<'a> Contacts<'a> {
             CliError::Server {
                 code: ErrorCode::UserNotFound,
                 ..
-            } => CliError::Local(format!("there is no user called {user}")),
+            } => CliError::refused(
+                ErrorCode::UserNotFound,
+                format!("there is no user called {user}"),
+            ),
             other => other,
         })?;
         if profile.username != *user {
@@ -130,7 +133,7 @@ impl<'a> Contacts<'a> {
                 );
                 self.save().await?;
                 if !self.quiet {
-                    eprintln!(
+                    crate::notice!(
                         "fastchat: first contact with {user}: pinned their key, fingerprint \
                          {fingerprint}. Compare safety numbers with them: fastchat verify {user}"
                     );
@@ -188,7 +191,7 @@ impl<'a> Contacts<'a> {
         let sealed = keys::seal_contacts(&self.owner.backup_key, self.owner.name.as_str(), &json);
         if let Err(e) = self.client.put_contacts(&sealed).await {
             if !self.quiet {
-                eprintln!(
+                crate::notice!(
                     "fastchat: warning: the server did not take the backup of your contacts: {}",
                     output::sanitize(&e.to_string())
                 );
@@ -219,7 +222,7 @@ impl<'a> Contacts<'a> {
         let mut restored = 0;
         for (user, contact) in backup.contacts {
             match self.book.contacts.get(&user) {
-                Some(local) if local.fingerprint != contact.fingerprint => eprintln!(
+                Some(local) if local.fingerprint != contact.fingerprint => crate::notice!(
                     "fastchat: warning: your backup pins another key for {user} than this home \
                      does; keeping this home's ({})",
                     local.fingerprint

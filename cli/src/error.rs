@@ -18,10 +18,30 @@ pub mod exit {
 pub enum CliError {
     #[error("{0}")]
     Usage(String),
-    #[error("cannot reach the FastChat server at {server}: {cause}")]
+    #[error(
+        "cannot reach the FastChat server at {server} ({cause}): is the server running? \
+         (--server / FASTCHAT_SERVER)"
+    )]
     Unreachable { server: String, cause: String },
+    /// TLS failed: the server's certificate is not trusted, or the handshake broke.
+    #[error(
+        "cannot talk securely to {server} ({cause}); if it uses a certificate of your own \
+         authority, pass it with --ca-cert <pem file> (or FASTCHAT_CA_CERT)"
+    )]
+    Tls { server: String, cause: String },
     #[error("not logged in: run `fastchat login <username>` first")]
     NotLoggedIn,
+    /// The session belongs to another server than the one named: its token is not sent.
+    #[error(
+        "you are logged in as {username} on {session_server}, not on {server}; your session \
+         is not sent anywhere else. Log in there first: \
+         fastchat --server {server} login {username}"
+    )]
+    OtherServer {
+        username: String,
+        session_server: String,
+        server: String,
+    },
     #[error("{0}")]
     Auth(String),
     /// The server refused the request; `detail` is its explanation.
@@ -34,6 +54,9 @@ pub enum CliError {
     },
     #[error("{0}")]
     Local(String),
+    /// The server refused, explained in the user's terms; `code` is the server's.
+    #[error("{message}")]
+    Refused { code: ErrorCode, message: String },
     /// The conversation's members changed under the sender.
     #[error("the conversation's members changed ({})", members.join(", "))]
     RecipientsMismatch { members: Vec<String> },
@@ -60,17 +83,53 @@ pub enum CliError {
 
 impl CliError {
     pub fn exit_code(&self) -> ExitCode {
-        ExitCode::from(match self {
+        ExitCode::from(self.exit_number())
+    }
+
+    /// The `code` of the JSON error line: the server's, when it refused, else what went
+    /// wrong here.
+    pub fn code(&self) -> String {
+        match self {
+            CliError::Usage(_) => "usage".into(),
+            CliError::Unreachable { .. } => "unreachable".into(),
+            CliError::Tls { .. } => "tls".into(),
+            CliError::NotLoggedIn => "not_logged_in".into(),
+            CliError::OtherServer { .. } => "logged_in_elsewhere".into(),
+            CliError::Auth(_) => "auth".into(),
+            CliError::Server { code, .. } | CliError::Refused { code, .. } => match code {
+                ErrorCode::Unknown => "server_error".into(),
+                code => code.as_str().into(),
+            },
+            CliError::Local(_) => "failure".into(),
+            CliError::RecipientsMismatch { .. } => "recipients_mismatch".into(),
+            CliError::Unverified(_) => "unverified".into(),
+            CliError::Untrusted(_) => "untrusted".into(),
+            CliError::KeyChanged { .. } => "key_changed".into(),
+        }
+    }
+
+    /// The HTTP status of the server's refusal, if that is what this is.
+    pub fn status(&self) -> Option<u16> {
+        match self {
+            CliError::Server { status, .. } => Some(*status),
+            CliError::Refused { code, .. } if *code != ErrorCode::Unknown => Some(code.status()),
+            _ => None,
+        }
+    }
+
+    pub fn exit_number(&self) -> u8 {
+        match self {
             CliError::Usage(_) => exit::USAGE,
-            CliError::Unreachable { .. } => exit::UNREACHABLE,
-            CliError::NotLoggedIn | CliError::Auth(_) => exit::AUTH,
+            CliError::Unreachable { .. } | CliError::Tls { .. } => exit::UNREACHABLE,
+            CliError::NotLoggedIn | CliError::Auth(_) | CliError::OtherServer { .. } => exit::AUTH,
             CliError::Server { .. }
             | CliError::Local(_)
+            | CliError::Refused { .. }
             | CliError::RecipientsMismatch { .. }
             | CliError::Untrusted(_) => exit::FAILURE,
             CliError::Unverified(_) => exit::UNVERIFIED,
             CliError::KeyChanged { .. } => exit::KEY_CHANGED,
-        })
+        }
     }
 
     /// Worth retrying with the same client_id: the request may not have arrived.
@@ -81,6 +140,13 @@ impl CliError {
 
     pub fn local(context: &str, cause: impl std::fmt::Display) -> Self {
         CliError::Local(format!("{context}: {cause}"))
+    }
+
+    pub fn refused(code: ErrorCode, message: impl Into<String>) -> Self {
+        CliError::Refused {
+            code,
+            message: message.into(),
+        }
     }
 }
 

@@ -8,15 +8,16 @@ use fastchat_protocol::keys;
 use fastchat_protocol::names::{GroupName, Username};
 use fastchat_protocol::problem::ErrorCode;
 use fastchat_protocol::wire::CreateGroup;
-use serde_json::{json, Value};
 
 use crate::args::GroupCommand;
 use crate::chains::Chains;
-use crate::client::Client;
 use crate::contacts::Contacts;
 use crate::context::Context;
 use crate::error::{CliError, Result};
 use crate::me::Me;
+use crate::net::client::Client;
+use crate::output::json::{GroupOut, Line};
+use crate::output::{self, time};
 use crate::send::{parse_group, parse_user, tell};
 
 /// Attempts at a change whose statement keeps being overtaken by others'.
@@ -53,23 +54,31 @@ fn refused(group: &GroupName, e: ChainError) -> CliError {
 }
 
 /// A group as its verified chain says, for people and for `--json`.
-fn describe(state: &GroupState) -> (Value, String) {
-    let mut members: Vec<&str> = state.members.iter().map(|m| m.name.as_str()).collect();
-    let mut admins: Vec<&str> = state.admins().map(|m| m.name.as_str()).collect();
+fn describe(state: &GroupState) -> (GroupOut, String) {
+    let mut members: Vec<String> = state.members.iter().map(|m| m.name.to_string()).collect();
+    let mut admins: Vec<String> = state.admins().map(|m| m.name.to_string()).collect();
     members.sort_unstable();
     admins.sort_unstable();
-    let value = json!({
-        "name": state.name, "id": state.id, "admins": admins, "members": members,
-        "created_at": state.created_at, "epoch": state.seq, "head": state.head.to_hex(),
-        "keys": state.members.iter().map(|m| (m.name.to_string(), m.fingerprint.clone()))
-            .collect::<std::collections::BTreeMap<_, _>>(),
-    });
+    let value = GroupOut {
+        name: state.name.clone(),
+        id: state.id,
+        admins: admins.clone(),
+        members: members.clone(),
+        created_at: state.created_at,
+        epoch: state.seq,
+        head: state.head.to_hex(),
+        keys: state
+            .members
+            .iter()
+            .map(|m| (m.name.to_string(), m.fingerprint.clone()))
+            .collect(),
+    };
     let text = format!(
         "{}\n  admins:  {}\n  members: {}\n  created: {}\n  (verified from its signed history: {} changes)",
         state.name,
         admins.join(", "),
         members.join(", "),
-        state.created_at.format("%Y-%m-%d %H:%M:%S"),
+        time::when(state.created_at),
         state.seq
     );
     (value, text)
@@ -142,7 +151,38 @@ async fn member_key(contacts: &mut Contacts<'_>, user: &Username) -> Result<Stri
     Ok(keys::fingerprint(&contacts.public_key(user).await?))
 }
 
+/// Prints a group's state: the `group` object with `--json`, else `text`.
+fn print_group(ctx: &Context, state: &GroupState, text: impl FnOnce() -> String) {
+    if ctx.json {
+        Line::Group(describe(state).0).print();
+    } else {
+        output::line(&text());
+    }
+}
+
+/// Names that cannot exist are bad usage, before anything else happens.
+fn check_names(command: &GroupCommand) -> Result<()> {
+    match command {
+        GroupCommand::Create { name, members } => {
+            parse_group(name)?;
+            for member in members {
+                parse_user(member)?;
+            }
+        }
+        GroupCommand::Add { name, username }
+        | GroupCommand::Remove { name, username }
+        | GroupCommand::Admin { name, username } => {
+            parse_group(name)?;
+            parse_user(username)?;
+        }
+        GroupCommand::Leave { name } | GroupCommand::Info { name } => drop(parse_group(name)?),
+        GroupCommand::List => {}
+    }
+    Ok(())
+}
+
 pub async fn run(ctx: &Context, command: &GroupCommand) -> Result<()> {
+    check_names(command)?;
     let (me, client) = Me::load(ctx)?;
     let mut contacts = Contacts::load(&ctx.home, &client, &me.owner, ctx.json)?;
     let mut chains = Chains::new(&ctx.home);
@@ -181,9 +221,8 @@ pub async fn run(ctx: &Context, command: &GroupCommand) -> Result<()> {
                 .await
                 .map_err(|e| explain(&name, e))?;
             chains.record_own(state.id, state.clone(), first)?;
-            let (value, _) = describe(&state);
             let with: Vec<String> = others.iter().map(Username::to_string).collect();
-            ctx.print(value, || {
+            print_group(ctx, &state, || {
                 if with.is_empty() {
                     format!("Created group {name}.")
                 } else {
@@ -208,8 +247,7 @@ pub async fn run(ctx: &Context, command: &GroupCommand) -> Result<()> {
                 change_made,
             )
             .await?;
-            let (value, _) = describe(&state);
-            ctx.print(value, || {
+            print_group(ctx, &state, || {
                 format!("Added {user} to {name} ({user}'s key: {fingerprint}).")
             });
         }
@@ -220,7 +258,7 @@ pub async fn run(ctx: &Context, command: &GroupCommand) -> Result<()> {
             } else {
                 Change::Remove { user: user.clone() }
             };
-            change(
+            let state = change(
                 ctx,
                 &me,
                 &client,
@@ -230,9 +268,11 @@ pub async fn run(ctx: &Context, command: &GroupCommand) -> Result<()> {
                 change_made,
             )
             .await?;
-            ctx.print(json!({"group": name, "removed": user}), || {
-                format!("Removed {user} from {name}.")
-            });
+            if user == *me.name() {
+                print_left(ctx, &name);
+            } else {
+                print_group(ctx, &state, || format!("Removed {user} from {name}."));
+            }
         }
         GroupCommand::Leave { name } => {
             let name = name_of(name)?;
@@ -246,9 +286,7 @@ pub async fn run(ctx: &Context, command: &GroupCommand) -> Result<()> {
                 Change::Leave,
             )
             .await?;
-            ctx.print(json!({"group": name, "left": true}), || {
-                format!("You left {name}.")
-            });
+            print_left(ctx, &name);
         }
         GroupCommand::Admin { name, username } => {
             let (name, user) = (name_of(name)?, parse_user(username)?);
@@ -263,13 +301,12 @@ pub async fn run(ctx: &Context, command: &GroupCommand) -> Result<()> {
                 change_made,
             )
             .await?;
-            let (value, _) = describe(&state);
-            ctx.print(value, || format!("{user} is now an admin of {name}."));
+            print_group(ctx, &state, || format!("{user} is now an admin of {name}."));
         }
         GroupCommand::List => {
             let listed = client.groups().await?;
-            for dropped in &listed.dropped {
-                eprintln!(
+            for dropped in listed.dropped.iter().filter(|_| !ctx.json) {
+                crate::notice!(
                     "fastchat: WARNING: dropped a group the server listed that this client \
                      cannot trust: {}",
                     crate::output::sanitize_line(&dropped.reason)
@@ -282,15 +319,18 @@ pub async fn run(ctx: &Context, command: &GroupCommand) -> Result<()> {
                 groups.push(state);
             }
             if ctx.json {
-                let values: Vec<Value> = groups.iter().map(|g| describe(g).0).collect();
-                ctx.print(json!({"groups": values}), String::new);
+                for group in &groups {
+                    Line::Group(describe(group).0).print();
+                }
             } else {
                 for group in &groups {
-                    crate::output::line(&format!(
-                        "{} ({} members)",
-                        group.name,
-                        group.members.len()
-                    ));
+                    output::line(&format!("{} ({} members)", group.name, group.members.len()));
+                }
+                if groups.is_empty() && ctx.for_a_person() {
+                    output::line(
+                        "You are in no groups. Make one with \
+                         `fastchat group create <name> <members>...`.",
+                    );
                 }
             }
         }
@@ -298,9 +338,20 @@ pub async fn run(ctx: &Context, command: &GroupCommand) -> Result<()> {
             let name = name_of(name)?;
             let (state, notices) = chains.sync(&client, &mut contacts, &name).await?;
             tell(ctx, &notices);
-            let (value, text) = describe(&state);
-            ctx.print(value, || text);
+            let (_, text) = describe(&state);
+            print_group(ctx, &state, || text);
         }
     }
     Ok(())
+}
+
+fn print_left(ctx: &Context, group: &GroupName) {
+    if ctx.json {
+        Line::Left {
+            group: group.clone(),
+        }
+        .print();
+    } else {
+        output::line(&format!("You left {group}."));
+    }
 }

@@ -3,11 +3,11 @@
 use fastchat_protocol::keys::{RsaPrivateKey, RsaPublicKey};
 use fastchat_protocol::names::Username;
 
-use crate::client::Client;
 use crate::contacts::Owner;
 use crate::context::Context;
 use crate::error::{CliError, Result};
 use crate::home::Session;
+use crate::net::client::Client;
 
 pub struct Me {
     pub session: Session,
@@ -31,7 +31,7 @@ impl Me {
                     ctx.home.dir().display()
                 ))
             })?;
-        let client = ctx.client(Some(&session))?;
+        let client = ctx.client(&session)?;
         let public = key.to_public_key();
         let owner = Owner::new(&session.username, &key);
         Ok((

@@ -3,24 +3,35 @@
 //! sender's place in it, and, on the inbox path, that it was not shown before); every
 //! group event verified against the group's chain; everything printed sanitized.
 
-use std::path::{Path, PathBuf};
+use std::collections::BTreeMap;
 
 use chrono::{DateTime, Utc};
 use fastchat_protocol::envelope::{self, Destination, Header, ImageRef, Kind, Plaintext};
 use fastchat_protocol::group::parse_canonical_time;
 use fastchat_protocol::image;
+use fastchat_protocol::names::{GroupName, Username};
 use fastchat_protocol::problem::ErrorCode;
 use fastchat_protocol::wire::{Event, EventBody, GroupEvent, Message};
-use serde_json::json;
 
 use crate::chains::{Absorbed, Chains};
-use crate::client::{Client, Dropped};
 use crate::contacts::Contacts;
 use crate::context::Context;
+use crate::downloads::{Downloads, Found};
 use crate::error::{CliError, Result};
 use crate::me::Me;
-use crate::output;
+use crate::net::client::{Client, Dropped};
+use crate::output::json::{GroupEventOut, ImageOut, Line, MessageOut};
+use crate::output::{self, size, time};
 use crate::seen::Seen;
+
+/// Which group event, for its `--json` type.
+#[derive(Clone, Copy)]
+enum EventKind {
+    Created,
+    Added,
+    Removed,
+    Admin,
+}
 
 /// How far the server's time may stray from the sender's before the reader hears of it.
 const CLOCK_SKEW_WARNING: chrono::Duration = chrono::Duration::minutes(5);
@@ -53,32 +64,31 @@ struct Opened {
     unverified_state: bool,
 }
 
-/// A file name for a received image: the sender's name stripped of any path, made
-/// unique in `dir` so nothing is overwritten.
-fn download_path(dir: &Path, name: &str) -> PathBuf {
-    let base: String = Path::new(name)
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_default()
-        .chars()
-        .filter(|c| !c.is_control() && *c != '/' && *c != '\\')
-        .collect();
-    let base = if base.is_empty() || base.starts_with('.') {
-        format!("image{base}")
-    } else {
-        base
-    };
-    let (stem, ext) = match base.rsplit_once('.') {
-        Some((stem, ext)) if !stem.is_empty() => (stem.to_owned(), format!(".{ext}")),
-        _ => (base.clone(), String::new()),
-    };
-    let mut candidate = dir.join(&base);
-    let mut n = 1;
-    while candidate.exists() {
-        candidate = dir.join(format!("{stem}-{n}{ext}"));
-        n += 1;
+/// A conversation, as read marks name it.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Conversation {
+    With(Username),
+    Group(GroupName),
+}
+
+impl Conversation {
+    /// The conversation `message` belongs to, for its reader `me`.
+    pub fn of(message: &Message, me: &Username) -> Option<Self> {
+        match (&message.to, &message.group) {
+            (_, Some(group)) => Some(Conversation::Group(group.clone())),
+            (Some(to), None) if to == me => Some(Conversation::With(message.from.clone())),
+            (Some(to), None) => Some(Conversation::With(to.clone())),
+            (None, None) => None,
+        }
     }
-    candidate
+}
+
+/// How lines look: `recv` and `history` say when and where in full; a chat's lines are
+/// of one conversation, so they give the time of day and who.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub enum Style {
+    Full,
+    Chat,
 }
 
 /// Shows messages and events, verified, as text or JSON Lines; counts those refused.
@@ -88,10 +98,14 @@ pub struct Reader<'a> {
     pub contacts: Contacts<'a>,
     pub chains: Chains<'a>,
     seen: Seen<'a>,
-    shown_this_run: std::collections::HashSet<(fastchat_protocol::names::Username, uuid::Uuid)>,
+    shown_this_run: std::collections::HashSet<(Username, uuid::Uuid)>,
     json: bool,
-    downloads: &'a Path,
+    downloads: Downloads<'a>,
     rejected: usize,
+    pub style: Style,
+    /// The newest message from someone else shown, per conversation: how far each is
+    /// read.
+    shown_newest: BTreeMap<Conversation, i64>,
 }
 
 impl<'a> Reader<'a> {
@@ -104,13 +118,26 @@ impl<'a> Reader<'a> {
             seen: Seen::new(&ctx.home),
             shown_this_run: std::collections::HashSet::new(),
             json: ctx.json,
-            downloads: &ctx.downloads,
+            downloads: Downloads::new(&ctx.home, &ctx.downloads),
             rejected: 0,
+            style: Style::Full,
+            shown_newest: BTreeMap::new(),
         })
     }
 
-    /// Downloads, decrypts and checks an image, and saves it; the error says why not.
-    async fn save_image(&self, image: &ImageRef) -> Result<std::result::Result<PathBuf, String>> {
+    /// Finds, or downloads, checks and saves, a message's image; the error says why it
+    /// cannot be shown. An image is saved once; this user's own are never downloaded.
+    async fn image_of(
+        &mut self,
+        message: &Message,
+        image: &ImageRef,
+    ) -> Result<std::result::Result<Found, String>> {
+        if message.from == *self.me.name() {
+            return Ok(Ok(self.downloads.sent(image)?));
+        }
+        if let Some(path) = self.downloads.already_saved(image)? {
+            return Ok(Ok(Found::AlreadySaved(path)));
+        }
         let blob = match self.client.blob(&image.blob).await {
             Ok(blob) => blob,
             Err(CliError::Server {
@@ -123,12 +150,7 @@ impl<'a> Reader<'a> {
             Ok(bytes) => bytes,
             Err(e) => return Ok(Err(e.to_string())),
         };
-        std::fs::create_dir_all(self.downloads)
-            .map_err(|e| CliError::local(&format!("creating {}", self.downloads.display()), e))?;
-        let path = download_path(self.downloads, &image.name);
-        std::fs::write(&path, bytes)
-            .map_err(|e| CliError::local(&format!("saving {}", path.display()), e))?;
-        Ok(Ok(path))
+        Ok(Ok(Found::Saved(self.downloads.save(image, &bytes)?)))
     }
 
     /// A group message must name a state of its group's chain that this client has
@@ -157,7 +179,9 @@ impl<'a> Reader<'a> {
                 }
                 Ok(_) => {}
                 // No longer a member, or the group is gone.
-                Err(CliError::Local(_)) => return Ok(GroupCheck::Unverifiable),
+                Err(CliError::Local(_) | CliError::Refused { .. }) => {
+                    return Ok(GroupCheck::Unverifiable)
+                }
                 Err(CliError::Untrusted(reason)) => return Ok(GroupCheck::Refused(reason)),
                 Err(e) => return Err(e),
             }
@@ -278,8 +302,8 @@ impl<'a> Reader<'a> {
             ..
         }) = &opened
         {
-            match self.save_image(image).await? {
-                Ok(path) => saved = Some(path),
+            match self.image_of(message, image).await? {
+                Ok(found) => saved = Some(found),
                 Err(reason) => opened = Err(reason),
             }
         }
@@ -297,32 +321,57 @@ impl<'a> Reader<'a> {
                     .insert((message.from.clone(), message.client_id));
             }
         }
+        if message.from != *self.me.name() {
+            if let Some(conversation) = Conversation::of(message, self.me.name()) {
+                let newest = self.shown_newest.entry(conversation).or_insert(message.id);
+                *newest = (*newest).max(message.id);
+            }
+        }
         let when = opened.signed_at.unwrap_or(message.sent_at);
         let skewed = opened
             .signed_at
             .is_some_and(|at| (message.sent_at - at).abs() > CLOCK_SKEW_WARNING);
+        let saved_path = saved
+            .as_ref()
+            .and_then(Found::path)
+            .map(|p| p.display().to_string());
         if self.json {
-            let mut line = json!({
-                "type": "message", "seq": seq, "id": message.id, "from": message.from,
-                "to": message.to, "group": message.group, "kind": message.kind,
-                "client_id": message.client_id, "sent_at": when,
-                "server_time": message.sent_at, "signed_time": opened.signed_at.is_some(),
-                "group_id": message.envelope.group.as_ref().map(|g| g.id),
-                "earlier_group": opened.earlier_group,
-                "membership_verified": message.group.is_some() && !opened.unverified_state,
-            });
-            match &opened.plaintext {
-                Plaintext::Text { text } => line["text"] = json!(text),
-                Plaintext::Image { image } => {
-                    line["image"] = json!({"name": image.name, "mime": image.mime,
-                                           "size": image.size, "sha256": image.sha256});
-                    line["saved"] = json!(saved);
-                }
-            }
-            output::json(&line);
+            let (text, image) = match &opened.plaintext {
+                Plaintext::Text { text } => (Some(text.clone()), None),
+                Plaintext::Image { image } => (
+                    None,
+                    Some(ImageOut {
+                        name: image.name.clone(),
+                        mime: image.mime.clone(),
+                        size: image.size,
+                        sha256: image.sha256.clone(),
+                    }),
+                ),
+            };
+            Line::Message(Box::new(MessageOut {
+                seq,
+                id: message.id,
+                from: message.from.clone(),
+                to: message.to.clone(),
+                group: message.group.clone(),
+                kind: message.kind.clone(),
+                client_id: message.client_id,
+                sent_at: when,
+                server_time: message.sent_at,
+                signed_time: opened.signed_at.is_some(),
+                group_id: message.envelope.group.as_ref().map(|g| g.id),
+                earlier_group: opened.earlier_group,
+                membership_verified: message.group.is_some() && !opened.unverified_state,
+                text,
+                image,
+                saved: saved_path,
+            }))
+            .print();
             return Ok(());
         }
+        let mine = message.from == *self.me.name();
         let place = match (&message.to, &message.group) {
+            _ if self.style == Style::Chat => String::new(),
             (_, Some(group)) if opened.earlier_group => {
                 format!(" @{group} (an earlier group of that name)")
             }
@@ -332,14 +381,23 @@ impl<'a> Reader<'a> {
         };
         let body = match &opened.plaintext {
             Plaintext::Text { text } => output::message_body(text),
-            Plaintext::Image { image } => format!(
-                "[image {} ({} bytes) saved to {}]",
-                output::sanitize_line(&image.name),
-                image.size,
-                saved
-                    .as_ref()
-                    .map_or(String::new(), |p| p.display().to_string())
-            ),
+            Plaintext::Image { image } => {
+                let what = format!(
+                    "image {} ({})",
+                    output::sanitize_line(&image.name),
+                    size::bytes(image.size)
+                );
+                match &saved {
+                    Some(Found::Saved(path)) => format!("[{what} saved to {}]", path.display()),
+                    Some(Found::AlreadySaved(path)) => {
+                        format!("[{what}, already saved at {}]", path.display())
+                    }
+                    Some(Found::SentFrom(path)) => {
+                        format!("[{what}, sent from {}]", path.display())
+                    }
+                    Some(Found::SentElsewhere) | None => format!("[{what}]"),
+                }
+            }
         };
         let mut mark = String::new();
         if opened.unverified_state {
@@ -351,30 +409,66 @@ impl<'a> Reader<'a> {
         if skewed {
             mark.push_str(&format!(
                 " (the server says {})",
-                message.sent_at.format("%Y-%m-%d %H:%M:%S")
+                time::when(message.sent_at)
             ));
         }
-        let when = when.format("%Y-%m-%d %H:%M:%S");
-        output::line(&format!("{when} {}{place}{mark}: {body}", message.from));
+        let (when, who) = match self.style {
+            Style::Chat => (
+                time::clock(when),
+                if mine {
+                    "you".to_owned()
+                } else {
+                    message.from.to_string()
+                },
+            ),
+            Style::Full => (time::when(when), message.from.to_string()),
+        };
+        output::line(&format!("{when} {who}{place}{mark}: {body}"));
         Ok(())
+    }
+
+    /// Whether this run showed `message` already (a chat sees a message both in the
+    /// history it fetched and live, or again after a reconnect).
+    pub fn shown_in_this_run(&self, message: &Message) -> bool {
+        self.shown_this_run
+            .contains(&(message.from.clone(), message.client_id))
+    }
+
+    /// Counts a message this user just sent as shown, so that fetching the conversation
+    /// again (after a reconnect) does not show it a second time.
+    pub fn sent_in_this_run(&mut self, client_id: uuid::Uuid) {
+        self.shown_this_run
+            .insert((self.me.name().clone(), client_id));
+    }
+
+    /// The newest message from someone else shown in each conversation (to mark read),
+    /// taken: the next call gives only what was shown since.
+    pub fn take_shown(&mut self) -> BTreeMap<Conversation, i64> {
+        std::mem::take(&mut self.shown_newest)
     }
 
     fn refuse(&mut self, seq: Option<i64>, message: Option<&Message>, reason: &str) {
         self.rejected += 1;
         let reason = output::sanitize_line(reason);
+        // With --json the `rejected` line says it all; stderr is for a failure's one line.
         match message {
-            Some(message) => eprintln!(
+            _ if self.json => {}
+            Some(message) => crate::notice!(
                 "fastchat: WARNING: message {} claiming to be from {} failed verification and \
                  is not shown: {reason}",
-                message.id, message.from
+                message.id,
+                message.from
             ),
-            None => eprintln!("fastchat: WARNING: {reason}"),
+            None => crate::notice!("fastchat: WARNING: {reason}"),
         }
         if self.json {
-            output::json(&json!({
-                "type": "rejected", "seq": seq, "id": message.map(|m| m.id),
-                "from": message.map(|m| m.from.clone()), "error": reason,
-            }));
+            Line::Rejected {
+                seq,
+                id: message.map(|m| m.id),
+                from: message.map(|m| m.from.clone()),
+                error: reason,
+            }
+            .print();
         }
     }
 
@@ -390,7 +484,12 @@ impl<'a> Reader<'a> {
         );
     }
 
-    async fn show_group_event(&mut self, seq: i64, kind: &str, event: &GroupEvent) -> Result<()> {
+    async fn show_group_event(
+        &mut self,
+        seq: i64,
+        kind: EventKind,
+        event: &GroupEvent,
+    ) -> Result<()> {
         let lines = match self
             .chains
             .absorb(self.client, &mut self.contacts, event)
@@ -414,11 +513,23 @@ impl<'a> Reader<'a> {
             Err(e) => return Err(e),
         };
         if self.json {
-            output::json(&json!({
-                "type": kind, "seq": seq, "group": event.group, "group_id": event.group_id,
-                "username": event.username, "by": event.by, "epoch": event.epoch,
-                "verified": event.statement.is_some(), "text": lines.join("\n"),
-            }));
+            let out = GroupEventOut {
+                seq,
+                group: event.group.clone(),
+                group_id: event.group_id,
+                username: event.username.clone(),
+                by: event.by.clone(),
+                epoch: event.epoch,
+                verified: event.statement.is_some(),
+                text: lines.join("\n"),
+            };
+            match kind {
+                EventKind::Created => Line::GroupCreated(out),
+                EventKind::Added => Line::MemberAdded(out),
+                EventKind::Removed => Line::MemberRemoved(out),
+                EventKind::Admin => Line::AdminAdded(out),
+            }
+            .print();
         } else {
             for line in lines {
                 output::line(&format!("* {}", output::sanitize_line(&line)));
@@ -437,7 +548,7 @@ impl<'a> Reader<'a> {
                 .await?;
             if !self.json {
                 for notice in notices {
-                    eprintln!("fastchat: {}", output::sanitize_line(&notice));
+                    crate::notice!("fastchat: {}", output::sanitize_line(&notice));
                 }
             }
         }
@@ -446,15 +557,13 @@ impl<'a> Reader<'a> {
 
     /// Shows one inbox event, new.
     pub async fn show_event(&mut self, event: &Event) -> Result<()> {
-        let kind = event.body.type_name();
+        let seq = event.seq;
         match &event.body {
-            EventBody::Message { message } => {
-                self.show(Some(event.seq), message, Showing::New).await
-            }
-            EventBody::GroupCreated(e)
-            | EventBody::MemberAdded(e)
-            | EventBody::MemberRemoved(e)
-            | EventBody::AdminAdded(e) => self.show_group_event(event.seq, kind, e).await,
+            EventBody::Message { message } => self.show(Some(seq), message, Showing::New).await,
+            EventBody::GroupCreated(e) => self.show_group_event(seq, EventKind::Created, e).await,
+            EventBody::MemberAdded(e) => self.show_group_event(seq, EventKind::Added, e).await,
+            EventBody::MemberRemoved(e) => self.show_group_event(seq, EventKind::Removed, e).await,
+            EventBody::AdminAdded(e) => self.show_group_event(seq, EventKind::Admin, e).await,
         }
     }
 

@@ -16,15 +16,16 @@ use fastchat_protocol::keys;
 use fastchat_protocol::names::{GroupName, Username};
 use fastchat_protocol::problem::ErrorCode;
 use fastchat_protocol::wire::{MessageSent, SendMessage};
-use serde_json::json;
 
 use crate::chains::{no_such_group, Chains};
-use crate::client::Client;
 use crate::contacts::Contacts;
 use crate::context::Context;
+use crate::downloads::Downloads;
 use crate::error::{CliError, Result};
 use crate::me::Me;
+use crate::net::client::Client;
 use crate::output;
+use crate::output::json::{Line, Sent};
 
 /// The server refuses ciphertexts over 64 KiB; AES-GCM adds a 16-byte tag.
 const MAX_PLAINTEXT: usize = 64 * 1024 - 16;
@@ -88,13 +89,18 @@ pub fn parse_target(me: &Me, group: Option<&str>, to: Option<&str>) -> Result<Ta
     }
 }
 
-/// Reads the message text: the argument, or all of stdin for `-`.
-fn message_text(arg: &str) -> Result<String> {
-    let text = if arg == "-" {
+/// The message text: the words given, joined by spaces, or all of stdin for `-` alone.
+fn message_text(ctx: &Context, words: &[String]) -> Result<String> {
+    let text = if words == ["-"] {
+        if std::io::stdin().is_terminal() && !ctx.json {
+            crate::notice!(
+                "Type your message, then press Enter and Ctrl-D to send it (Ctrl-C cancels)."
+            );
+        }
         std::io::read_to_string(std::io::stdin())
             .map_err(|e| CliError::local("reading the message from stdin", e))?
     } else {
-        arg.to_owned()
+        words.join(" ")
     };
     let text = text.strip_suffix('\n').unwrap_or(&text).to_owned();
     if text.trim().is_empty() {
@@ -103,11 +109,16 @@ fn message_text(arg: &str) -> Result<String> {
     Ok(text)
 }
 
-/// A message about to be sealed: what it says, and the blobs it lists.
+/// A message about to be sealed: what it says, the blobs it lists, and the client_id
+/// every try of it carries.
+#[derive(Clone)]
 pub struct Outgoing {
     pub kind: Kind,
     pub plaintext: Plaintext,
     pub attachments: Vec<String>,
+    pub client_id: uuid::Uuid,
+    /// Retry a failed post a few times before giving up (a chat retries on its own).
+    pub patient: bool,
 }
 
 impl Outgoing {
@@ -116,6 +127,17 @@ impl Outgoing {
             kind: Kind::Text,
             plaintext: Plaintext::Text { text },
             attachments: Vec::new(),
+            client_id: uuid::Uuid::new_v4(),
+            patient: true,
+        }
+    }
+
+    /// The same message as a try of the one with `client_id`, posted once.
+    pub fn try_of(self, client_id: uuid::Uuid) -> Self {
+        Outgoing {
+            client_id,
+            patient: false,
+            ..self
         }
     }
 }
@@ -124,7 +146,7 @@ impl Outgoing {
 pub fn tell(ctx: &Context, notices: &[String]) {
     if !ctx.json {
         for notice in notices {
-            eprintln!("fastchat: {notice}");
+            crate::notice!("fastchat: {notice}");
         }
     }
 }
@@ -163,11 +185,13 @@ pub async fn send_plaintext(
     chains: &mut Chains<'_>,
     target: &Target,
     outgoing: Outgoing,
-) -> Result<(MessageSent, uuid::Uuid)> {
+) -> Result<MessageSent> {
     let Outgoing {
         kind,
         plaintext,
         attachments,
+        client_id,
+        patient,
     } = outgoing;
     let size = serde_json::to_vec(&plaintext).map_or(0, |v| v.len());
     if size > MAX_PLAINTEXT {
@@ -181,7 +205,6 @@ pub async fn send_plaintext(
             Some(verified_group(ctx, me, client, contacts, chains, group).await?)
         }
     };
-    let client_id = uuid::Uuid::new_v4();
     for _ in 0..=MEMBERSHIP_CHANGES {
         let mut recipients = vec![(me.name().to_string(), me.public.clone())];
         let binding = match (target, &group_state) {
@@ -234,7 +257,8 @@ pub async fn send_plaintext(
             envelope,
             attachments: attachments.clone(),
         };
-        match (post(client, &body).await, target) {
+        let attempts = if patient { SEND_ATTEMPTS } else { 1 };
+        match (post(client, &body, attempts).await, target) {
             (Err(CliError::RecipientsMismatch { members }), Target::Group(group)) => {
                 let before = group_state.as_ref().map(|s| s.seq);
                 let (state, notices) = chains.sync(client, contacts, group).await?;
@@ -255,7 +279,7 @@ pub async fn send_plaintext(
                 }),
                 Target::Group(group),
             ) => return Err(no_such_group(group)),
-            (result, _) => return result.map(|sent| (sent, client_id)),
+            (result, _) => return result,
         }
     }
     Err(CliError::Local(
@@ -264,11 +288,11 @@ pub async fn send_plaintext(
 }
 
 /// Posts a message, retrying (with the same client_id) when it may not have arrived.
-async fn post(client: &Client, body: &SendMessage) -> Result<MessageSent> {
+async fn post(client: &Client, body: &SendMessage, attempts: u32) -> Result<MessageSent> {
     let mut attempt = 1;
     loop {
         match client.send_message(body).await {
-            Err(e) if e.is_transient() && attempt < SEND_ATTEMPTS => {
+            Err(e) if e.is_transient() && attempt < attempts => {
                 tokio::time::sleep(Duration::from_millis(250 << attempt)).await;
                 attempt += 1;
             }
@@ -301,55 +325,112 @@ fn read_image(path: &Path) -> Result<(Vec<u8>, &'static str, String)> {
     Ok((bytes, mime, name))
 }
 
-/// `send`: a text, or with `--image` an image, to a user or a group.
+/// What `send` and `chat` print for a message the server took.
+pub fn report_sent(
+    ctx: &Context,
+    target: &Target,
+    kind: Kind,
+    sent: &MessageSent,
+    client_id: uuid::Uuid,
+) {
+    if ctx.json {
+        let (to, group) = match target {
+            Target::User(user) => (Some(user.clone()), None),
+            Target::Group(group) => (None, Some(group.clone())),
+        };
+        Line::Sent(Sent {
+            id: sent.id,
+            client_id,
+            to,
+            group,
+            kind: kind.as_str(),
+            sent_at: sent.sent_at,
+        })
+        .print();
+    }
+}
+
+/// Encrypts an image under a key of its own and uploads it: the message that carries
+/// it, ready to seal. The file it came from is remembered, so this user's own history
+/// shows it there rather than downloading a copy.
+pub async fn upload_image(
+    ctx: &Context,
+    client: &Client,
+    path: &Path,
+    progress: bool,
+) -> Result<Outgoing> {
+    let (bytes, mime, name) = read_image(path)?;
+    let size = bytes.len() as u64;
+    let sealed = image::seal(&bytes);
+    let blob = client.upload_blob(sealed.ciphertext, progress).await?;
+    Downloads::new(&ctx.home, &ctx.downloads).record_sent(&sealed.sha256, path)?;
+    let image = ImageRef {
+        blob: blob.id.clone(),
+        key: sealed.key,
+        nonce: sealed.nonce,
+        name,
+        mime: mime.to_owned(),
+        size,
+        sha256: sealed.sha256,
+    };
+    Ok(Outgoing {
+        kind: Kind::Image,
+        plaintext: Plaintext::Image { image },
+        attachments: vec![blob.id],
+        client_id: uuid::Uuid::new_v4(),
+        patient: true,
+    })
+}
+
+/// `send`: a text, or with `--image` an image, to a user or a group. The words after
+/// the user (or, with `--group`, all of them) are the message.
 pub async fn send(
     ctx: &Context,
     group: Option<&str>,
     image_path: Option<&Path>,
-    args: &[String],
+    to: Option<&str>,
+    text: &[String],
 ) -> Result<()> {
-    let (me, client) = Me::load(ctx)?;
     let usage = |how: &str| CliError::Usage(format!("usage: fastchat send {how}"));
-    let (to, text) = match (group, image_path, args) {
-        (Some(_), None, [text]) => (None, Some(text)),
-        (None, None, [to, text]) => (Some(to.as_str()), Some(text)),
-        (Some(_), Some(_), []) => (None, None),
-        (None, Some(_), [to]) => (Some(to.as_str()), None),
-        (Some(_), None, _) => return Err(usage("--group <name> <text|->")),
-        (Some(_), Some(_), _) => return Err(usage("--group <name> --image <path>")),
-        (None, None, _) => return Err(usage("<user> <text|->")),
-        (None, Some(_), _) => return Err(usage("<user> --image <path>")),
+    let (to, words): (Option<&str>, Vec<String>) = match (group, to) {
+        (Some(_), first) => (
+            None,
+            first
+                .map(str::to_owned)
+                .into_iter()
+                .chain(text.iter().cloned())
+                .collect(),
+        ),
+        (None, Some(to)) => (Some(to), text.to_vec()),
+        (None, None) => return Err(usage("<user> <text|->")),
     };
+    match (group, image_path, words.is_empty()) {
+        (Some(_), None, true) => return Err(usage("--group <name> <text|->")),
+        (Some(_), Some(_), false) => return Err(usage("--group <name> --image <path>")),
+        (None, None, true) => return Err(usage("<user> <text|->")),
+        (None, Some(_), false) => return Err(usage("<user> --image <path>")),
+        _ => {}
+    }
+    // Bad names are bad usage, before anything else happens.
+    if let Some(group) = group {
+        parse_group(group)?;
+    }
+    if let Some(to) = to {
+        parse_user(to)?;
+    }
+    let (me, client) = Me::load(ctx)?;
     let target = parse_target(&me, group, to)?;
     let mut contacts = Contacts::load(&ctx.home, &client, &me.owner, ctx.json)?;
     let mut chains = Chains::new(&ctx.home);
-    let outgoing = match (text, image_path) {
-        (Some(text), _) => Outgoing::text(message_text(text)?),
-        (None, Some(path)) => {
-            let (bytes, mime, name) = read_image(path)?;
-            let size = bytes.len() as u64;
-            let sealed = image::seal(&bytes);
+    let outgoing = match image_path {
+        None => Outgoing::text(message_text(ctx, &words)?),
+        Some(path) => {
             let progress = std::io::stderr().is_terminal() && !ctx.json;
-            let blob = client.upload_blob(sealed.ciphertext, progress).await?;
-            let image = ImageRef {
-                blob: blob.id.clone(),
-                key: sealed.key,
-                nonce: sealed.nonce,
-                name,
-                mime: mime.to_owned(),
-                size,
-                sha256: sealed.sha256,
-            };
-            Outgoing {
-                kind: Kind::Image,
-                plaintext: Plaintext::Image { image },
-                attachments: vec![blob.id],
-            }
+            upload_image(ctx, &client, path, progress).await?
         }
-        (None, None) => return Err(usage("<user> <text|->")),
     };
-    let kind = outgoing.kind;
-    let (sent, client_id) = send_plaintext(
+    let (kind, client_id) = (outgoing.kind, outgoing.client_id);
+    let sent = send_plaintext(
         ctx,
         &me,
         &client,
@@ -359,11 +440,9 @@ pub async fn send(
         outgoing,
     )
     .await?;
-    let label = target.label();
-    ctx.print(
-        json!({"type": "sent", "id": sent.id, "to": to, "group": group, "kind": kind.as_str(),
-               "client_id": client_id, "sent_at": sent.sent_at}),
-        || format!("Sent to {label}."),
-    );
+    report_sent(ctx, &target, kind, &sent, client_id);
+    if !ctx.json {
+        output::line(&format!("Sent to {}.", target.label()));
+    }
     Ok(())
 }

@@ -91,6 +91,9 @@ error_codes! {
     BlobNotFound = "blob_not_found" => 404,
     NoKeyBackup = "no_key_backup" => 404,
     NoContactsBackup = "no_contacts_backup" => 404,
+    /// A read mark names a message that is not one the caller received in that
+    /// conversation.
+    MessageNotFound = "message_not_found" => 404,
     MethodNotAllowed = "method_not_allowed" => 405,
     UsernameTaken = "username_taken" => 409,
     GroupNameTaken = "group_name_taken" => 409,

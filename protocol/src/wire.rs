@@ -25,10 +25,20 @@ pub struct CreateUser {
     pub key_backup: Option<String>,
 }
 
+/// The new account, with a session for it (signup logs in, for one bcrypt).
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct UserCreated {
     pub username: Username,
     pub created_at: DateTime<Utc>,
+    pub token: String,
+    pub expires_at: DateTime<Utc>,
+}
+
+/// `GET /v1/usernames/{username}`: whether a signup could take the name now.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct UsernameAvailability {
+    pub username: Username,
+    pub available: bool,
 }
 
 /// `POST /v1/sessions`
@@ -247,4 +257,40 @@ pub struct InboxPage {
 pub struct MessagePage {
     pub messages: Vec<Message>,
     pub next: Option<i64>,
+}
+
+/// One conversation of `GET /v1/conversations`: exactly one of `with` (a user) and
+/// `group`. `last_message_id` and `last_at` are of its newest message (none yet: null);
+/// `unread` counts the messages from others after `read_up_to`, the caller's read mark.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ConversationSummary {
+    #[serde(default)]
+    pub with: Option<Username>,
+    #[serde(default)]
+    pub group: Option<GroupName>,
+    pub last_message_id: Option<i64>,
+    pub last_at: Option<DateTime<Utc>>,
+    pub unread: i64,
+    pub read_up_to: Option<i64>,
+}
+
+/// `GET /v1/conversations`: newest activity first.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ConversationList {
+    pub conversations: Vec<ConversationSummary>,
+}
+
+/// `PUT /v1/conversations/{username}/read` and `PUT /v1/groups/{name}/read`: the caller
+/// has read the conversation up to this message (one they received in it). A mark only
+/// moves forward.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MarkRead {
+    pub up_to: i64,
+}
+
+/// The caller's read mark of a conversation after the request.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ReadMark {
+    pub read_up_to: i64,
 }

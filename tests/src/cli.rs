@@ -16,12 +16,19 @@ use crate::wait::wait_for_exit;
 /// The `fastchat` CLI with its own home folder.
 pub struct CliHome {
     pub dir: PathBuf,
+    /// Who signed up here with [`CliHome::signed_up`], for [`CliHome::log_in_at`].
+    name: Option<String>,
+}
+
+/// The password [`CliHome::signed_up`] gives `name`.
+pub fn password_of(name: &str) -> String {
+    format!("password of {name}")
 }
 
 impl CliHome {
     pub fn new() -> Self {
         let dir = std::env::temp_dir().join(format!("fastchat-home-{}", uuid::Uuid::new_v4()));
-        CliHome { dir }
+        CliHome { dir, name: None }
     }
 
     pub fn command(&self, server: &str) -> Command {
@@ -66,11 +73,32 @@ impl CliHome {
 impl CliHome {
     /// A new home in which `name` has signed up (password: "password of <name>").
     pub fn signed_up(server: &str, name: &str) -> Self {
-        let home = CliHome::new();
-        let password = format!("password of {name}\n");
+        let mut home = CliHome::new();
+        let password = format!("{}\n", password_of(name));
         home.run(server, &["signup", name, "--password-stdin"], &password)
             .success();
+        home.name = Some(name.to_owned());
         home
+    }
+
+    /// Logs the user of this home in again at `server` (another URL of the same
+    /// service: a proxy, another api server), so that the session, which the CLI sends
+    /// to its own server only, is there. The session before is ended.
+    #[track_caller]
+    pub fn log_in_at(&self, server: &str) {
+        let session_user = self.dir.join("session.json").exists().then(|| {
+            self.session()["username"]
+                .as_str()
+                .expect("username")
+                .to_owned()
+        });
+        let name = session_user
+            .or_else(|| self.name.clone())
+            .expect("a home someone signed up or logged in in");
+        let name = name.as_str();
+        let password = format!("{}\n", password_of(name));
+        self.run(server, &["login", name, "--password-stdin"], &password)
+            .success();
     }
 
     /// The session the CLI saved (`session.json`).
@@ -91,6 +119,13 @@ impl CliHome {
         let session = self.session();
         let name = session["username"].as_str().expect("username");
         api.as_user(name, session["token"].as_str().expect("token"))
+    }
+
+    /// `fastchat ARGS` on a terminal of its own, as a person runs it.
+    pub fn on_terminal(&self, server: &str, args: &[&str]) -> crate::pty::Terminal {
+        let mut command = self.command(server);
+        command.args(args);
+        crate::pty::Terminal::spawn(command)
     }
 
     /// Starts a long-running `fastchat ARGS` (e.g. `recv --follow`) whose stdout lines
@@ -202,11 +237,13 @@ impl CliOutput {
         json_lines(&self.stdout())
     }
 
-    /// The `text` of every line of `--json` output (failing on a line without one).
+    /// The `text` of every line of `--json` output but the `page` line of history
+    /// (failing on a line without one).
     #[track_caller]
     pub fn texts(&self) -> Vec<String> {
         self.json_lines()
             .iter()
+            .filter(|l| l["type"] != "page")
             .map(|l| l["text"].as_str().expect("a line with text").to_owned())
             .collect()
     }

@@ -24,6 +24,8 @@
 //! - [`sse`]: a plain reader of the event stream.
 //! - [`cli`]: [`CliHome`], the `fastchat` binary in a home folder of its own.
 //! - [`proxy`]: [`Proxy`], a server that lies, between the CLI and the real one.
+//! - [`pty`]: [`pty::Terminal`], the CLI on a pseudo-terminal, read as a screen.
+//! - [`tls`]: [`tls::TlsFront`], `https://` before a plain server, with a test CA.
 //! - [`metrics`]: reading Prometheus text.
 //! - [`wait`]: [`eventually`], waiting for a condition with a deadline.
 
@@ -35,13 +37,15 @@ pub mod metrics;
 pub mod paths;
 pub mod process;
 pub mod proxy;
+pub mod pty;
 pub mod sse;
+pub mod tls;
 pub mod user;
 pub mod wait;
 
 pub use api::{Answer, Api};
 pub use binaries::{bin, root};
-pub use cli::{json_lines, CliHome, CliOutput, RunningCli};
+pub use cli::{json_lines, password_of, CliHome, CliOutput, RunningCli};
 pub use db::{admin_url, connect, TestDb};
 pub use metrics::{metric_sum, metric_values, metric_where};
 pub use process::{ApiServer, BalancerProcess, Cluster, PendingServer};

@@ -15,6 +15,22 @@ pub const INBOX: &str = "/v1/inbox";
 pub const EVENTS: &str = "/v1/events";
 pub const GROUPS: &str = "/v1/groups";
 pub const BLOBS: &str = "/v1/blobs";
+pub const CONVERSATIONS: &str = "/v1/conversations";
+
+/// `/v1/usernames/{username}`
+pub fn username(username: &str) -> String {
+    format!("/v1/usernames/{username}")
+}
+
+/// `/v1/conversations/{username}/read`
+pub fn conversation_read(username: &str) -> String {
+    format!("{CONVERSATIONS}/{username}/read")
+}
+
+/// `/v1/groups/{name}/read`
+pub fn group_read(name: &str) -> String {
+    format!("{GROUPS}/{name}/read")
+}
 
 /// `/v1/users/{username}`
 pub fn user(username: &str) -> String {

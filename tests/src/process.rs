@@ -179,7 +179,21 @@ impl BalancerProcess {
         backends: &[&str],
         extra: &[(&str, &str)],
     ) -> Self {
-        let (port, admin_port) = (free_port(), free_port());
+        Self::spawn_on_with(free_port(), database_url, backends, extra)
+    }
+
+    /// As [`BalancerProcess::spawn`], on `port` (to start one again where another was).
+    pub fn spawn_on(port: u16, database_url: Option<&str>, backends: &[&str]) -> Self {
+        Self::spawn_on_with(port, database_url, backends, &[])
+    }
+
+    fn spawn_on_with(
+        port: u16,
+        database_url: Option<&str>,
+        backends: &[&str],
+        extra: &[(&str, &str)],
+    ) -> Self {
+        let admin_port = free_port();
         let mut cmd = Command::new(bin("fastchat-balancer"));
         cmd.env("FASTCHAT_BALANCER_LISTEN", format!("127.0.0.1:{port}"))
             .env(
@@ -246,6 +260,23 @@ impl BalancerProcess {
             },
         )
         .await;
+    }
+}
+
+impl BalancerProcess {
+    /// The port it listens on.
+    pub fn port(&self) -> u16 {
+        self.url
+            .rsplit(':')
+            .next()
+            .and_then(|p| p.parse().ok())
+            .expect("a port in the balancer's URL")
+    }
+
+    /// Kills it and waits until it is gone.
+    pub fn kill(mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
     }
 }
 

@@ -184,6 +184,33 @@ impl TestUser {
         self.get(&paths::with_query(&path, query)).await
     }
 
+    /// `GET /v1/conversations`: this user's conversations with their unread counts.
+    pub async fn conversations(&self) -> Answer {
+        self.get(paths::CONVERSATIONS).await
+    }
+
+    /// Marks the conversation with `username` read up to message `up_to`.
+    pub async fn mark_read(&self, username: impl AsRef<str>, up_to: i64) -> Answer {
+        let path = paths::conversation_read(username.as_ref());
+        self.call(
+            Method::PUT,
+            &path,
+            Some(serde_json::json!({"up_to": up_to})),
+        )
+        .await
+    }
+
+    /// Marks `group`'s conversation read up to message `up_to`.
+    pub async fn mark_group_read(&self, group: &str, up_to: i64) -> Answer {
+        let path = paths::group_read(group);
+        self.call(
+            Method::PUT,
+            &path,
+            Some(serde_json::json!({"up_to": up_to})),
+        )
+        .await
+    }
+
     /// The newest page of `group`'s messages.
     pub async fn group_history(&self, group: &str) -> Answer {
         self.get(&paths::group_messages(group)).await

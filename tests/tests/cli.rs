@@ -73,7 +73,8 @@ async fn signup_here_login_elsewhere_restores_the_key_then_whoami_and_logout() {
     assert!(who.stdout().contains(&fingerprint), "{}", who.stdout());
 
     let users = second.run(two, &["users", "--json"], "").json();
-    assert_eq!(users["users"][0]["username"], "alice");
+    assert_eq!(users["type"], "user");
+    assert_eq!(users["username"], "alice");
 
     let session: serde_json::Value = serde_json::from_str(
         &std::fs::read_to_string(second.dir.join("session.json")).expect("session file"),

@@ -190,6 +190,7 @@ async fn group_messages_cannot_be_moved_into_another_group_or_state() {
 
     // The server slips the old message into the new group's history.
     let proxy = Proxy::start(&server).await;
+    bob.log_in_at(&proxy.url);
     let slipped = old.clone();
     proxy.rewrite("GET", "/v1/groups/crew/messages", move |_, reply| {
         if let Some(messages) = reply.body["messages"].as_array_mut() {
@@ -203,13 +204,14 @@ async fn group_messages_cannot_be_moved_into_another_group_or_state() {
         ["new plans"]
     );
     assert!(
-        out.stderr().contains("an earlier group called crew"),
-        "{}",
-        out.stderr()
+        out.stdout().contains("an earlier group called crew"),
+        "the rejected line says why: {}",
+        out.stdout()
     );
 
     // And a message whose state the server rewrote does not verify.
     let proxy = Proxy::start(&server).await;
+    bob.log_in_at(&proxy.url);
     proxy.rewrite("GET", "/v1/groups/crew/messages", |_, reply| {
         for message in reply.body["messages"].as_array_mut().into_iter().flatten() {
             message["envelope"]["group"]["head"] = json!("00".repeat(32));

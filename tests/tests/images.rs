@@ -196,10 +196,11 @@ async fn not_images_missing_files_and_damaged_blobs_are_reported_and_never_saved
     let downloads = bob.dir.join("downloads");
     let out = bob.run(&server, &["recv", "--json"], "");
     assert_eq!(out.code(), 5, "{}", out.stderr());
+    // The `rejected` line says why (with --json, stderr holds only the error line).
     assert!(
-        out.stderr().contains("does not decrypt"),
+        out.stdout().contains("does not decrypt"),
         "{}",
-        out.stderr()
+        out.stdout()
     );
     let saved = std::fs::read_dir(&downloads)
         .map(|d| d.count())

@@ -30,6 +30,7 @@ async fn a_ghost_member_in_a_409_is_refused_and_nothing_is_sealed_for_them() {
         .success();
 
     let proxy = Proxy::start(&server).await;
+    alice.log_in_at(&proxy.url);
     proxy.answer_once(
         "POST",
         "/v1/messages",
@@ -82,6 +83,7 @@ async fn a_ghost_member_in_a_409_is_refused_and_nothing_is_sealed_for_them() {
     .sign(&eve_key);
     let forged_head = forged.hash().to_hex();
     let proxy = Proxy::start(&server).await;
+    alice.log_in_at(&proxy.url);
     proxy.rewrite("GET", "/v1/groups/team/statements", move |_, reply| {
         reply.body["statements"] = json!([{"seq": 1, "statement": forged}]);
     });
@@ -109,6 +111,7 @@ async fn a_ghost_member_in_a_409_is_refused_and_nothing_is_sealed_for_them() {
     assert_eq!(cluster.db.count("messages").await, 0);
 
     // The real group still works for its real members.
+    alice.log_in_at(&server);
     alice
         .run(&server, &["send", "--group", "team", "hello bob"], "")
         .success();
@@ -145,6 +148,7 @@ async fn names_from_the_server_never_become_paths_or_terminal_codes() {
         victim.with_extension("").display()
     );
     let proxy = Proxy::start(&server).await;
+    bob.log_in_at(&proxy.url);
     let poison = [
         "../session".to_owned(),
         relative_victim,
@@ -207,10 +211,12 @@ async fn names_from_the_server_never_become_paths_or_terminal_codes() {
         1,
         "something was written outside the home"
     );
+    bob.log_in_at(&server);
     bob.run(&server, &["whoami"], "").success();
 
     // A problem's detail is the server's text too.
     let proxy = Proxy::start(&server).await;
+    alice.log_in_at(&proxy.url);
     proxy.answer_once(
         "POST",
         "/v1/messages",
@@ -246,6 +252,7 @@ async fn a_replayed_message_is_refused_and_a_server_time_far_from_the_signed_one
         .run(&server, &["send", "bob", "and nothing more"], "")
         .success();
     let proxy = Proxy::start(&server).await;
+    bob.log_in_at(&proxy.url);
     proxy.rewrite("GET", "/v1/inbox", move |_, reply| {
         let Some(events) = reply.body["events"].as_array_mut() else {
             return;
@@ -267,7 +274,7 @@ async fn a_replayed_message_is_refused_and_a_server_time_far_from_the_signed_one
     assert_eq!(out.code(), 5, "{}", out.stderr());
     let lines = fastchat_tests::json_lines(&out.stdout());
     assert_eq!(group_messages(&lines), ["and nothing more"], "shown twice");
-    assert!(out.stderr().contains("shown before"), "{}", out.stderr());
+    assert!(out.stdout().contains("shown before"), "{}", out.stdout());
     let shown = lines
         .iter()
         .find(|l| l["type"] == "message")
@@ -280,6 +287,7 @@ async fn a_replayed_message_is_refused_and_a_server_time_far_from_the_signed_one
 
     // In text, the disagreement is spelled out.
     let proxy = Proxy::start(&server).await;
+    bob.log_in_at(&proxy.url);
     proxy.rewrite("GET", "/v1/conversations/alice/messages", |_, reply| {
         for message in reply.body["messages"].as_array_mut().into_iter().flatten() {
             message["sent_at"] = json!("2031-12-01T12:00:00Z");
@@ -308,6 +316,7 @@ async fn swapped_keys_are_caught_by_safety_numbers_and_refused_after_pinning() {
     let mallory_key = fastchat_protocol::keys::generate_private_key().expect("a key");
     let mallory_pem = fastchat_protocol::keys::public_key_pem(&mallory_key.to_public_key());
     let proxy = Proxy::start(&server).await;
+    alice.log_in_at(&proxy.url);
     let swapped = mallory_pem.clone();
     proxy.rewrite("GET", "/v1/users/bob", move |_, reply| {
         reply.body["public_key"] = json!(swapped);
@@ -345,6 +354,7 @@ async fn swapped_keys_are_caught_by_safety_numbers_and_refused_after_pinning() {
     assert_eq!(real["verified"], true);
 
     // Then the server swaps bob's key: refused, exit 6, nothing sent.
+    carol.log_in_at(&proxy.url);
     let out = carol.run(&proxy.url, &["send", "bob", "for bob only"], "");
     assert_eq!(out.code(), 6, "{}", out.stderr());
     assert!(
@@ -358,7 +368,7 @@ async fn swapped_keys_are_caught_by_safety_numbers_and_refused_after_pinning() {
     let carol2 = CliHome::new();
     let login = carol2
         .run(
-            &server,
+            &proxy.url,
             &["login", "carol", "--password-stdin", "--json"],
             "password of carol\n",
         )
@@ -371,11 +381,13 @@ async fn swapped_keys_are_caught_by_safety_numbers_and_refused_after_pinning() {
         "the restored pin refuses the swap: {}",
         out.stderr()
     );
+    carol2.log_in_at(&server);
     let restored = carol2.run(&server, &["verify", "bob", "--json"], "").json();
     assert_eq!(restored["verified"], true);
     assert_eq!(restored["safety_number"], real["safety_number"]);
 
     // Accepting a new key is the user's call: after `trust`, it is the one used.
+    carol2.log_in_at(&proxy.url);
     let trusted = carol2
         .run(&proxy.url, &["trust", "bob", "--json"], "")
         .json();
@@ -434,6 +446,7 @@ async fn old_format_messages_are_explained_not_trusted_blindly() {
         envelope::seal(&header, &text, &alice_key, &[("bob".into(), bob_key)]).expect("sealed");
     assert_eq!(old.v, 1);
     let proxy = Proxy::start(&server).await;
+    bob.log_in_at(&proxy.url);
     proxy.rewrite("GET", "/v1/inbox", move |_, reply| {
         let Some(events) = reply.body["events"].as_array_mut() else {
             return;
@@ -492,6 +505,7 @@ async fn a_live_stream_drops_a_poisoned_event_and_goes_on() {
     bob.run(&server, &["recv"], "").success();
 
     let proxy = Proxy::start(&server).await;
+    bob.log_in_at(&proxy.url);
     proxy.rewrite_events(|event| {
         if event["message"]["envelope"].is_object()
             && event["seq"].as_i64().is_some_and(|seq| seq % 2 == 0)

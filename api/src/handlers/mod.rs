@@ -4,6 +4,7 @@
 pub mod auth;
 pub mod blobs;
 pub mod client;
+pub mod conversations;
 pub mod events;
 pub mod groups;
 pub mod health;

@@ -4,19 +4,22 @@
 use actix_web::{web, HttpResponse};
 use base64::engine::general_purpose::STANDARD as BASE64;
 use base64::Engine;
+use diesel::Connection;
 use fastchat_protocol::keys::{parse_public_key_pem, public_key_pem};
 use fastchat_protocol::names::{is_name_chars, Username, NAME_MAX_LEN};
 use fastchat_protocol::wire::{
     ContactsBackup, CreateUser, KeyBackup, UserCreated, UserList, UserProfile, UserSummary,
+    UsernameAvailability,
 };
 use serde::Deserialize;
 
 use crate::config::PASSWORD_MAX_BYTES;
 use crate::db;
 use crate::error::ApiError;
-use crate::handlers::auth::AuthUser;
+use crate::handlers::auth::{new_token, AuthUser};
 use crate::state::AppState;
 use crate::store::servers::online_among;
+use crate::store::sessions;
 use crate::store::users::{self, NewUser};
 
 const LIST_DEFAULT_LIMIT: i64 = 50;
@@ -37,7 +40,8 @@ pub fn is_password_text(password: &str) -> bool {
     !password.chars().any(char::is_control)
 }
 
-/// `POST /v1/users`
+/// `POST /v1/users`: the account, and a session for it, so that signing up costs one
+/// bcrypt hash and no login after it.
 pub async fn create(
     state: web::Data<AppState>,
     body: web::Json<CreateUser>,
@@ -87,13 +91,42 @@ pub async fn create(
         public_key,
         key_backup,
     };
-    let created_at = db::run(&state.pool, move |conn| Ok(users::create(conn, &new)?))
-        .await?
-        .ok_or_else(ApiError::username_taken)?;
+    let (token, token_hash) = new_token();
+    let expires_at = chrono::Utc::now() + chrono::Duration::seconds(state.config.session_ttl_secs);
+    let created_at = db::run(&state.pool, move |conn| {
+        Ok(conn.transaction(|conn| {
+            let Some((user_id, created_at)) = users::create(conn, &new)? else {
+                return Ok::<_, diesel::result::Error>(None);
+            };
+            // A new account has no failed logins to forget.
+            sessions::create(conn, &token_hash, user_id, None, expires_at)?;
+            Ok(Some(created_at))
+        })?)
+    })
+    .await?
+    .ok_or_else(ApiError::username_taken)?;
     tracing::info!(%username, "user signed up");
     Ok(HttpResponse::Created().json(UserCreated {
         username,
         created_at,
+        token,
+        expires_at,
+    }))
+}
+
+/// `GET /v1/usernames/{username}`: whether a signup could take the name now, so that a
+/// client can say so before it asks for a password. It tells no more than a signup
+/// attempt would.
+pub async fn availability(
+    state: web::Data<AppState>,
+    path: web::Path<String>,
+) -> Result<web::Json<UsernameAvailability>, ApiError> {
+    let username = Username::parse(&path).map_err(|_| ApiError::invalid_username())?;
+    let name = username.clone();
+    let taken = db::run(&state.pool, move |conn| Ok(users::exists(conn, &name)?)).await?;
+    Ok(web::Json(UsernameAvailability {
+        username,
+        available: !taken,
     }))
 }
 

@@ -8,6 +8,7 @@ pub mod groups;
 pub mod inbox;
 pub mod message_view;
 pub mod messages;
+pub mod read_marks;
 pub mod servers;
 pub mod sessions;
 pub mod users;

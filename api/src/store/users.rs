@@ -31,8 +31,9 @@ pub fn exists(conn: &mut PgConn, username: &Username) -> QueryResult<bool> {
     .get_result(conn)
 }
 
-/// Creates the user and their (empty) inbox; `None` when the name was taken first.
-pub fn create(conn: &mut PgConn, new: &NewUser) -> QueryResult<Option<DateTime<Utc>>> {
+/// Creates the user and their (empty) inbox: their id and when; `None` when the name
+/// was taken first.
+pub fn create(conn: &mut PgConn, new: &NewUser) -> QueryResult<Option<(UserId, DateTime<Utc>)>> {
     conn.transaction(|conn| {
         let created = diesel::insert_into(users::table)
             .values(new)
@@ -46,7 +47,7 @@ pub fn create(conn: &mut PgConn, new: &NewUser) -> QueryResult<Option<DateTime<U
                 .values(inboxes::user_id.eq(id))
                 .execute(conn)?;
         }
-        Ok(created.map(|(_, created_at)| created_at))
+        Ok(created)
     })
 }
 

@@ -1,12 +1,61 @@
 //! Everything printed to stdout goes through here: text for people, JSON Lines with
-//! `--json`. A closed pipe (`fastchat recv | head`) ends the program quietly.
+//! `--json` ([`json::Line`]). A closed pipe (`fastchat recv | head`) ends the program
+//! quietly.
 
-use std::io::Write;
+pub mod json;
+pub mod size;
+pub mod time;
 
-use serde_json::Value;
+use std::io::{IsTerminal, Write};
 
-/// Writes one line to stdout; exits quietly if the reader went away.
+/// Where lines go while a live chat screen owns the terminal: printed above its prompt.
+type Screen = Box<dyn Fn(String) + Send + Sync>;
+
+static SCREEN: std::sync::Mutex<Option<Screen>> = std::sync::Mutex::new(None);
+
+/// Sends every line and notice to `screen` from now on (`None`: back to stdout and
+/// stderr).
+pub fn to_screen(screen: Option<Screen>) {
+    *SCREEN
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner) = screen;
+}
+
+/// Gives `text` to the chat screen if there is one; false when there is none.
+fn on_screen(text: &str) -> bool {
+    let screen = SCREEN
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    match screen.as_ref() {
+        Some(print) => {
+            print(text.to_owned());
+            true
+        }
+        None => false,
+    }
+}
+
+/// A line on standard error (or the chat screen): warnings and notices.
+pub fn notice(text: &str) {
+    if !on_screen(text) {
+        eprintln!("{text}");
+    }
+}
+
+/// [`notice`] with `format!` arguments.
+#[macro_export]
+macro_rules! notice {
+    ($($arg:tt)*) => {
+        $crate::output::notice(&format!($($arg)*))
+    };
+}
+
+/// Writes one line to stdout (or the chat screen); exits quietly if the reader went
+/// away.
 pub fn line(text: &str) {
+    if on_screen(text) {
+        return;
+    }
     let mut out = std::io::stdout().lock();
     let result = writeln!(out, "{text}").and_then(|()| out.flush());
     if let Err(e) = result {
@@ -18,8 +67,15 @@ pub fn line(text: &str) {
     }
 }
 
-pub fn json(value: &Value) {
-    line(&value.to_string());
+/// Whether words meant for a person (hints, "No new messages.") belong on stdout: a
+/// terminal, and not `--json`.
+pub fn for_a_person(json: bool) -> bool {
+    !json && std::io::stdout().is_terminal()
+}
+
+/// Whether notices on standard error are for a person at a terminal.
+pub fn stderr_for_a_person(json: bool) -> bool {
+    !json && std::io::stderr().is_terminal()
 }
 
 /// Text from other people, made safe for a terminal: control characters (which could

@@ -6,9 +6,9 @@ use std::time::Duration;
 use fastchat_protocol::group::SignedStatement;
 use fastchat_protocol::problem::{ErrorCode, Problem};
 use fastchat_protocol::wire::{
-    Chain, ContactsBackup, CreateGroup, CreateSession, CreateUser, Event, Group, GroupUser,
-    KeyBackup, Message, MessageSent, RemoveMember, SendMessage, SessionCreated, UserCreated,
-    UserProfile, UserSummary,
+    Chain, ContactsBackup, ConversationSummary, CreateGroup, CreateSession, CreateUser, Event,
+    Group, GroupUser, KeyBackup, MarkRead, Message, MessageSent, ReadMark, RemoveMember,
+    SendMessage, SessionCreated, UserCreated, UserProfile, UserSummary, UsernameAvailability,
 };
 use serde::Deserialize;
 
@@ -65,10 +65,10 @@ struct RawMessagePage {
     next: Option<i64>,
 }
 
-/// `{users: [...]}` or `{groups: [...]}`.
+/// `{users: [...]}`, `{groups: [...]}` or `{conversations: [...]}`.
 #[derive(Deserialize)]
 struct RawList {
-    #[serde(alias = "users", alias = "groups")]
+    #[serde(alias = "users", alias = "groups", alias = "conversations")]
     items: Vec<serde_json::Value>,
 }
 
@@ -88,36 +88,56 @@ use serde::de::DeserializeOwned;
 use serde::Serialize;
 
 use crate::error::{CliError, Result};
+use crate::net::tls::{ServerUrl, Tls};
 
 pub struct Client {
     http: reqwest::Client,
-    server: String,
+    server: ServerUrl,
     token: Option<String>,
+    tls: Option<Tls>,
 }
 
 impl Client {
-    pub fn new(server: &str, token: Option<String>) -> Result<Self> {
-        let http = reqwest::Client::builder()
+    /// A client for `server`; `tls` is needed for an `https://` one.
+    pub fn new(server: ServerUrl, tls: Option<Tls>, token: Option<String>) -> Result<Self> {
+        let mut builder = reqwest::Client::builder()
             .connect_timeout(Duration::from_secs(5))
             .timeout(Duration::from_secs(60))
-            .user_agent(concat!("fastchat-cli/", env!("CARGO_PKG_VERSION")))
+            .user_agent(concat!("fastchat-cli/", env!("CARGO_PKG_VERSION")));
+        builder = match &tls {
+            Some(tls) => builder.use_preconfigured_tls(tls.client_config()),
+            None => builder.tls_built_in_root_certs(false).https_only(false),
+        };
+        let http = builder
             .build()
             .map_err(|e| CliError::local("setting up HTTP", e))?;
-        let server = server.trim_end_matches('/').to_owned();
-        if !(server.starts_with("http://") || server.starts_with("https://")) {
-            return Err(CliError::Usage(format!(
-                "the server URL must start with http:// or https://, not {server:?}"
-            )));
-        }
         Ok(Self {
             http,
             server,
             token,
+            tls,
         })
     }
 
+    /// The same client, carrying `token`.
+    pub fn with_token(self, token: String) -> Self {
+        Self {
+            token: Some(token),
+            ..self
+        }
+    }
+
     pub fn server(&self) -> &str {
-        &self.server
+        self.server.as_str()
+    }
+
+    pub fn tls(&self) -> Option<&Tls> {
+        self.tls.as_ref()
+    }
+
+    /// The error for a request that did not get an answer.
+    fn unreachable(&self, error: &reqwest::Error) -> CliError {
+        unreachable_error(self.server.as_str(), error)
     }
 
     fn request(&self, method: Method, path: &str) -> RequestBuilder {
@@ -129,10 +149,7 @@ impl Client {
     }
 
     async fn send(&self, builder: RequestBuilder) -> Result<Response> {
-        let response = builder.send().await.map_err(|e| CliError::Unreachable {
-            server: self.server.clone(),
-            cause: describe(&e),
-        })?;
+        let response = builder.send().await.map_err(|e| self.unreachable(&e))?;
         if response.status().is_success() {
             Ok(response)
         } else {
@@ -155,6 +172,36 @@ impl Client {
 
     pub async fn create_user(&self, body: &CreateUser) -> Result<UserCreated> {
         self.post("/v1/users", body).await
+    }
+
+    /// Whether a signup could take `username` now (asks without a session).
+    pub async fn username_available(&self, username: &str) -> Result<bool> {
+        let answer: UsernameAvailability = self
+            .json(self.request(Method::GET, &format!("/v1/usernames/{username}")))
+            .await?;
+        Ok(answer.available)
+    }
+
+    /// The caller's conversations, newest first, each decoded on its own.
+    pub async fn conversations(&self) -> Result<Decoded<ConversationSummary>> {
+        let list: RawList = self
+            .json(self.request(Method::GET, "/v1/conversations"))
+            .await?;
+        Ok(Decoded::of(list.items))
+    }
+
+    /// Marks the conversation with `username` read up to message `up_to`.
+    pub async fn mark_read_with(&self, username: &str, up_to: i64) -> Result<ReadMark> {
+        let path = format!("/v1/conversations/{username}/read");
+        self.json(self.request(Method::PUT, &path).json(&MarkRead { up_to }))
+            .await
+    }
+
+    /// Marks group `group`'s conversation read up to message `up_to`.
+    pub async fn mark_read_group(&self, group: &str, up_to: i64) -> Result<ReadMark> {
+        let path = format!("/v1/groups/{group}/read");
+        self.json(self.request(Method::PUT, &path).json(&MarkRead { up_to }))
+            .await
     }
 
     pub async fn create_session(&self, body: &CreateSession) -> Result<SessionCreated> {
@@ -313,9 +360,9 @@ impl Client {
             if progress {
                 let percent = sent * 100 / total.max(1);
                 eprint!(
-                    "\ruploading {percent:>3}% ({} of {} KiB)",
-                    sent / 1024,
-                    total / 1024
+                    "\ruploading {percent:>3}% ({} of {})\x1b[K",
+                    crate::output::size::bytes(sent as u64),
+                    crate::output::size::bytes(total as u64)
                 );
                 if sent == total {
                     eprintln!();
@@ -340,10 +387,7 @@ impl Client {
             .bytes()
             .await
             .map(|b| b.to_vec())
-            .map_err(|e| CliError::Unreachable {
-                server: self.server.clone(),
-                cause: describe(&e),
-            })
+            .map_err(|e| self.unreachable(&e))
     }
 
     pub fn token(&self) -> Option<&str> {
@@ -414,10 +458,64 @@ async fn problem(response: Response) -> CliError {
     }
 }
 
-/// reqwest's Display stops at the outermost error; the cause (connection refused,
-/// timed out) is what the user needs.
+/// What went wrong with a request that got no answer, in a few words: the innermost
+/// cause (connection refused, timed out), never the URL with its query string.
+pub fn unreachable_error(server: &str, error: &(dyn std::error::Error + 'static)) -> CliError {
+    let mut innermost: &(dyn std::error::Error + 'static) = error;
+    let mut tls = None;
+    let mut io_kind = None;
+    let mut timed_out = false;
+    let mut current = Some(error);
+    while let Some(e) = current {
+        innermost = e;
+        if let Some(io) = e.downcast_ref::<std::io::Error>() {
+            io_kind.get_or_insert(io.kind());
+            // io::Error's source skips the error it wraps (TLS failures hide there).
+            if let Some(inner) = io.get_ref() {
+                current = Some(inner as &(dyn std::error::Error + 'static));
+                continue;
+            }
+        }
+        if let Some(r) = e.downcast_ref::<reqwest::Error>() {
+            timed_out |= r.is_timeout();
+        }
+        if let Some(t) = e.downcast_ref::<rustls::Error>() {
+            tls.get_or_insert_with(|| t.to_string());
+        }
+        current = e.source();
+    }
+    if let Some(cause) = tls {
+        return CliError::Tls {
+            server: server.to_owned(),
+            cause,
+        };
+    }
+    let cause = match io_kind {
+        Some(std::io::ErrorKind::ConnectionRefused) => "connection refused".to_owned(),
+        Some(std::io::ErrorKind::ConnectionReset) => "the connection was reset".to_owned(),
+        Some(std::io::ErrorKind::TimedOut) => "timed out".to_owned(),
+        _ if timed_out => "timed out".to_owned(),
+        _ => {
+            let text = innermost.to_string();
+            // Never the URL (with its query) that reqwest puts in its own messages.
+            match text.find(" for url (") {
+                Some(at) => text[..at].to_owned(),
+                None => text,
+            }
+        }
+    };
+    CliError::Unreachable {
+        server: server.to_owned(),
+        cause,
+    }
+}
+
+/// reqwest's Display stops at the outermost error.
 fn describe(error: &reqwest::Error) -> String {
     let mut text = error.to_string();
+    if let Some(at) = text.find(" for url (") {
+        text.truncate(at);
+    }
     let mut source = std::error::Error::source(error);
     while let Some(cause) = source {
         text = format!("{text}: {cause}");
