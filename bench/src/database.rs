@@ -49,11 +49,12 @@ fn message_script(
     format!(
         r#"\set a random(0, {last})
 \set b (:a + random(1, {last})) % {users}
-SELECT user_id AS sender FROM fastchat_find_sessions(ARRAY[sha256(('pgbench' || :a)::bytea)]) \gset
+SELECT user_id AS sender FROM fastchat_find_live_sessions(ARRAY[sha256(('pgbench' || :a)::bytea)]) \gset
 SELECT outcome FROM fastchat_send_direct_messages(
   ARRAY[:sender]::bigint[], ARRAY['pgbench_' || :b], ARRAY[true], ARRAY[gen_random_uuid()],
   ARRAY['text'], ARRAY['{nonce}'], ARRAY['{ciphertext}'], ARRAY['{sig}'],
-  ARRAY['{wrapped_key}'], ARRAY['{wrapped_key}'], '{{}}'::bigint[], '{{}}'::uuid[]);
+  ARRAY['2026-12-01T00:00:00Z'], ARRAY['{wrapped_key}'], ARRAY['{wrapped_key}'],
+  '{{}}'::bigint[], '{{}}'::uuid[]);
 "#,
         last = users - 1,
     )

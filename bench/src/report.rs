@@ -290,7 +290,7 @@ impl Report {
             line("## The database alone".into());
             line(String::new());
             line(format!(
-                "pgbench, {} clients for {} s, calling the SQL functions the server calls for one one-to-one message (`fastchat_find_sessions`, then `fastchat_send_direct_messages`: store, inbox event, notification), one transaction per message: **{:.0} msg/s**{}.",
+                "pgbench, {} clients for {} s, calling the SQL functions the server calls for one one-to-one message (`fastchat_find_live_sessions`, then `fastchat_send_direct_messages`: store, inbox event, notification), one transaction per message: **{:.0} msg/s**{}.",
                 d.clients,
                 d.seconds,
                 d.messages_per_second,
