@@ -112,6 +112,7 @@ impl Application {
             hub,
         ));
         spawn_purger(state.clone());
+        actix_web::rt::spawn(release_free_memory_forever());
         let app_state = state.clone();
 
         let server = HttpServer::new(move || {
@@ -236,6 +237,21 @@ async fn stop_on_signal(handle: ServerHandle, hub: Arc<Hub>) {
     tracing::info!("shutting down");
     hub.close_all();
     handle.stop(true).await;
+}
+
+/// Hands memory freed after a burst (large messages, streams that were cut) back to the
+/// system every few seconds: glibc's allocator keeps it in its arenas otherwise, and a
+/// server's resident size would stay at its peak.
+async fn release_free_memory_forever() {
+    let mut tick = tokio::time::interval(Duration::from_secs(5));
+    loop {
+        tick.tick().await;
+        #[cfg(all(target_os = "linux", target_env = "gnu"))]
+        // SAFETY: malloc_trim only walks the allocator's own free lists.
+        unsafe {
+            libc::malloc_trim(0);
+        }
+    }
 }
 
 fn spawn_purger(state: web::Data<AppState>) {

@@ -22,7 +22,7 @@ use crate::store::sessions::SessionUser;
 
 /// Events read per query by a stream that is catching up: what a stream holds while
 /// its client has not taken it yet (a client that reads slowly costs at most this).
-const PAGE: i64 = 64;
+const PAGE: i64 = 16;
 
 pub struct Feed {
     reads: Batcher<InboxRead, InboxPage>,
