@@ -24,7 +24,8 @@ use async_trait::async_trait;
 use clap::Parser;
 use pingora::apps::http_app::HttpServer;
 use pingora::listeners::tls::TlsSettings;
-use pingora::listeners::{L4BufferSettings, ListenerConfig};
+use pingora::listeners::{L4BufferSettings, ListenerConfig, TcpSocketOptions};
+use pingora::protocols::TcpKeepalive;
 use pingora::server::configuration::ServerConf;
 use pingora::server::{Server, ShutdownWatch};
 use pingora::services::background::{BackgroundService, GenBackgroundService};
@@ -61,12 +62,39 @@ impl BackgroundService for Housekeeping {
             if let Some(cert) = &self.cert {
                 cert.reload_if_changed();
             }
+            release_free_memory();
             if pruned.elapsed() >= PRUNE_EVERY {
                 self.limits.prune(Instant::now());
                 pruned = Instant::now();
             }
         }
     }
+}
+
+/// Hands memory freed after a burst (thousands of connections' buffers) back to the
+/// system: glibc's allocator keeps it in its arenas otherwise.
+fn release_free_memory() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    // SAFETY: malloc_trim only walks the allocator's own free lists.
+    unsafe {
+        libc::malloc_trim(0);
+    }
+}
+
+/// Clients' sockets: a send buffer of a fixed size (the kernel would grow it to
+/// megabytes for a client that reads nothing), and keep-alive probes, so that a client
+/// that vanished without a word is let go within seconds, not when its server next
+/// writes and the retransmissions give up.
+fn client_socket_options() -> TcpSocketOptions {
+    let mut options = TcpSocketOptions::default();
+    options.tcp_snd_buf = Some(256 * 1024);
+    options.tcp_keepalive = Some(TcpKeepalive {
+        idle: Duration::from_secs(5),
+        interval: Duration::from_secs(2),
+        count: 3,
+        user_timeout: Duration::from_secs(20),
+    });
+    options
 }
 
 fn fail(what: &str, e: impl std::fmt::Display) -> ! {
@@ -144,6 +172,7 @@ fn main() {
     // are read into its own header buffer anyway, and an idle event stream would keep
     // 64 KiB resident for nothing.
     let listen = config.listen.to_string();
+    let sockets = client_socket_options();
     let scheme = match (&cert, &config.tls_cert, &config.tls_key) {
         (Some(cert), Some(cert_path), Some(key_path)) => {
             let mut settings = TlsSettings::intermediate(
@@ -153,12 +182,14 @@ fn main() {
             .unwrap_or_else(|e| fail("TLS settings", e));
             // The resolver, not the files as first read, answers every handshake.
             settings.set_cert_resolver(Arc::clone(cert) as _);
-            proxy.add_tls_with_settings(&listen, None, settings);
+            proxy.add_tls_with_settings(&listen, Some(sockets), settings);
             "https"
         }
         _ => {
             proxy.add_listener(
-                ListenerConfig::tcp(listen).l4_buffer(L4BufferSettings::default().read(0)),
+                ListenerConfig::tcp(listen)
+                    .tcp_socket_options(sockets)
+                    .l4_buffer(L4BufferSettings::default().read(0)),
             );
             "http"
         }
