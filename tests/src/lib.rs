@@ -25,16 +25,20 @@
 //! - [`cli`]: [`CliHome`], the `fastchat` binary in a home folder of its own.
 //! - [`proxy`]: [`Proxy`], a server that lies, between the CLI and the real one.
 //! - [`pty`]: [`pty::Terminal`], the CLI on a pseudo-terminal, read as a screen.
-//! - [`tls`]: [`tls::TlsFront`], `https://` before a plain server, with a test CA.
+//! - [`tls`]: the test CA and certificates, served by a balancer and renewed in place.
 //! - [`metrics`]: reading Prometheus text.
+//! - [`flow`]: [`Flow`], a steady flow of messages with resuming receivers, for faults.
+//! - [`postgres`]: [`OwnCluster`], a PostgreSQL of a test's own, to restart, crash, stall.
 //! - [`wait`]: [`eventually`], waiting for a condition with a deadline.
 
 pub mod api;
 pub mod binaries;
 pub mod cli;
 pub mod db;
+pub mod flow;
 pub mod metrics;
 pub mod paths;
+pub mod postgres;
 pub mod process;
 pub mod proxy;
 pub mod pty;
@@ -47,7 +51,9 @@ pub use api::{Answer, Api};
 pub use binaries::{bin, root};
 pub use cli::{json_lines, password_of, CliHome, CliOutput, RunningCli};
 pub use db::{admin_url, connect, TestDb};
+pub use flow::{Flow, FlowReport, FlowSettings};
 pub use metrics::{metric_sum, metric_values, metric_where};
+pub use postgres::OwnCluster;
 pub use process::{ApiServer, BalancerProcess, Cluster, PendingServer};
 pub use proxy::Proxy;
 pub use sse::{SseClient, SseEvent};

@@ -187,7 +187,8 @@ impl BalancerProcess {
         Self::spawn_on_with(port, database_url, backends, &[])
     }
 
-    fn spawn_on_with(
+    /// As [`BalancerProcess::spawn_with`], on `port`.
+    pub fn spawn_on_with(
         port: u16,
         database_url: Option<&str>,
         backends: &[&str],
@@ -225,6 +226,15 @@ impl BalancerProcess {
             url: format!("{scheme}://127.0.0.1:{port}"),
             admin_url: format!("http://127.0.0.1:{admin_port}"),
         }
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// Waits until the process has exited, returning its status.
+    pub fn wait_exit(&mut self, deadline: Duration) -> ExitStatus {
+        wait_for_exit(&mut self.child, deadline, "the balancer")
     }
 
     /// Sends a signal by name (`KILL`, `STOP`, ...).
