@@ -18,6 +18,8 @@ pub struct CliHome {
     pub dir: PathBuf,
     /// Who signed up here with [`CliHome::signed_up`], for [`CliHome::log_in_at`].
     name: Option<String>,
+    /// The CA it trusts besides the system's (`FASTCHAT_CA_CERT`).
+    ca_cert: Option<PathBuf>,
 }
 
 /// The password [`CliHome::signed_up`] gives `name`.
@@ -28,7 +30,17 @@ pub fn password_of(name: &str) -> String {
 impl CliHome {
     pub fn new() -> Self {
         let dir = std::env::temp_dir().join(format!("fastchat-home-{}", uuid::Uuid::new_v4()));
-        CliHome { dir, name: None }
+        CliHome {
+            dir,
+            name: None,
+            ca_cert: None,
+        }
+    }
+
+    /// This home's CLI trusts `ca` (as `FASTCHAT_CA_CERT`) for `https://` servers.
+    pub fn trusting(mut self, ca: &std::path::Path) -> Self {
+        self.ca_cert = Some(ca.to_owned());
+        self
     }
 
     pub fn command(&self, server: &str) -> Command {
@@ -37,6 +49,9 @@ impl CliHome {
             .env("PATH", std::env::var_os("PATH").unwrap_or_default())
             .env("FASTCHAT_HOME", &self.dir)
             .env("FASTCHAT_SERVER", server);
+        if let Some(ca) = &self.ca_cert {
+            cmd.env("FASTCHAT_CA_CERT", ca);
+        }
         cmd
     }
 
@@ -73,7 +88,12 @@ impl CliHome {
 impl CliHome {
     /// A new home in which `name` has signed up (password: "password of <name>").
     pub fn signed_up(server: &str, name: &str) -> Self {
-        let mut home = CliHome::new();
+        CliHome::new().sign_up(server, name)
+    }
+
+    /// This home with `name` signed up in it (password: "password of <name>").
+    pub fn sign_up(self, server: &str, name: &str) -> Self {
+        let mut home = self;
         let password = format!("{}\n", password_of(name));
         home.run(server, &["signup", name, "--password-stdin"], &password)
             .success();

@@ -1,23 +1,34 @@
-//! The CLI over `https://`: with `--ca-cert` (or `FASTCHAT_CA_CERT`) naming the CA that
-//! signed the server's certificate, every request and the event stream go over TLS;
-//! without it the certificate is refused with a word on what to do.
+//! TLS at the balancer: the real CLI over `https://` (its requests and its event
+//! stream) with the CA that signed the balancer's certificate, a certificate from an
+//! unknown CA refused with a word on what to do, and a renewed certificate taken up
+//! without dropping the streams that are open.
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
-use fastchat_tests::tls::{test_ca, TlsFront};
-use fastchat_tests::{CliHome, Cluster};
+use fastchat_tests::tls::{connect, fixture_certificate, test_ca, ServedCertificate};
+use fastchat_tests::{eventually, paths, BalancerProcess, CliHome, Cluster};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 const WAIT: Duration = Duration::from_secs(20);
 
-#[tokio::test]
-async fn the_cli_speaks_https_with_a_ca_of_its_own_and_refuses_an_unknown_one() {
+/// One api server behind a balancer that serves `certificate`.
+async fn system(certificate: &ServedCertificate) -> (Cluster, BalancerProcess) {
     let cluster = Cluster::start(1).await;
-    let front = TlsFront::start(&cluster.servers[0].url);
-    let https = front.url.clone();
-    let ca = test_ca();
-    let ca = ca.to_str().expect("utf-8");
+    let env = certificate.balancer_env();
+    let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    let balancer = BalancerProcess::spawn_with(None, &[&cluster.servers[0].backend()], &env);
+    balancer.wait_healthy(&[&cluster.servers[0].addr()]).await;
+    (cluster, balancer)
+}
 
-    // Not trusted without the CA: said as such, and what to do.
+#[tokio::test]
+async fn the_cli_speaks_https_to_the_balancer_its_stream_included_and_refuses_an_unknown_ca() {
+    let certificate = ServedCertificate::new();
+    let (cluster, balancer) = system(&certificate).await;
+    let https = balancer.url.clone();
+    assert!(https.starts_with("https://"), "{https}");
+
+    // Not trusted without the CA: said as such, with what to do, and nothing sent.
     let out = CliHome::new().run(
         &https,
         &["signup", "alice", "--password-stdin"],
@@ -27,73 +38,89 @@ async fn the_cli_speaks_https_with_a_ca_of_its_own_and_refuses_an_unknown_one() 
     assert!(out.stderr().contains("--ca-cert"), "{}", out.stderr());
     assert_eq!(cluster.db.count("users").await, 0);
 
-    let with_ca = |home: &CliHome, args: &[&str], stdin: &str| {
-        let mut command = home.command(&https);
-        command.env("FASTCHAT_CA_CERT", ca).args(args);
-        let mut child = command
-            .stdin(std::process::Stdio::piped())
-            .stdout(std::process::Stdio::piped())
-            .stderr(std::process::Stdio::piped())
-            .spawn()
-            .expect("fastchat");
-        {
-            use std::io::Write;
-            let mut input = child.stdin.take().expect("stdin");
-            let _ = input.write_all(stdin.as_bytes());
-        }
-        let out = child.wait_with_output().expect("fastchat");
-        assert!(
-            out.status.success(),
-            "{args:?}: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        String::from_utf8_lossy(&out.stdout).into_owned()
-    };
-    let alice = CliHome::new();
-    let bob = CliHome::new();
-    with_ca(
-        &alice,
-        &["signup", "alice", "--password-stdin"],
-        "password of alice\n",
+    let ca = test_ca();
+    let alice = CliHome::new().trusting(&ca).sign_up(&https, "alice");
+    let bob = CliHome::new().trusting(&ca).sign_up(&https, "bob");
+    let whoami = alice.run(&https, &["whoami"], "");
+    whoami.success();
+    assert!(
+        whoami.stdout().contains(&format!("alice on {https}")),
+        "{}",
+        whoami.stdout()
     );
-    with_ca(
-        &bob,
-        &["signup", "bob", "--password-stdin"],
-        "password of bob\n",
-    );
-    assert!(with_ca(&alice, &["whoami"], "").contains(&format!("alice on {https}")));
 
-    // The event stream too: bob follows over TLS and alice's message arrives live.
-    let mut follow = bob.command(&https);
-    follow
-        .env("FASTCHAT_CA_CERT", ca)
-        .args(["recv", "--follow", "--json"])
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::null())
-        .stdin(std::process::Stdio::null());
-    let mut child = follow.spawn().expect("recv --follow");
-    let stdout = child.stdout.take().expect("stdout");
-    let (tx, lines) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        use std::io::BufRead;
-        for line in std::io::BufReader::new(stdout)
-            .lines()
-            .map_while(Result::ok)
-        {
-            if tx.send(line).is_err() {
-                break;
-            }
-        }
-    });
-    let observer = cluster.api(0).as_user("bob", &bob.token());
-    fastchat_tests::eventually(WAIT, "bob's stream over TLS", || async {
+    // Bob follows over TLS; alice's message, sent over TLS, is pushed to him at once.
+    let follow = bob.spawn(&https, &["recv", "--follow", "--json"]);
+    let observer = bob.user_on(&cluster.api(0));
+    eventually(WAIT, "bob's stream through the balancer", || async {
         (observer.profile("bob").await.body["online"] == true).then_some(())
     })
     .await;
-    with_ca(&alice, &["send", "bob", "over", "tls"], "");
-    let line = lines.recv_timeout(WAIT).expect("the message, live");
-    let line: serde_json::Value = serde_json::from_str(&line).expect("json");
-    assert_eq!(line["text"], "over tls");
-    let _ = child.kill();
-    let _ = child.wait();
+    alice
+        .run(&https, &["send", "bob", "over", "tls"], "")
+        .success();
+    assert_eq!(follow.next_json(WAIT)["text"], "over tls");
+}
+
+/// Reads from `stream` until what came holds `needle`, or the deadline passes.
+async fn read_until(
+    stream: &mut (impl AsyncReadExt + Unpin),
+    needle: &str,
+    wait: Duration,
+) -> String {
+    let deadline = Instant::now() + wait;
+    let mut seen = Vec::new();
+    let mut buf = [0u8; 4096];
+    while !String::from_utf8_lossy(&seen).contains(needle) {
+        let left = deadline.saturating_duration_since(Instant::now());
+        match tokio::time::timeout(left, stream.read(&mut buf)).await {
+            Ok(Ok(n)) if n > 0 => seen.extend_from_slice(&buf[..n]),
+            other => panic!(
+                "waiting for {needle:?}: {other:?}; had {}",
+                String::from_utf8_lossy(&seen)
+            ),
+        }
+    }
+    String::from_utf8_lossy(&seen).into_owned()
+}
+
+#[tokio::test]
+async fn a_renewed_certificate_is_served_to_new_connections_while_open_streams_go_on() {
+    let certificate = ServedCertificate::new();
+    let (_cluster, balancer) = system(&certificate).await;
+    let https = balancer.url.clone();
+    let ca = test_ca();
+    let alice = CliHome::new().trusting(&ca).sign_up(&https, "alice");
+    let bob = CliHome::new().trusting(&ca).sign_up(&https, "bob");
+
+    let (mut stream, presented) = connect(balancer.port()).await.expect("a TLS connection");
+    assert_eq!(presented, fixture_certificate("server"));
+    let request = format!(
+        "GET {} HTTP/1.1\r\nHost: fastchat\r\nAuthorization: Bearer {}\r\n\r\n",
+        paths::EVENTS,
+        bob.token()
+    );
+    stream
+        .write_all(request.as_bytes())
+        .await
+        .expect("asking for the stream");
+    let head = read_until(&mut stream, "\r\n\r\n", WAIT).await;
+    assert!(head.starts_with("HTTP/1.1 200"), "{head}");
+
+    certificate.install("renewed");
+    eventually(
+        WAIT,
+        "the renewed certificate on new connections",
+        || async {
+            let (_, presented) = connect(balancer.port()).await.ok()?;
+            (presented == fixture_certificate("renewed")).then_some(())
+        },
+    )
+    .await;
+
+    // The stream opened under the old certificate still carries what is sent now.
+    alice
+        .run(&https, &["send", "bob", "after", "the", "renewal"], "")
+        .success();
+    read_until(&mut stream, "\"from\":\"alice\"", WAIT).await;
 }
