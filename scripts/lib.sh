@@ -34,6 +34,39 @@ ensure_system_deps() {
   command -v cargo >/dev/null || die "cargo not found: install Rust (https://rustup.rs) first"
 }
 
+# make_local_certificate DIR: a certificate authority of this machine's own and a
+# certificate it signs for 127.0.0.1, localhost and this host's name, in DIR (ca.pem,
+# cert.pem, key.pem; the keys 0600), made once and kept. The CA's key stays in DIR, so
+# that a certificate can be made again with the same CA; nothing outside this machine
+# should trust it.
+make_local_certificate() {
+  local dir="$1" host
+  [ -s "$dir/cert.pem" ] && [ -s "$dir/key.pem" ] && [ -s "$dir/ca.pem" ] &&
+    openssl x509 -in "$dir/cert.pem" -noout -checkend 86400 >/dev/null && return 0
+  command -v openssl >/dev/null || {
+    log "installing openssl"
+    as_root apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive as_root apt-get install -y -qq openssl >/dev/null
+  }
+  host="$(hostname)"
+  log "making a certificate for 127.0.0.1, localhost and $host in $dir"
+  mkdir -p "$dir"
+  (
+    umask 077
+    openssl req -x509 -newkey rsa:2048 -nodes -days 3650 -keyout "$dir/ca.key" -out "$dir/ca.pem" \
+      -subj "/CN=FastChat local CA ($host)" \
+      -addext "basicConstraints=critical,CA:TRUE" -addext "keyUsage=critical,keyCertSign" 2>/dev/null
+    openssl req -newkey rsa:2048 -nodes -keyout "$dir/key.pem" -out "$dir/cert.csr" \
+      -subj "/CN=$host" 2>/dev/null
+    printf 'subjectAltName=IP:127.0.0.1,DNS:localhost,DNS:%s\nextendedKeyUsage=serverAuth\n' "$host" \
+      >"$dir/cert.ext"
+    openssl x509 -req -in "$dir/cert.csr" -CA "$dir/ca.pem" -CAkey "$dir/ca.key" -CAcreateserial \
+      -days 825 -extfile "$dir/cert.ext" -out "$dir/cert.pem" 2>/dev/null
+    rm -f "$dir/cert.csr" "$dir/cert.ext" "$dir/ca.srl"
+  ) || die "making the certificate failed"
+  chmod 0644 "$dir/ca.pem" "$dir/cert.pem"
+}
+
 # diesel's CLI, with which a test checks that api/src/schema.rs is what
 # `diesel print-schema` writes from the migrations: the version of diesel in Cargo.lock.
 ensure_diesel_cli() {
