@@ -30,6 +30,8 @@ pub struct Step {
     /// Deliveries per second, first send to last arrival.
     pub delivered_rate: f64,
     pub latency: Latency,
+    /// The longest time in which a message was due and none arrived.
+    pub longest_stall_ms: f64,
     /// (latency in ms, fraction delivered within it)
     pub cdf: Vec<(f64, f64)>,
     pub held: bool,
@@ -62,8 +64,8 @@ pub async fn sweep(
     for &rate in rates {
         let result = run_step(bench, processes, users, rate, step, p99_limit_ms).await;
         println!(
-            "  {rate:>6} msg/s offered: p50 {:.1} ms, p99 {:.1} ms, max {:.1} ms, {} lost, {} duplicated, {} refused",
-            result.latency.p50_ms, result.latency.p99_ms, result.latency.max_ms,
+            "  {rate:>6} msg/s offered: p50 {:.1} ms, p99 {:.1} ms, max {:.1} ms, longest stall {:.1} ms, {} lost, {} duplicated, {} refused",
+            result.latency.p50_ms, result.latency.p99_ms, result.latency.max_ms, result.longest_stall_ms,
             result.lost, result.duplicates, result.failed_sends
         );
         let held = result.held;
@@ -151,6 +153,7 @@ async fn run_step(
             && tally.failed_sends == 0
             && tally.delivered == tally.sent,
         cdf: cdf(&tally.deliveries),
+        longest_stall_ms: tally.longest_stall.as_secs_f64() * 1e3,
         latency,
         cpu,
     }

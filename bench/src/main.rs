@@ -132,15 +132,16 @@ impl Settings {
             }
         } else {
             Settings {
+                // Long steps, so that a stall that comes every few seconds shows in each.
                 rates: vec![
-                    250, 500, 750, 1_000, 1_250, 1_500, 2_000, 2_500, 3_000, 4_000, 5_000, 6_000,
-                    8_000, 10_000, 12_000, 15_000, 20_000,
+                    250, 500, 1_000, 1_500, 2_000, 3_000, 4_000, 6_000, 8_000, 10_000, 12_000,
+                    15_000, 20_000,
                 ],
-                step: Duration::from_secs(5),
+                step: Duration::from_secs(20),
                 users: 1_000,
                 group_size: 1_000,
                 group_samples: 100,
-                group_rate: 10,
+                group_rate: 20,
                 group_length: Duration::from_secs(5),
                 idle_streams: 50_000,
                 pgbench_length: Duration::from_secs(10),

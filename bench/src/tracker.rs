@@ -39,6 +39,8 @@ struct State {
     first_send: Option<Instant>,
     last_arrival: Option<Instant>,
     streams_ended: u64,
+    /// (scheduled send, arrival) of each delivery, for the longest stall.
+    arrivals: Vec<(Instant, Instant)>,
 }
 
 impl State {
@@ -57,6 +59,7 @@ impl State {
             first_send: None,
             last_arrival: None,
             streams_ended: 0,
+            arrivals: Vec::new(),
         }
     }
 }
@@ -77,6 +80,30 @@ pub struct Tally {
     pub firsts: Histogram<u64>,
     /// First send to last arrival.
     pub span: Duration,
+    /// The longest time in which a delivery was due and none arrived: see
+    /// [`longest_stall`].
+    pub longest_stall: Duration,
+}
+
+/// The longest time in which some delivery was due (its send had been scheduled) and no
+/// delivery arrived, from (scheduled send, arrival) pairs. In a flowing system it is
+/// about the time between two arrivals; a pause anywhere on the path shows whole, even
+/// where it is too rare to move the p99.
+pub fn longest_stall(arrivals: &mut [(Instant, Instant)]) -> Duration {
+    arrivals.sort_unstable_by_key(|&(_, arrived)| arrived);
+    // earliest_due[i]: the earliest scheduled send among deliveries i.. (by arrival).
+    let mut earliest_due: Vec<Instant> = arrivals.iter().map(|&(due, _)| due).collect();
+    for i in (0..earliest_due.len().saturating_sub(1)).rev() {
+        earliest_due[i] = earliest_due[i].min(earliest_due[i + 1]);
+    }
+    let mut longest = Duration::ZERO;
+    let mut last_arrival: Option<Instant> = None;
+    for (i, &(_, arrived)) in arrivals.iter().enumerate() {
+        let waiting_since = last_arrival.map_or(earliest_due[i], |last| last.max(earliest_due[i]));
+        longest = longest.max(arrived.saturating_duration_since(waiting_since));
+        last_arrival = Some(arrived);
+    }
+    longest
 }
 
 pub struct Tracker {
@@ -127,7 +154,8 @@ impl Tracker {
             return;
         };
         let micros = |d: Duration| u64::try_from(d.as_micros()).unwrap_or(u64::MAX).max(1);
-        let latency = micros(at.saturating_duration_since(pending.sent_at));
+        let sent_at = pending.sent_at;
+        let latency = micros(at.saturating_duration_since(sent_at));
         let first = *pending.first.get_or_insert(latency);
         pending.remaining = pending.remaining.saturating_sub(1);
         let done = pending.remaining == 0;
@@ -141,6 +169,7 @@ impl Tracker {
         }
         s.delivered += 1;
         s.last_arrival = Some(at);
+        s.arrivals.push((sent_at, at));
     }
 
     pub fn stream_ended(&self) {
@@ -174,7 +203,7 @@ impl Tracker {
     pub fn finish(&self) -> Tally {
         let mut s = self.state();
         let streams_ended = s.streams_ended;
-        let done = std::mem::replace(&mut *s, State::new());
+        let mut done = std::mem::replace(&mut *s, State::new());
         s.streams_ended = streams_ended;
         // Keep what was seen: a late copy of an earlier message is still a duplicate.
         s.seen = done.seen;
@@ -195,6 +224,7 @@ impl Tracker {
             completions: done.completions,
             firsts: done.firsts,
             span,
+            longest_stall: longest_stall(&mut done.arrivals),
         }
     }
 }
@@ -202,6 +232,30 @@ impl Tracker {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_longest_stall_is_the_longest_wait_for_any_arrival_while_one_is_due() {
+        let t0 = Instant::now();
+        let ms = |n: u64| t0 + Duration::from_millis(n);
+        // Sent every 10 ms, each taking 2 ms, except that the sends of 40 to 240 ms all
+        // arrive at 250 ms: from 40 ms, when one was due, nothing came for 210 ms.
+        let mut arrivals: Vec<(Instant, Instant)> = (0..50)
+            .map(|i| {
+                let due = ms(i * 10);
+                let arrived = if (40..=240).contains(&(i * 10)) {
+                    ms(250)
+                } else {
+                    due + Duration::from_millis(2)
+                };
+                (due, arrived)
+            })
+            .collect();
+        assert_eq!(longest_stall(&mut arrivals), Duration::from_millis(210));
+
+        let mut flowing: Vec<_> = (0..50).map(|i| (ms(i * 10), ms(i * 10 + 2))).collect();
+        assert_eq!(longest_stall(&mut flowing), Duration::from_millis(2));
+        assert_eq!(longest_stall(&mut []), Duration::ZERO);
+    }
 
     #[test]
     fn matches_arrivals_to_sends_and_counts_what_went_wrong() {
