@@ -79,6 +79,38 @@ ensure_diesel_cli() {
   fi
 }
 
+# systemd-analyze, with which deploy/check verifies the units (systemd need not run).
+ensure_systemd_analyze() {
+  if ! command -v systemd-analyze >/dev/null; then
+    log "installing systemd (for systemd-analyze)"
+    as_root apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive as_root apt-get install -y -qq --no-install-recommends \
+      systemd >/dev/null
+  fi
+}
+
+# Prints the path of Debian's nats-server, with which deploy/check checks the NATS
+# configuration: the installed one, or else the package unpacked into .data/ci (not
+# installed, since installing it starts a broker).
+nats_server() {
+  local nats=/usr/sbin/nats-server dir="$ROOT/.data/ci/nats-server" debs
+  [ -x "$nats" ] && { echo "$nats"; return; }
+  if [ ! -x "$dir$nats" ]; then
+    log "unpacking Debian's nats-server into .data/ci"
+    debs="$(mktemp -d)"
+    # As root, apt downloads as its own user, which must be able to write there.
+    if [ "$(id -u)" = 0 ] && id _apt >/dev/null 2>&1; then chown _apt "$debs"; fi
+    if ! (cd "$debs" && apt-get download -qq nats-server >&2 2>/dev/null); then
+      as_root apt-get update -qq >&2
+      (cd "$debs" && apt-get download -qq nats-server >&2)
+    fi
+    mkdir -p "$dir"
+    dpkg-deb -x "$debs"/nats-server_*.deb "$dir"
+    rm -rf "$debs"
+  fi
+  echo "$dir$nats"
+}
+
 # PostgreSQL refuses to run as root; when we are root the cluster belongs to 'postgres'.
 pg_user() {
   if [ "$(id -u)" = 0 ]; then echo postgres; else id -un; fi
