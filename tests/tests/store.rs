@@ -439,7 +439,8 @@ async fn inbox_seqs_follow_commit_order_with_no_gap_under_concurrent_delivery() 
     const WRITERS: usize = 4;
     const DELIVERIES: usize = 150;
     let db = TestDb::create().await;
-    let pool = pool(&db);
+    // A connection for each writer, which holds it throughout, and one for the reader.
+    let pool = db::build_pool(&db.url, WRITERS as u32 + 1).expect("a pool");
     let users = make_users(&pool, &["u_a", "u_b", "u_c", "u_d", "u_e"]);
     let watched = users[0];
 
