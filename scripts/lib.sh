@@ -90,7 +90,7 @@ ensure_systemd_analyze() {
 }
 
 # Prints the path of Debian's nats-server, with which deploy/check checks the NATS
-# configuration: the installed one, or else the package unpacked into .data/ci (not
+# configuration and the tests run brokers of their own: the installed one, or else the package unpacked into .data/ci (not
 # installed, since installing it starts a broker).
 nats_server() {
   local nats=/usr/sbin/nats-server dir="$ROOT/.data/ci/nats-server" debs

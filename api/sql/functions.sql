@@ -313,6 +313,8 @@ BEGIN
     IF deliver_ids IS NOT NULL THEN
         PERFORM fastchat_deliver(deliver_to, deliver_ids,
                                  array_fill(NULL::JSONB, ARRAY[cardinality(deliver_ids)]));
+    END IF;
+    IF deliver_ids IS NOT NULL AND fastchat_wakeups_in_database() THEN
         -- Each message whole, with its seq in the recipient's inbox (the last of the
         -- recipient's events in this batch is its inbox's last_seq), in seq order.
         WITH pushed AS (
@@ -374,6 +376,9 @@ DECLARE
     width CONSTANT INTEGER := fastchat_notification_max_bytes() - 20;
     payload TEXT;
 BEGIN
+    IF NOT fastchat_wakeups_in_database() THEN
+        RETURN;
+    END IF;
     FOR payload IN
         SELECT string_agg(d.id::TEXT, ',' ORDER BY d.id)
           FROM (SELECT u.id, sum(octet_length(u.id::TEXT) + 1) OVER (ORDER BY u.id) AS upto
@@ -384,6 +389,15 @@ BEGIN
         PERFORM pg_notify(channel, payload);
     END LOOP;
 END
+$function$;
+
+-- fastchat_wakeups_in_database()
+CREATE OR REPLACE FUNCTION public.fastchat_wakeups_in_database()
+ RETURNS boolean
+ LANGUAGE sql
+ STABLE PARALLEL SAFE
+AS $function$
+    SELECT current_setting('fastchat.wakeup', true) IS DISTINCT FROM 'elsewhere'
 $function$;
 
 -- trigger messages_forget

@@ -152,6 +152,13 @@ pub struct Config {
     #[arg(long, env = "FASTCHAT_ADVERTISE_ADMIN_URL")]
     pub advertise_admin_url: Option<String>,
 
+    /// NATS (`nats://[user:password@]host:port`) to carry inbox wake-ups between api
+    /// servers instead of PostgreSQL NOTIFY, which past one busy database becomes the
+    /// bottleneck. Every server of one deployment must agree. Revocations still come
+    /// through PostgreSQL
+    #[arg(long, env = "FASTCHAT_NATS_URL", hide_env_values = true)]
+    pub nats_url: Option<String>,
+
     /// Log format: human-readable text or one JSON object per line.
     #[arg(long, env = "FASTCHAT_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
     pub log_format: LogFormat,

@@ -6,11 +6,12 @@ use std::time::Duration;
 
 use anyhow::Context;
 use diesel::pg::PgConnection;
-use diesel::r2d2::{ConnectionManager, Pool, PooledConnection};
+use diesel::r2d2::{ConnectionManager, CustomizeConnection, Pool, PooledConnection};
 use diesel::{sql_query, RunQueryDsl};
 use diesel_migrations::{embed_migrations, EmbeddedMigrations, MigrationHarness};
 
 use crate::error::ApiError;
+use crate::wakeups;
 
 pub type PgPool = Pool<ConnectionManager<PgConnection>>;
 pub type PgConn = PooledConnection<ConnectionManager<PgConnection>>;
@@ -19,9 +20,29 @@ const MIGRATIONS: EmbeddedMigrations = embed_migrations!("../migrations");
 /// Any fixed number; every api server takes this advisory lock to migrate.
 const MIGRATION_LOCK_KEY: i64 = 0x0fa5_7c4a_7000_0001;
 
+/// Tells each new connection that wake-ups travel on another bus, when they do.
+#[derive(Debug)]
+struct SilentWakeups;
+
+impl CustomizeConnection<PgConnection, diesel::r2d2::Error> for SilentWakeups {
+    fn on_acquire(&self, conn: &mut PgConnection) -> Result<(), diesel::r2d2::Error> {
+        sql_query(wakeups::SILENCE_THE_DATABASE)
+            .execute(conn)
+            .map(drop)
+            .map_err(diesel::r2d2::Error::QueryError)
+    }
+}
+
+/// The pool; when another bus carries wake-ups ([`wakeups::install`] first), its
+/// connections send none through the database.
 pub fn build_pool(database_url: &str, size: u32) -> anyhow::Result<PgPool> {
     let manager = ConnectionManager::<PgConnection>::new(database_url);
-    Pool::builder()
+    let builder = if wakeups::elsewhere() {
+        Pool::builder().connection_customizer(Box::new(SilentWakeups))
+    } else {
+        Pool::builder()
+    };
+    builder
         .max_size(size)
         .min_idle(Some(1))
         // After a database restart every idle connection is dead, and diesel does not
@@ -62,7 +83,10 @@ pub fn with_conn<T>(
     query: impl FnOnce(&mut PgConn) -> Result<T, ApiError>,
 ) -> Result<T, ApiError> {
     let mut conn = pool.get().map_err(ApiError::no_database)?;
-    query(&mut conn)
+    let answer = query(&mut conn);
+    // Whatever it committed is visible now: wake whom it woke.
+    wakeups::flush();
+    answer
 }
 
 /// Runs `query` with a pooled connection on the blocking thread pool.

@@ -5,7 +5,8 @@
 //! `tests/layers.rs`, keeps it so), and a request goes route → handler → store → SQL:
 //!
 //! 1. **Foundation**: [`config`], [`error`], [`ids`], [`schema`], [`batch`], [`db`],
-//!    [`metrics`], [`notification`] (the wake-up's contract), [`telemetry`].
+//!    [`metrics`], [`notification`] (the wake-up's contract), [`wakeups`] (the bus that
+//!    carries them), [`telemetry`].
 //! 2. **Store** ([`store`]): every query, one module per resource; no HTTP, no app state.
 //! 3. **Live** ([`live`]): what runs for as long as the server does: the hub of open
 //!    streams, each stream's feed, the wake-up listener, the heartbeat and presence.
@@ -25,6 +26,7 @@ pub mod notification;
 /// (a test checks that it still does).
 pub mod schema;
 pub mod telemetry;
+pub mod wakeups;
 
 pub mod store;
 

@@ -22,6 +22,7 @@ use crate::routes;
 use crate::state::AppState;
 use crate::store::servers::{self, ServerIdentity};
 use crate::store::{blobs, inbox, messages, sessions};
+use crate::wakeups;
 
 pub struct Application {
     port: u16,
@@ -39,6 +40,13 @@ impl Application {
             "FASTCHAT_STREAM_STALL_SECS must be more than FASTCHAT_SSE_KEEPALIVE_SECS: \
              a healthy idle stream takes a keep-alive that often"
         );
+        let (presence_tx, presence_rx) = tokio::sync::mpsc::unbounded_channel();
+        let hub = Hub::new(presence_tx);
+        // Before the pool: its connections are told whether to notify.
+        if let Some(url) = &config.nats_url {
+            let bus = wakeup::nats::connect(url, Arc::clone(&hub)).await?;
+            wakeups::install(Box::new(bus))?;
+        }
         let pool = {
             let (url, size) = (config.database_url.clone(), config.db_pool_size);
             tokio::task::spawn_blocking(move || {
@@ -75,8 +83,6 @@ impl Application {
                 .clone()
                 .unwrap_or_else(|| format!("http://{}:{admin_port}", config.admin_listen.ip())),
         };
-        let (presence_tx, presence_rx) = tokio::sync::mpsc::unbounded_channel();
-        let hub = Hub::new(presence_tx);
         let stalls = StallWatch::new();
         let stall_limit = Duration::from_secs(config.stream_stall_secs);
         let metrics = Arc::new(Metrics::new()?);
@@ -107,7 +113,7 @@ impl Application {
         ));
         actix_web::rt::spawn(live::sessions::run(state.pool.clone(), Arc::clone(&hub)));
         actix_web::rt::spawn(stalls.run(stall_limit));
-        actix_web::rt::spawn(wakeup::listen_forever(
+        actix_web::rt::spawn(wakeup::postgres::listen_forever(
             state.config.database_url.clone(),
             hub,
         ));

@@ -6,6 +6,7 @@
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
+use std::process::Command;
 use std::sync::{Mutex, OnceLock, PoisonError};
 use std::time::SystemTime;
 
@@ -110,6 +111,27 @@ fn newest_source(root: &Path, sources: &[&str]) -> Option<(PathBuf, SystemTime)>
         visit(root.join(source), true, &mut newest);
     }
     newest
+}
+
+/// Runs `script` with scripts/lib.sh sourced and `$1`, `$2`.. set to `args`; its stdout.
+pub fn lib_sh(script: &str, args: &[&str]) -> String {
+    let out = Command::new("bash")
+        .arg("-c")
+        .arg(format!(r#"source "$0" && {script}"#))
+        .arg(root().join("scripts/lib.sh"))
+        .args(args)
+        .env("FASTCHAT_PG_FSYNC", "off")
+        .output()
+        .expect("running scripts/lib.sh");
+    assert!(
+        out.status.success(),
+        "{script} {args:?} failed:\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout)
+        .expect("utf-8")
+        .trim()
+        .to_owned()
 }
 
 #[cfg(test)]

@@ -29,6 +29,7 @@
 //! - [`metrics`]: reading Prometheus text.
 //! - [`flow`]: [`Flow`], a steady flow of messages with resuming receivers, for faults.
 //! - [`postgres`]: [`OwnCluster`], a PostgreSQL of a test's own, to restart, crash, stall.
+//! - [`nats`]: [`nats::NatsBroker`], a NATS broker of a test's own, to carry wake-ups.
 //! - [`wait`]: [`eventually`], waiting for a condition with a deadline.
 
 pub mod api;
@@ -37,6 +38,7 @@ pub mod cli;
 pub mod db;
 pub mod flow;
 pub mod metrics;
+pub mod nats;
 pub mod paths;
 pub mod postgres;
 pub mod process;

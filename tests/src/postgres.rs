@@ -5,7 +5,7 @@
 use std::process::Command;
 use std::time::Duration;
 
-use crate::binaries::root;
+use crate::binaries::{lib_sh, root};
 use crate::db::connect;
 
 pub struct OwnCluster {
@@ -14,27 +14,6 @@ pub struct OwnCluster {
     /// The admin URL, without a database.
     pub admin_url: String,
     stopped: Vec<u32>,
-}
-
-/// Runs `script` with scripts/lib.sh sourced and `$1`, `$2`.. set to `args`; its stdout.
-fn lib_sh(script: &str, args: &[&str]) -> String {
-    let out = Command::new("bash")
-        .arg("-c")
-        .arg(format!(r#"source "$0" && {script}"#))
-        .arg(root().join("scripts/lib.sh"))
-        .args(args)
-        .env("FASTCHAT_PG_FSYNC", "off")
-        .output()
-        .expect("running scripts/lib.sh");
-    assert!(
-        out.status.success(),
-        "{script} {args:?} failed:\n{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout)
-        .expect("utf-8")
-        .trim()
-        .to_owned()
 }
 
 impl OwnCluster {

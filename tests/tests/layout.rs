@@ -252,6 +252,7 @@ const API_LAYERS: &[(&str, &[&str])] = &[
             "notification",
             "schema",
             "telemetry",
+            "wakeups",
         ],
     ),
     ("store", &["store"]),

@@ -18,6 +18,7 @@ use crate::ids::{MessageId, Seq, UserId};
 use crate::schema::inboxes;
 use crate::store::functions::{Deliver, ReadInboxEvents, Wake};
 use crate::store::message_view::{MessageView, SharedFields};
+use crate::wakeups;
 
 /// What an inbox event holds.
 #[derive(Debug, Clone)]
@@ -55,7 +56,12 @@ pub fn deliver(conn: &mut PgConn, deliveries: Vec<(UserId, Delivery)>) -> QueryR
         group_events,
     }
     .execute(conn)?;
-    Wake { user_ids }.execute(conn).map(drop)
+    if wakeups::elsewhere() {
+        wakeups::note(user_ids);
+        Ok(())
+    } else {
+        Wake { user_ids }.execute(conn).map(drop)
+    }
 }
 
 /// The same event to each of `users`.

@@ -24,6 +24,7 @@ use crate::store::groups::{self, Lock};
 use crate::store::inbox::{self, Delivery};
 use crate::store::message_view::MessageView;
 use crate::store::sessions::SessionUser;
+use crate::wakeups;
 
 /// A message checked as far as it can be without the database: its sender, what it
 /// says (opaque) and the blobs it lists (parsed, each once).
@@ -139,6 +140,8 @@ fn send_direct(conn: &mut PgConn, sends: &[DirectSend]) -> Result<Vec<SendAnswer
         #[diesel(sql_type = Text)]
         outcome: String,
         #[diesel(sql_type = Nullable<BigInt>)]
+        recipient_id: Option<UserId>,
+        #[diesel(sql_type = Nullable<BigInt>)]
         id: Option<MessageId>,
         #[diesel(sql_type = Nullable<Timestamptz>)]
         sent_at: Option<DateTime<Utc>>,
@@ -173,6 +176,11 @@ fn send_direct(conn: &mut PgConn, sends: &[DirectSend]) -> Result<Vec<SendAnswer
             sends.len()
         )));
     }
+    wakeups::note(
+        rows.iter()
+            .filter(|row| row.outcome == "stored")
+            .filter_map(|row| row.recipient_id),
+    );
     Ok(sends
         .iter()
         .zip(rows)

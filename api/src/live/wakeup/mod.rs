@@ -1,17 +1,20 @@
-//! The wake-up listener: one LISTEN connection per server, which hands each notification
-//! (see [`crate::notification`]) to the streams it concerns. A wake-up is only a hint:
-//! after (re)connecting, every local stream re-reads its inbox.
+//! The wake-up listeners, which hand each notification (see [`crate::notification`]) to
+//! the streams it concerns. Two buses can carry inbox wake-ups: PostgreSQL NOTIFY (the
+//! default: nothing more to run) and NATS (`--nats-url`; past one database, since every
+//! transaction that NOTIFYs takes one database-wide lock at commit). Revocations always
+//! come through PostgreSQL, so its listener runs either way. A wake-up is only a hint:
+//! after a listener (re)connects, every local stream re-reads its inbox.
+
+pub mod nats;
+pub mod postgres;
 
 use std::sync::Arc;
-use std::time::Duration;
-
-use tokio_postgres::{AsyncMessage, NoTls};
 
 use crate::live::hub::Hub;
-use crate::notification::{Notification, PushedEvent, CHANNEL};
+use crate::notification::{Notification, PushedEvent};
 
 /// Passes one notification to the streams it concerns.
-fn dispatch(hub: &Hub, payload: &str) {
+pub(crate) fn dispatch(hub: &Hub, payload: &str) {
     match Notification::decode(payload) {
         Ok(Notification::Wake(users)) => hub.wake(users),
         Ok(Notification::Revoke(token_hash)) => hub.revoke([token_hash.as_slice()]),
@@ -28,65 +31,6 @@ fn dispatch(hub: &Hub, payload: &str) {
             tracing::warn!(error = %e, "every stream reads its inbox");
             hub.wake_all();
         }
-    }
-}
-
-/// Listens for wake-ups for as long as the server runs, reconnecting with back-off.
-pub async fn listen_forever(database_url: String, hub: Arc<Hub>) {
-    const FIRST_RETRY: Duration = Duration::from_millis(100);
-    let mut backoff = FIRST_RETRY;
-    loop {
-        let mut connected = false;
-        match listen(&database_url, &hub, &mut connected).await {
-            Ok(()) => tracing::warn!("wake-up listener connection closed; reconnecting"),
-            Err(e) => tracing::warn!(error = ?e, "wake-up listener failed; reconnecting"),
-        }
-        // A listener that got connected starts its back-off afresh: the next outage
-        // is waited out from the first retry on, not from where the last one ended.
-        if connected {
-            backoff = FIRST_RETRY;
-        }
-        tokio::time::sleep(backoff).await;
-        backoff = (backoff * 2).min(Duration::from_secs(2));
-    }
-}
-
-async fn listen(
-    database_url: &str,
-    hub: &Hub,
-    connected: &mut bool,
-) -> Result<(), tokio_postgres::Error> {
-    let (client, mut connection) = tokio_postgres::connect(database_url, NoTls).await?;
-    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
-    // The connection object yields notifications; drive it on its own task.
-    let driver = tokio::spawn(async move {
-        loop {
-            match std::future::poll_fn(|cx| connection.poll_message(cx)).await {
-                Some(Ok(AsyncMessage::Notification(n))) => {
-                    if tx.send(n.payload().to_owned()).is_err() {
-                        return Ok(());
-                    }
-                }
-                Some(Ok(_)) => {}
-                Some(Err(e)) => return Err(e),
-                None => return Ok(()),
-            }
-        }
-    });
-    client.batch_execute(&format!("LISTEN {CHANNEL}")).await?;
-    *connected = true;
-    tracing::info!("listening for wake-ups");
-    // Revocations sent while we were not listening: check the open sessions.
-    hub.check_sessions_soon();
-    // Anything committed while we were not listening: catch up from the table.
-    hub.wake_all();
-    while let Some(payload) = rx.recv().await {
-        dispatch(hub, &payload);
-    }
-    drop(client);
-    match driver.await {
-        Ok(result) => result,
-        Err(_) => Ok(()),
     }
 }
 

@@ -1,0 +1,63 @@
+//! Where inbox wake-ups go. By default PostgreSQL carries them: the SQL functions that
+//! grow inboxes NOTIFY in their own transactions, and nothing here does anything. With
+//! another bus (NATS) those functions stay silent (each pooled connection says so, see
+//! [`SILENCE_THE_DATABASE`]), the store [`note`]s whom its work woke, and
+//! [`crate::db::with_conn`] hands them to the bus once that work is done, so a wake-up
+//! never overtakes the commit it announces. (One that follows work rolled back only
+//! makes a stream read its inbox for nothing: a wake-up is a hint.)
+//!
+//! The bus is one per process, installed at start, because the store that notes and the
+//! pool that flushes sit below the app state that could otherwise carry it.
+
+use std::cell::RefCell;
+use std::sync::OnceLock;
+
+use crate::ids::UserId;
+
+/// Run on every pooled connection when another bus carries wake-ups: the SQL functions
+/// then store and deliver as before but notify no one (`fastchat_wakeups_in_database`).
+pub const SILENCE_THE_DATABASE: &str = "SET fastchat.wakeup TO 'elsewhere'";
+
+/// A bus that carries wake-ups between api servers.
+pub trait Bus: Send + Sync {
+    /// Wakes these users' streams wherever they are. Must not block: it is called on
+    /// the threads that run queries.
+    fn publish(&self, users: Vec<UserId>);
+}
+
+static BUS: OnceLock<Box<dyn Bus>> = OnceLock::new();
+
+thread_local! {
+    /// Whom the work in hand on this thread has woken.
+    static WOKEN: RefCell<Vec<UserId>> = const { RefCell::new(Vec::new()) };
+}
+
+/// Makes `bus` carry this process's wake-ups; from then on the database is silent.
+pub fn install(bus: Box<dyn Bus>) -> anyhow::Result<()> {
+    BUS.set(bus)
+        .map_err(|_| anyhow::anyhow!("a wake-up bus is already installed in this process"))
+}
+
+/// Whether a bus other than the database carries wake-ups.
+pub fn elsewhere() -> bool {
+    BUS.get().is_some()
+}
+
+/// These users' inboxes grew in the work in hand: wake them when it is done.
+pub fn note(users: impl IntoIterator<Item = UserId>) {
+    if elsewhere() {
+        WOKEN.with(|woken| woken.borrow_mut().extend(users));
+    }
+}
+
+/// Publishes whom the work just finished on this thread woke.
+pub(crate) fn flush() {
+    if let Some(bus) = BUS.get() {
+        let mut users = WOKEN.with(|woken| std::mem::take(&mut *woken.borrow_mut()));
+        if !users.is_empty() {
+            users.sort_unstable();
+            users.dedup();
+            bus.publish(users);
+        }
+    }
+}
