@@ -194,12 +194,14 @@ impl ApiError {
         }
     }
 
-    /// `holder` is "session" or "user".
-    pub fn too_many_streams(max: u64, holder: &str) -> Self {
-        problem(
-            ErrorCode::TooManyStreams,
-            format!("a {holder} holds at most {max} event streams on a server"),
-        )
+    /// `holder` is "session" or "user"; `retry_after_secs` is how soon a stream whose
+    /// client left is noticed gone, freeing its place.
+    pub fn too_many_streams(max: u64, holder: &str, retry_after_secs: u64) -> Self {
+        ApiError::Problem {
+            code: ErrorCode::TooManyStreams,
+            detail: format!("a {holder} holds at most {max} event streams on a server"),
+            retry_after_secs: Some(retry_after_secs.max(1)),
+        }
     }
 
     pub fn rate_limited(what: &str, retry_after_secs: u64) -> Self {

@@ -8,9 +8,10 @@ use crate::handlers::{
     blobs, conversations, events, groups, health, messages, problem, sessions, users,
 };
 
-/// A resource whose unsupported methods answer a 405 problem.
-fn resource(path: &str) -> actix_web::Resource {
-    web::resource(path).default_service(web::to(problem::method_not_allowed))
+/// A resource whose unsupported methods answer a 405 problem, with `Allow` naming the
+/// methods it takes.
+fn resource(path: &str, allowed: &'static [&'static str]) -> actix_web::Resource {
+    web::resource(path).default_service(web::to(move || problem::method_not_allowed(allowed)))
 }
 
 macro_rules! route_table {
@@ -19,16 +20,19 @@ macro_rules! route_table {
         pub const ROUTES: &[(&str, &str)] = &[ $( $( (stringify!($method), $path), )+ )* ];
 
         pub fn configure(cfg: &mut web::ServiceConfig) {
-            $( cfg.service(resource($path) $( .route(web::method(Method::$method).to($handler)) )+ ); )*
+            $( cfg.service(
+                resource($path, &[ $( stringify!($method) ),+ ])
+                    $( .route(web::method(Method::$method).to($handler)) )+
+            ); )*
         }
     };
 }
 
 /// The admin listener's routes: probes and metrics, for operators and the balancer.
 pub fn configure_admin(cfg: &mut web::ServiceConfig) {
-    cfg.service(resource("/healthz").route(web::get().to(health::healthz)))
-        .service(resource("/readyz").route(web::get().to(health::readyz)))
-        .service(resource("/metrics").route(web::get().to(health::metrics)));
+    cfg.service(resource("/healthz", &["GET"]).route(web::get().to(health::healthz)))
+        .service(resource("/readyz", &["GET"]).route(web::get().to(health::readyz)))
+        .service(resource("/metrics", &["GET"]).route(web::get().to(health::metrics)));
 }
 
 route_table! {

@@ -51,6 +51,7 @@ pub struct Envelope {
 #[serde(deny_unknown_fields)]
 pub struct GroupBinding {
     pub id: uuid::Uuid,
+    #[serde(deserialize_with = "crate::whole::u64")]
     pub epoch: u64,
     pub head: String,
 }

@@ -10,4 +10,5 @@ pub mod keys;
 pub mod names;
 pub mod problem;
 pub mod safety;
+pub mod whole;
 pub mod wire;

@@ -286,6 +286,7 @@ pub struct ConversationList {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct MarkRead {
+    #[serde(deserialize_with = "crate::whole::i64")]
     pub up_to: i64,
 }
 

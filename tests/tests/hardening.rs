@@ -431,6 +431,9 @@ async fn streams_are_capped_per_session_and_per_user() {
     }
     let refused = alice.call(Method::GET, paths::EVENTS, None).await;
     refused.assert_problem(429, "too_many_streams");
+    // As every 429, it says when to try again.
+    let retry: Option<u64> = refused.retry_after.as_deref().and_then(|s| s.parse().ok());
+    assert!(retry.is_some_and(|s| s >= 1), "Retry-After: {refused:?}");
     // Another session of hers has its own, up to her limit as a user.
     let laptop = api.login("alice").await;
     open.push(laptop.events(None).await);

@@ -90,11 +90,13 @@ pub async fn stream(
         state.config.streams_per_session,
         state.config.streams_per_user,
     );
+    // A stream whose client left is noticed at its next keep-alive, which frees its place.
+    let retry = state.config.sse_keepalive_secs;
     if state.hub.session_streams(&caller.token_hash) >= at_most(per_session) {
-        return Err(ApiError::too_many_streams(per_session, "session"));
+        return Err(ApiError::too_many_streams(per_session, "session", retry));
     }
     if state.hub.user_streams(caller.user.user_id) >= at_most(per_user) {
-        return Err(ApiError::too_many_streams(per_user, "user"));
+        return Err(ApiError::too_many_streams(per_user, "user", retry));
     }
     // Subscribe before reading the cursor, so no wake-up falls between the two.
     let session = StreamSession {

@@ -91,7 +91,8 @@ pub async fn get(
 
 #[derive(Debug, Deserialize)]
 pub struct ChainQuery {
-    after: Option<u64>,
+    /// A seq, as everywhere: 0 to `i64::MAX`.
+    after: Option<i64>,
 }
 
 /// `GET /v1/groups/{name}/statements?after=`: the chain, for members to verify.
@@ -103,7 +104,11 @@ pub async fn statements(
 ) -> Result<web::Json<Chain>, ApiError> {
     let name = group_in_path(&path)?;
     let reader = caller.user.user_id;
-    let after = query.after;
+    let after = query
+        .after
+        .map(u64::try_from)
+        .transpose()
+        .map_err(|_| ApiError::invalid_query("after is 0 or more"))?;
     let (group_id, statements) = db::run(&state.pool, move |conn| {
         groups::chain(conn, &name, reader, after)
     })

@@ -50,7 +50,10 @@ fn check_envelope(env: &Envelope, to_group: bool, max_ciphertext: usize) -> Resu
         ));
     }
     match (&env.group, to_group) {
-        (Some(binding), true) if StatementHash::parse(&binding.head).is_some() => {}
+        // An epoch is a seq of the group's chain: 0 to i64::MAX, as every seq.
+        (Some(binding), true)
+            if StatementHash::parse(&binding.head).is_some()
+                && i64::try_from(binding.epoch).is_ok() => {}
         (None, false) => {}
         (_, true) => {
             return Err(ApiError::invalid_envelope(

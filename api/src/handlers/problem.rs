@@ -107,6 +107,11 @@ pub async fn not_found() -> HttpResponse {
     ApiError::not_found().error_response()
 }
 
-pub async fn method_not_allowed() -> HttpResponse {
-    ApiError::method_not_allowed().error_response()
+/// 405 for a method the resource does not take; `Allow` names those it does (RFC 9110).
+pub async fn method_not_allowed(allowed: &'static [&'static str]) -> HttpResponse {
+    let mut response = ApiError::method_not_allowed().error_response();
+    if let Ok(value) = HeaderValue::from_str(&allowed.join(", ")) {
+        response.headers_mut().insert(header::ALLOW, value);
+    }
+    response
 }
