@@ -12,6 +12,7 @@ use uuid::Uuid;
 use crate::latency::{cdf, Latency};
 use crate::setup::Bench;
 use crate::system::{CpuCost, Processes};
+use crate::waits::{Sampler, Waits};
 
 /// How long stragglers may take before they count as lost.
 const DRAIN: Duration = Duration::from_secs(10);
@@ -32,6 +33,8 @@ pub struct Step {
     pub latency: Latency,
     /// The longest time in which a message was due and none arrived.
     pub longest_stall_ms: f64,
+    /// Where PostgreSQL's backends waited meanwhile.
+    pub waits: Option<Waits>,
     /// (latency in ms, fraction delivered within it)
     pub cdf: Vec<(f64, f64)>,
     pub held: bool,
@@ -57,17 +60,33 @@ pub async fn sweep(
     step: Duration,
     p99_limit_ms: f64,
     users: usize,
+    database_url: Option<&str>,
 ) -> DirectReport {
     let users = users.min(bench.users.len());
     let mut steps: Vec<Step> = Vec::new();
     let mut stopped = "Every offered rate held.".to_owned();
     for &rate in rates {
-        let result = run_step(bench, processes, users, rate, step, p99_limit_ms).await;
+        let sampler = match database_url {
+            Some(url) => Sampler::start(url).await,
+            None => None,
+        };
+        let mut result = run_step(bench, processes, users, rate, step, p99_limit_ms).await;
+        if let Some(sampler) = sampler {
+            result.waits = Some(sampler.stop().await);
+        }
         println!(
             "  {rate:>6} msg/s offered: p50 {:.1} ms, p99 {:.1} ms, max {:.1} ms, longest stall {:.1} ms, {} lost, {} duplicated, {} refused",
             result.latency.p50_ms, result.latency.p99_ms, result.latency.max_ms, result.longest_stall_ms,
             result.lost, result.duplicates, result.failed_sends
         );
+        if let Some(waits) = &result.waits {
+            println!(
+                "         PostgreSQL, {} samples: {:.2} backends active on average: {}",
+                waits.samples,
+                waits.mean_active,
+                waits.summary(4)
+            );
+        }
         let held = result.held;
         if !held {
             stopped = format!(
@@ -154,6 +173,7 @@ async fn run_step(
             && tally.delivered == tally.sent,
         cdf: cdf(&tally.deliveries),
         longest_stall_ms: tally.longest_stall.as_secs_f64() * 1e3,
+        waits: None,
         latency,
         cpu,
     }

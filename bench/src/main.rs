@@ -15,6 +15,7 @@ mod report;
 mod setup;
 mod system;
 mod tracker;
+mod waits;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -258,6 +259,7 @@ async fn run(args: Args) -> anyhow::Result<bool> {
             settings.step,
             100.0,
             users,
+            args.database_url.as_deref(),
         )
         .await;
         sound &= report.steps.iter().all(|s| s.duplicates == 0);

@@ -221,6 +221,26 @@ impl Report {
                     cpu.machine_busy * 100.0
                 ));
             }
+            if direct.steps.iter().any(|s| s.waits.is_some()) {
+                line(String::new());
+                line("Where PostgreSQL's backends waited (`pg_stat_activity` every 10 ms: the share of active backends seen in each wait event; `CPU` is none):".into());
+                line(String::new());
+                line(
+                    "| offered msg/s | backends active | wait events | NOTIFY queue, most |".into(),
+                );
+                line("|---:|---:|---|---:|".into());
+                for s in &direct.steps {
+                    if let Some(w) = &s.waits {
+                        line(format!(
+                            "| {} | {:.2} | {} | {:.4}% |",
+                            s.offered_rate,
+                            w.mean_active,
+                            w.summary(5),
+                            w.notify_queue_max * 100.0
+                        ));
+                    }
+                }
+            }
             line(String::new());
             line(format!(
                 "Sustainable rate: **{}**. {}",

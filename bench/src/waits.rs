@@ -1,0 +1,113 @@
+//! Where PostgreSQL's backends wait while a step runs: `pg_stat_activity` sampled every
+//! 10 ms, each active backend of the database counted under its wait event (`CPU` when
+//! it waits on nothing), with the NOTIFY queue's fill. A stall on the database shows as
+//! the event that piles up: `Lock:object` is the database-wide lock every transaction
+//! that NOTIFYs takes at commit, `LWLock:WALWrite` and `IO:WALSync` are commits waiting
+//! on the log, `Lock:tuple` / `Lock:transactionid` are rows waited on.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use serde::Serialize;
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
+use tokio_postgres::NoTls;
+
+const EVERY: Duration = Duration::from_millis(10);
+
+const SAMPLE: &str = "\
+    SELECT coalesce(wait_event_type || ':' || wait_event, 'CPU'), count(*) \
+      FROM pg_stat_activity \
+     WHERE state = 'active' AND pid <> pg_backend_pid() AND datname = current_database() \
+     GROUP BY 1";
+
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct Waits {
+    pub samples: u64,
+    /// Active backends seen per sample, on average.
+    pub mean_active: f64,
+    /// (wait event, share of the active backends seen), largest first.
+    pub events: Vec<(String, f64)>,
+    /// The NOTIFY queue's largest fill seen (0 to 1).
+    pub notify_queue_max: f64,
+}
+
+impl Waits {
+    /// The largest few, as `Lock:object 41%, CPU 30%, …`.
+    pub fn summary(&self, n: usize) -> String {
+        self.events
+            .iter()
+            .take(n)
+            .map(|(event, share)| format!("{event} {:.0}%", share * 100.0))
+            .collect::<Vec<_>>()
+            .join(", ")
+    }
+}
+
+pub struct Sampler {
+    stop: oneshot::Sender<()>,
+    done: JoinHandle<Waits>,
+}
+
+impl Sampler {
+    /// Starts sampling the database at `url`; `None` (said once) if it cannot connect.
+    pub async fn start(url: &str) -> Option<Sampler> {
+        let (client, connection) = match tokio_postgres::connect(url, NoTls).await {
+            Ok(connected) => connected,
+            Err(e) => {
+                println!("  (not sampling PostgreSQL's waits: {e})");
+                return None;
+            }
+        };
+        tokio::spawn(connection);
+        let (stop, mut stopped) = oneshot::channel();
+        let done = tokio::spawn(async move {
+            let mut counts: BTreeMap<String, u64> = BTreeMap::new();
+            let (mut samples, mut active, mut notify_queue_max) = (0u64, 0u64, 0f64);
+            let mut tick = tokio::time::interval(EVERY);
+            loop {
+                tokio::select! {
+                    _ = &mut stopped => break,
+                    _ = tick.tick() => {}
+                }
+                let rows = match client.query(SAMPLE, &[]).await {
+                    Ok(rows) => rows,
+                    Err(e) => {
+                        println!("  (sampling PostgreSQL's waits stopped: {e})");
+                        break;
+                    }
+                };
+                samples += 1;
+                for row in rows {
+                    let (event, n): (String, i64) = (row.get(0), row.get(1));
+                    let n = u64::try_from(n).unwrap_or(0);
+                    active += n;
+                    *counts.entry(event).or_default() += n;
+                }
+                if let Ok(row) = client
+                    .query_one("SELECT pg_notification_queue_usage()", &[])
+                    .await
+                {
+                    notify_queue_max = notify_queue_max.max(row.get::<_, f64>(0));
+                }
+            }
+            let mut events: Vec<(String, f64)> = counts
+                .into_iter()
+                .map(|(event, n)| (event, n as f64 / active.max(1) as f64))
+                .collect();
+            events.sort_by(|a, b| b.1.total_cmp(&a.1));
+            Waits {
+                samples,
+                mean_active: active as f64 / samples.max(1) as f64,
+                events,
+                notify_queue_max,
+            }
+        });
+        Some(Sampler { stop, done })
+    }
+
+    pub async fn stop(self) -> Waits {
+        let _ = self.stop.send(());
+        self.done.await.unwrap_or_default()
+    }
+}
