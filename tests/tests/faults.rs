@@ -15,8 +15,8 @@ use std::time::{Duration, Instant};
 use fastchat_tests::api::{direct_message, opaque_envelope};
 use fastchat_tests::flow::rss_bytes;
 use fastchat_tests::{
-    eventually, paths, root, Api, ApiServer, BalancerProcess, Flow, FlowReport, FlowSettings,
-    OwnCluster, TestUser,
+    eventually, metric_values, paths, root, Api, ApiServer, BalancerProcess, Flow, FlowReport,
+    FlowSettings, OwnCluster, TestUser,
 };
 
 const WAIT: Duration = Duration::from_secs(30);
@@ -302,7 +302,14 @@ struct Row {
     recovery: Option<Duration>,
     memory_before: Vec<(String, u64)>,
     memory_after: Vec<(String, u64)>,
-    storm: Option<BTreeMap<String, u64>>,
+    storm: Option<StormOutcome>,
+}
+
+/// What a storm got: answers by status, and the servers the balancer took out while it
+/// raged (busy is not down: none should be).
+struct StormOutcome {
+    answers: BTreeMap<String, u64>,
+    taken_out: Vec<String>,
 }
 
 impl Row {
@@ -325,8 +332,14 @@ impl Row {
         let storm_500 = self
             .storm
             .as_ref()
-            .and_then(|s| s.get("500").copied())
+            .and_then(|s| s.answers.get("500").copied())
             .unwrap_or(0);
+        if let Some(storm) = self.storm.as_ref().filter(|s| !s.taken_out.is_empty()) {
+            problems.push(format!(
+                "busy servers taken out of rotation: {:?}",
+                storm.taken_out
+            ));
+        }
         if r.failures.contains_key("500") || storm_500 > 0 {
             problems.push("a 500".to_owned());
         }
@@ -362,7 +375,11 @@ impl Row {
             .map(|(status, n)| format!("{status}: {n}"))
             .collect();
         if let Some(storm) = &self.storm {
-            let shed: Vec<String> = storm.iter().map(|(s, n)| format!("{s}: {n}")).collect();
+            let shed: Vec<String> = storm
+                .answers
+                .iter()
+                .map(|(s, n)| format!("{s}: {n}"))
+                .collect();
             failures.push(format!("(storm {})", shed.join(", ")));
         }
         let memory = |m: &[(String, u64)]| {
@@ -455,8 +472,26 @@ async fn run(fault: Fault) -> Row {
         }
         Fault::Overload => {
             let started = Storm::start(&system.api, 50, 40).await;
-            tokio::time::sleep(FAULT_LENGTH).await;
-            storm = Some(started.stop().await);
+            // The storm lasts FAULT_LENGTH; meanwhile, whether the balancer keeps both
+            // servers (they are busy, not down), looked at ten times a second.
+            let mut taken_out: Vec<String> = Vec::new();
+            let until = Instant::now() + FAULT_LENGTH;
+            while Instant::now() < until {
+                if let Some(text) = system.balancer.metrics().await {
+                    for (backend, healthy) in
+                        metric_values(&text, "fastchat_balancer_backend_healthy")
+                    {
+                        if healthy == 0.0 && !taken_out.contains(&backend) {
+                            taken_out.push(backend);
+                        }
+                    }
+                }
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+            storm = Some(StormOutcome {
+                answers: started.stop().await,
+                taken_out,
+            });
             Instant::now()
         }
         Fault::SlowReaders => {
@@ -492,7 +527,7 @@ async fn finish(
     report: FlowReport,
     recovery: Option<Duration>,
     memory_before: Vec<(String, u64)>,
-    storm: Option<BTreeMap<String, u64>>,
+    storm: Option<StormOutcome>,
 ) -> Row {
     let gaps = system.inboxes_with_gaps(&report.receivers).await;
     let memory_after = system.memory();
