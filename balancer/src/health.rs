@@ -34,7 +34,17 @@ pub struct Checker {
 }
 
 /// One `GET /healthz`: true for a 200 within the timeout.
-async fn probe(addr: SocketAddr, timeout: Duration) -> bool {
+/// What a health check found.
+#[derive(Debug, PartialEq)]
+enum Probe {
+    Up,
+    Down,
+    /// This balancer could not even make the connection (out of descriptors, memory or
+    /// local ports): it says nothing of the server.
+    NotMade,
+}
+
+async fn probe(addr: SocketAddr, timeout: Duration) -> Probe {
     let attempt = async {
         let mut stream = TcpStream::connect(addr).await?;
         stream
@@ -44,7 +54,19 @@ async fn probe(addr: SocketAddr, timeout: Duration) -> bool {
         stream.read_exact(&mut head).await?;
         std::io::Result::Ok(head.starts_with(b"HTTP/1.1 200") || head.starts_with(b"HTTP/1.0 200"))
     };
-    matches!(tokio::time::timeout(timeout, attempt).await, Ok(Ok(true)))
+    match tokio::time::timeout(timeout, attempt).await {
+        Ok(Ok(true)) => Probe::Up,
+        Ok(Err(e)) if is_local(&e) => Probe::NotMade,
+        _ => Probe::Down,
+    }
+}
+
+/// Errors of this machine's own making, not the peer's.
+fn is_local(e: &std::io::Error) -> bool {
+    matches!(
+        e.raw_os_error(),
+        Some(libc::EMFILE | libc::ENFILE | libc::ENOBUFS | libc::ENOMEM | libc::EADDRNOTAVAIL)
+    )
 }
 
 /// A row of the registry.
@@ -58,8 +80,8 @@ impl Checker {
         let checks = self.pool.all().into_iter().map(|backend| {
             let timeout = self.timeout;
             async move {
-                let up = probe(backend.probe_addr, timeout).await;
-                (backend, up)
+                let found = probe(backend.probe_addr, timeout).await;
+                (backend, found)
             }
         });
         let handles: Vec<_> = checks.map(tokio::spawn).collect();
@@ -67,10 +89,12 @@ impl Checker {
         // not stopped: a late probe alone does not take it out.
         let busy_window = u64::try_from((self.interval + self.timeout).as_millis()).unwrap_or(0);
         for handle in handles {
-            let Ok((backend, up)) = handle.await else {
+            let Ok((backend, found)) = handle.await else {
                 continue;
             };
-            if up {
+            if found == Probe::NotMade {
+                tracing::warn!(backend = %backend.addr, "cannot make a health check here");
+            } else if found == Probe::Up {
                 if backend.mark_up() {
                     tracing::info!(backend = %backend.addr, "server is healthy");
                 }

@@ -215,7 +215,11 @@ impl ProxyHttp for Balancer {
     ) -> Box<Error> {
         if let Some(backend) = &ctx.backend {
             ctx.tried.push(backend.addr);
-            if backend.mark_down() {
+            if e.etype() == &ErrorType::InternalError {
+                // This balancer could not make a socket (out of descriptors or local
+                // ports): no fault of the server's, whose streams must not be cut.
+                tracing::warn!(backend = %backend.addr, error = %e, "cannot make a connection here");
+            } else if backend.mark_down() {
                 tracing::warn!(backend = %backend.addr, "cannot connect; taken out");
             }
             self.metrics

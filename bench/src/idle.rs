@@ -9,7 +9,7 @@ use crate::setup::Bench;
 use crate::system::{open_file_limit, rss_bytes};
 
 /// Descriptors kept back for everything that is not a stream.
-const FD_RESERVE: u64 = 1_000;
+const FD_RESERVE: u64 = 2_000;
 
 #[derive(Debug, Serialize)]
 pub struct IdleReport {
@@ -32,11 +32,12 @@ pub async fn run(
     api_pids: &[u32],
     balancer_pid: u32,
 ) -> anyhow::Result<IdleReport> {
-    // The balancer holds two descriptors a stream (client and api server side), and
-    // every process here runs under the same limit as this one.
+    // The balancer holds three descriptors a stream (client side, server side, and a
+    // duplicate of the server side with which it can cut the stream when its server
+    // fails), and every process here runs under the same limit as this one.
     let online = bench.users.len() as u64;
     let capacity = open_file_limit()
-        .map(|limit| (limit.saturating_sub(FD_RESERVE) / 2).saturating_sub(online))
+        .map(|limit| (limit.saturating_sub(FD_RESERVE) / 3).saturating_sub(online))
         .unwrap_or(u64::MAX);
     let held = requested.min(usize::try_from(capacity).unwrap_or(usize::MAX));
     let limited_by = (held < requested).then(|| {

@@ -194,8 +194,34 @@ impl BalancerProcess {
         backends: &[&str],
         extra: &[(&str, &str)],
     ) -> Self {
+        Self::start(
+            Command::new(bin("fastchat-balancer")),
+            port,
+            database_url,
+            backends,
+            extra,
+        )
+    }
+
+    /// Like [`spawn`](Self::spawn), allowed `open_files` descriptors (`prlimit`), to
+    /// run it out of them.
+    pub fn spawn_with_open_files(backends: &[&str], open_files: u32) -> Self {
+        let mut limited = Command::new("prlimit");
+        limited
+            .arg(format!("--nofile={open_files}"))
+            .arg("--")
+            .arg(bin("fastchat-balancer"));
+        Self::start(limited, free_port(), None, backends, &[])
+    }
+
+    fn start(
+        mut cmd: Command,
+        port: u16,
+        database_url: Option<&str>,
+        backends: &[&str],
+        extra: &[(&str, &str)],
+    ) -> Self {
         let admin_port = free_port();
-        let mut cmd = Command::new(bin("fastchat-balancer"));
         cmd.env("FASTCHAT_BALANCER_LISTEN", format!("127.0.0.1:{port}"))
             .env(
                 "FASTCHAT_BALANCER_ADMIN_LISTEN",

@@ -493,3 +493,75 @@ async fn metrics_are_on_the_admin_listeners_never_through_the_public_port() {
         .expect("readyz");
     assert_eq!(ready.status(), 200);
 }
+
+/// A balancer that runs out of file descriptors is at fault itself: what it cannot carry
+/// is refused (503, or left waiting to be accepted), never a 500, and the server keeps
+/// its place and its streams (a failed connect or health check of its own making is not
+/// the server's failure).
+#[tokio::test]
+async fn a_balancer_out_of_descriptors_keeps_its_server_and_the_streams_it_holds() {
+    let cluster = Cluster::start_with(1, QUICK).await;
+    let server = &cluster.servers[0];
+    let balancer = BalancerProcess::spawn_with_open_files(&[&server.backend()], 96);
+    balancer.wait_healthy(&[&server.addr()]).await;
+    let alice = cluster.api(0).user("alice").await;
+    let bob = cluster.api(0).user("bob").await;
+
+    // Streams through the balancer until it can carry no more.
+    let client = reqwest::Client::new();
+    let url = format!("{}{}", balancer.url, paths::EVENTS);
+    let mut streams = Vec::new();
+    let refused = loop {
+        assert!(streams.len() < 100, "the balancer never ran out");
+        let asked = client.get(&url).bearer_auth(&bob.token).send();
+        match tokio::time::timeout(Duration::from_secs(3), asked).await {
+            Ok(Ok(stream)) if stream.status() == 200 => streams.push(stream),
+            Ok(Ok(answer)) => break Some(answer.status().as_u16()),
+            Ok(Err(_)) | Err(_) => break None,
+        }
+    };
+    assert!(
+        matches!(refused, Some(503) | None),
+        "refused with {refused:?}"
+    );
+    assert!(streams.len() > 10, "only {} streams", streams.len());
+    // Out of descriptors for a while: several health checks cannot even be made.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    drop(streams.pop());
+    drop(client);
+
+    balancer.wait_healthy(&[&server.addr()]).await;
+    let held = streams.len() as f64;
+    eventually(WAIT, "the streams it held, still open", || async {
+        let text = balancer.metrics().await?;
+        let open = metric_where(
+            &text,
+            "fastchat_balancer_open_streams",
+            "backend",
+            &server.addr(),
+        );
+        (open == held).then_some(())
+    })
+    .await;
+    // And they still carry what is sent.
+    alice.send_opaque_to("bob").await.assert_status(201);
+    for stream in &mut streams {
+        let chunk = tokio::time::timeout(WAIT, async {
+            loop {
+                match stream.chunk().await {
+                    Ok(Some(chunk)) if String::from_utf8_lossy(&chunk).contains("message") => {
+                        return true
+                    }
+                    Ok(Some(_)) => continue,
+                    _ => return false,
+                }
+            }
+        })
+        .await;
+        assert_eq!(
+            chunk,
+            Ok(true),
+            "a stream that was open carries the message"
+        );
+    }
+}
