@@ -1,20 +1,8 @@
 \set a random(0, 999)
 \set b (:a + random(1, 999)) % 1000
-SELECT user_id FROM sessions WHERE token_hash = sha256(('bench' || :a)::bytea) AND expires_at > now();
-SELECT id AS sender FROM users WHERE username = 'hmjfq_' || :a \gset
-SELECT id AS recipient FROM users WHERE username = 'hmjfq_' || :b \gset
-BEGIN;
-INSERT INTO messages (sender_id, recipient_id, client_id, kind, nonce, ciphertext, sig)
-  VALUES (:sender, :recipient, gen_random_uuid(), 'text', 'AAAAAAAAAAAAAAAA', 'LzZSV71HA3zpGTiqlBRETa0uMxufktI/FzR4gWh1Vf22Tfhs1xmvhp/k17JGcEt1GD0Gh8k9bxuZ1cNEV5QIHY3L/qctjMNmAuQdKqlQdaPHJ3bms7KStVfg1n5IQiQ0NRcGLyVR+kROUcitItRF61t76FaErzvfovlI2kDrR1E=', '1dk48+lcqjgz3WUVU4Au9+PCyglFjPvlFZzgtEV/XT3txna14ez2r6WCudjZohGC5M7sN89rqRNXNT07nZsjZ5wnD1sYHpoelEuHoFV2b9KGGon2EFBPMcRrN0wLTLfQ7i3Hsbo+5njJGKN4QU66N8AcGbp7zqMXADpTk/UBzxxYwBitZ3dL9/grZx52tnyiGo62Vi4RSSV9Lbam8PHd4TDXgUV2ecdIQdfOBI84N29cCC2eMcPU0vh/cCwdA740/CxEJaq7UCfxe9BbsX+MKYhbh+F7TXXGwIXc2Tn8n9z9kxCXgPEvw/xwpHc0QyejgHio2Akz3P24xCbZCZ7Vqg==')
-  ON CONFLICT (sender_id, client_id) DO NOTHING RETURNING id AS message \gset
-INSERT INTO message_keys (message_id, user_id, wrapped_key)
-  VALUES (:message, :sender, 'Xhf5jSwwXsGaBgJ7O7kK8Dke0MU6gXUzxx6HgnE40AQx7Iv+iVI/ulwn3U5OfUqd50j4AZCTUYujDYM3AvoyPUjyrMwSuo4XZaCeT9XmV3fh4RKiRcbXqHrDgZOEV9Gd4Wiz/NuyekUTviJvKDahXTcNYN+A9g8VcOlL7bQyAFZiPtvKctLsjm8xnA0dF3v52gKVceLkRa/IbbgDx9MEjqqGDlKlFZ66WDjhhV+D7hDv9/lfOC335S6dWn4Go+Oo1nYsiqC5rB3zsicKbdtvsugGnZnhqBSs1HcrLt11cO9gkMP34aYTG2UWtes3W2PzOEAyzbxgEZ9ZOHGDSN2Cuw=='), (:message, :recipient, 'Xhf5jSwwXsGaBgJ7O7kK8Dke0MU6gXUzxx6HgnE40AQx7Iv+iVI/ulwn3U5OfUqd50j4AZCTUYujDYM3AvoyPUjyrMwSuo4XZaCeT9XmV3fh4RKiRcbXqHrDgZOEV9Gd4Wiz/NuyekUTviJvKDahXTcNYN+A9g8VcOlL7bQyAFZiPtvKctLsjm8xnA0dF3v52gKVceLkRa/IbbgDx9MEjqqGDlKlFZ66WDjhhV+D7hDv9/lfOC335S6dWn4Go+Oo1nYsiqC5rB3zsicKbdtvsugGnZnhqBSs1HcrLt11cO9gkMP34aYTG2UWtes3W2PzOEAyzbxgEZ9ZOHGDSN2Cuw==');
-UPDATE inboxes SET last_seq = last_seq + 1 WHERE user_id = :recipient RETURNING last_seq \gset
-INSERT INTO inbox_events (user_id, seq, message_id) VALUES (:recipient, :last_seq, :message);
-SELECT pg_notify('fastchat_bench', 'event:' || :recipient::bigint || ':' || json_build_object(
-  'seq', :last_seq::bigint, 'message', json_build_object('id', :message::bigint,
-  'sender', 'hmjfq_' || :a::int, 'recipient', 'hmjfq_' || :b::int, 'kind', 'text',
-  'client_id', gen_random_uuid(), 'sent_at', now(),
-  'nonce', 'AAAAAAAAAAAAAAAA', 'ciphertext', 'LzZSV71HA3zpGTiqlBRETa0uMxufktI/FzR4gWh1Vf22Tfhs1xmvhp/k17JGcEt1GD0Gh8k9bxuZ1cNEV5QIHY3L/qctjMNmAuQdKqlQdaPHJ3bms7KStVfg1n5IQiQ0NRcGLyVR+kROUcitItRF61t76FaErzvfovlI2kDrR1E=', 'sig', '1dk48+lcqjgz3WUVU4Au9+PCyglFjPvlFZzgtEV/XT3txna14ez2r6WCudjZohGC5M7sN89rqRNXNT07nZsjZ5wnD1sYHpoelEuHoFV2b9KGGon2EFBPMcRrN0wLTLfQ7i3Hsbo+5njJGKN4QU66N8AcGbp7zqMXADpTk/UBzxxYwBitZ3dL9/grZx52tnyiGo62Vi4RSSV9Lbam8PHd4TDXgUV2ecdIQdfOBI84N29cCC2eMcPU0vh/cCwdA740/CxEJaq7UCfxe9BbsX+MKYhbh+F7TXXGwIXc2Tn8n9z9kxCXgPEvw/xwpHc0QyejgHio2Akz3P24xCbZCZ7Vqg==',
-  'wrapped_key', 'Xhf5jSwwXsGaBgJ7O7kK8Dke0MU6gXUzxx6HgnE40AQx7Iv+iVI/ulwn3U5OfUqd50j4AZCTUYujDYM3AvoyPUjyrMwSuo4XZaCeT9XmV3fh4RKiRcbXqHrDgZOEV9Gd4Wiz/NuyekUTviJvKDahXTcNYN+A9g8VcOlL7bQyAFZiPtvKctLsjm8xnA0dF3v52gKVceLkRa/IbbgDx9MEjqqGDlKlFZ66WDjhhV+D7hDv9/lfOC335S6dWn4Go+Oo1nYsiqC5rB3zsicKbdtvsugGnZnhqBSs1HcrLt11cO9gkMP34aYTG2UWtes3W2PzOEAyzbxgEZ9ZOHGDSN2Cuw==')));
-COMMIT;
+SELECT user_id AS sender FROM fastchat_find_live_sessions(ARRAY[sha256(('pgbench' || :a)::bytea)]) \gset
+SELECT outcome FROM fastchat_send_direct_messages(
+  ARRAY[:sender]::bigint[], ARRAY['pgbench_' || :b], ARRAY[true], ARRAY[gen_random_uuid()],
+  ARRAY['text'], ARRAY['IdJ8eGzlXnBxsSAe'], ARRAY['yy/Qa0PNpmFCb8/0KL8am02Fon3cNRGHzj1UG0tm1wf33PXe4+gg41/6LzxChmgsKhs/WUGuGRKEjAosH32+XALUTbWuo78GX3zocqsHD0ISOM3O0Uw5/It8c9hFR0hxK9JyOU2cx9UcOFkW4aGw9DhGD8HO0fGSeCS67CEMv0A='], ARRAY['Hbk5s6FNoaUXhkIqXeoRslc4AxDnDjrNqHUTTPcNunVdT/m+CjienEx6a/ghBudL1bmCtU/CjgEyklSf5mLKDZGNgvKer3nKnWXF/YyeLbOr06SW3X3R0KHuINp22R3V9mm/IS6QTupeRL5TYg4cpV/EhP9da55dxqSnxEwsCuncxHrl45sTZjEEVhB1Vz97e7Eq/0RDRaROJD/9nFFuSPElWz6LxTec4GCbLzl4Ux49yHnln9WXST1E1SGf8X4LE9fHg+JuBkFXKPmPnynpIyfrY+qHdazh/4Jan07teOXXGb70Xc4A7z/90Gjxt1WlwWCoHOI/PXne8Vim8X071g=='],
+  ARRAY['2026-12-01T00:00:00Z'], ARRAY['0g/PCAMWBh9VXXPtPFSYwU5qk21nywv+1zsy3yqgQExVfwJRfR1M5hhcK4cK+iin9u2EseEGNoSSOkuCl1wvadw60cckhAdatiOURHTF3iJdqkjsRlw+wTtrn843LsPIMi4LtsRs6MsTbLlmmpfnqsZcR2RUfZskxGAaYYyOPNb/fuc9DZg4eZBlZMkLTOXgn3B6gbZk3NmVOXhAwquDGk+FW9iuQDaCAYqKkBFWl/aOjAQ+w2Zpl7fSjNAAZVZyBRd+JVjYClm6TzZzeemZi+xFnM6NPncClnezv3jnPxfUCkJjXz0bw0BhRF8frUxp+GUgGlyCWmku0Z2lO76B1w=='], ARRAY['0g/PCAMWBh9VXXPtPFSYwU5qk21nywv+1zsy3yqgQExVfwJRfR1M5hhcK4cK+iin9u2EseEGNoSSOkuCl1wvadw60cckhAdatiOURHTF3iJdqkjsRlw+wTtrn843LsPIMi4LtsRs6MsTbLlmmpfnqsZcR2RUfZskxGAaYYyOPNb/fuc9DZg4eZBlZMkLTOXgn3B6gbZk3NmVOXhAwquDGk+FW9iuQDaCAYqKkBFWl/aOjAQ+w2Zpl7fSjNAAZVZyBRd+JVjYClm6TzZzeemZi+xFnM6NPncClnezv3jnPxfUCkJjXz0bw0BhRF8frUxp+GUgGlyCWmku0Z2lO76B1w=='],
+  '{}'::bigint[], '{}'::uuid[]);
