@@ -20,8 +20,8 @@ pub const SILENCE_THE_DATABASE: &str = "SET fastchat.wakeup TO 'elsewhere'";
 
 /// A bus that carries wake-ups between api servers.
 pub trait Bus: Send + Sync {
-    /// Wakes these users' streams wherever they are. Must not block: it is called on
-    /// the threads that run queries.
+    /// Wakes these users' streams wherever they are (`users` may repeat one). Must not
+    /// block: it is called on the threads that run queries.
     fn publish(&self, users: Vec<UserId>);
 }
 
@@ -53,10 +53,9 @@ pub fn note(users: impl IntoIterator<Item = UserId>) {
 /// Publishes whom the work just finished on this thread woke.
 pub(crate) fn flush() {
     if let Some(bus) = BUS.get() {
-        let mut users = WOKEN.with(|woken| std::mem::take(&mut *woken.borrow_mut()));
+        // The bus merges and deduplicates what it is handed.
+        let users = WOKEN.with(|woken| std::mem::take(&mut *woken.borrow_mut()));
         if !users.is_empty() {
-            users.sort_unstable();
-            users.dedup();
             bus.publish(users);
         }
     }

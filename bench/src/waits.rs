@@ -79,7 +79,11 @@ impl Sampler {
                 };
                 samples += 1;
                 for row in rows {
-                    let (event, n): (String, i64) = (row.get(0), row.get(1));
+                    let (Ok(event), Ok(n)) =
+                        (row.try_get::<_, String>(0), row.try_get::<_, i64>(1))
+                    else {
+                        continue;
+                    };
                     let n = u64::try_from(n).unwrap_or(0);
                     active += n;
                     *counts.entry(event).or_default() += n;
@@ -88,7 +92,9 @@ impl Sampler {
                     .query_one("SELECT pg_notification_queue_usage()", &[])
                     .await
                 {
-                    notify_queue_max = notify_queue_max.max(row.get::<_, f64>(0));
+                    if let Ok(usage) = row.try_get::<_, f64>(0) {
+                        notify_queue_max = notify_queue_max.max(usage);
+                    }
                 }
             }
             let mut events: Vec<(String, f64)> = counts
