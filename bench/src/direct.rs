@@ -2,6 +2,7 @@
 //! schedule whatever the replies, so latency includes any queueing. The rate goes up
 //! step by step until p99 delivery latency passes the limit or a message goes missing.
 
+use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -10,8 +11,9 @@ use serde::Serialize;
 use uuid::Uuid;
 
 use crate::latency::{cdf, Latency};
+use crate::profile::{Recording, Statements};
 use crate::setup::Bench;
-use crate::system::{CpuCost, Processes};
+use crate::system::{metric_sums, CpuCost, Processes};
 use crate::waits::{Sampler, Waits};
 
 /// How long stragglers may take before they count as lost.
@@ -35,6 +37,8 @@ pub struct Step {
     pub longest_stall_ms: f64,
     /// Where PostgreSQL's backends waited meanwhile.
     pub waits: Option<Waits>,
+    /// What the api servers did for the step, from their metrics.
+    pub servers: Option<ServerWork>,
     /// (latency in ms, fraction delivered within it)
     pub cdf: Vec<(f64, f64)>,
     pub held: bool,
@@ -53,6 +57,74 @@ pub struct DirectReport {
     pub stopped: String,
 }
 
+/// What watches each step besides the bench's own clients.
+#[derive(Clone, Copy, Default)]
+pub struct Observers<'a> {
+    /// The database, for its backends' wait events.
+    pub database_url: Option<&'a str>,
+    /// Where a whole-machine CPU profile of each step goes.
+    pub profile_dir: Option<&'a Path>,
+}
+
+/// How the api servers served a step: how many events reached streams whole (pushed)
+/// rather than read back from the inbox, and how many sends each transaction stored.
+#[derive(Debug, Clone, Serialize)]
+pub struct ServerWork {
+    pub events_pushed: f64,
+    pub events_read: f64,
+    pub send_batches: f64,
+    pub sends: f64,
+}
+
+const WORK_SERIES: [&str; 4] = [
+    "fastchat_sse_events_total{source=\"pushed\"}",
+    "fastchat_sse_events_total{source=\"inbox\"}",
+    "fastchat_batch_size_count{kind=\"direct_sends\"}",
+    "fastchat_batch_size_sum{kind=\"direct_sends\"}",
+];
+
+/// The counters at a step's start, to take from those at its end.
+struct WorkSince<'a> {
+    bench: &'a Bench,
+    at_start: [f64; 4],
+}
+
+impl ServerWork {
+    async fn start(bench: &Bench) -> Option<WorkSince<'_>> {
+        match metric_sums(&bench.plain, &bench.apis, WORK_SERIES).await {
+            Ok(at_start) => Some(WorkSince { bench, at_start }),
+            Err(e) => {
+                println!("  (not reading the api servers' counters: {e:#})");
+                None
+            }
+        }
+    }
+
+    /// The share of events that were pushed whole.
+    pub fn pushed_share(&self) -> f64 {
+        self.events_pushed / (self.events_pushed + self.events_read).max(1.0)
+    }
+
+    pub fn mean_send_batch(&self) -> f64 {
+        self.sends / self.send_batches.max(1.0)
+    }
+}
+
+impl WorkSince<'_> {
+    async fn until_now(self) -> Option<ServerWork> {
+        let now = metric_sums(&self.bench.plain, &self.bench.apis, WORK_SERIES)
+            .await
+            .ok()?;
+        let d = |i: usize| now[i] - self.at_start[i];
+        Some(ServerWork {
+            events_pushed: d(0),
+            events_read: d(1),
+            send_batches: d(2),
+            sends: d(3),
+        })
+    }
+}
+
 pub async fn sweep(
     bench: &Arc<Bench>,
     processes: &Processes,
@@ -60,25 +132,46 @@ pub async fn sweep(
     step: Duration,
     p99_limit_ms: f64,
     users: usize,
-    database_url: Option<&str>,
+    observers: Observers<'_>,
 ) -> DirectReport {
     let users = users.min(bench.users.len());
     let mut steps: Vec<Step> = Vec::new();
     let mut stopped = "Every offered rate held.".to_owned();
     for &rate in rates {
-        let sampler = match database_url {
+        let sampler = match observers.database_url {
             Some(url) => Sampler::start(url).await,
             None => None,
         };
+        let name = format!("direct-{rate}");
+        let statements = match (observers.profile_dir, observers.database_url) {
+            (Some(dir), Some(url)) => Statements::start(url, dir, &name).await,
+            _ => None,
+        };
+        let recording = observers
+            .profile_dir
+            .and_then(|dir| Recording::start(dir, &name, step));
         let mut result = run_step(bench, processes, users, rate, step, p99_limit_ms).await;
         if let Some(sampler) = sampler {
             result.waits = Some(sampler.stop().await);
+        }
+        if let Some(recording) = recording {
+            recording.finish().await;
+        }
+        if let Some(statements) = statements {
+            statements.finish(result.delivered).await;
         }
         println!(
             "  {rate:>6} msg/s offered: p50 {:.1} ms, p99 {:.1} ms, max {:.1} ms, longest stall {:.1} ms, {} lost, {} duplicated, {} refused",
             result.latency.p50_ms, result.latency.p99_ms, result.latency.max_ms, result.longest_stall_ms,
             result.lost, result.duplicates, result.failed_sends
         );
+        if let Some(work) = &result.servers {
+            println!(
+                "         api servers: {:.0}% of events pushed whole, {:.1} sends a transaction",
+                work.pushed_share() * 100.0,
+                work.mean_send_batch()
+            );
+        }
         if let Some(waits) = &result.waits {
             println!(
                 "         PostgreSQL, {} samples: {:.2} backends active on average: {}",
@@ -122,6 +215,7 @@ async fn run_step(
 ) -> Step {
     let count = (f64::from(rate) * length.as_secs_f64()).round() as u64;
     let cpu_before = processes.cpu_times();
+    let server_work = ServerWork::start(bench).await;
     let start = Instant::now() + Duration::from_millis(20);
     for i in 0..count {
         // The schedule, not the replies, decides when each message goes.
@@ -156,6 +250,10 @@ async fn run_step(
         start.elapsed(),
     );
     let latency = Latency::of(&tally.deliveries);
+    let servers = match server_work {
+        Some(since) => since.until_now().await,
+        None => None,
+    };
     Step {
         offered_rate: rate,
         seconds,
@@ -174,6 +272,7 @@ async fn run_step(
         cdf: cdf(&tally.deliveries),
         longest_stall_ms: tally.longest_stall.as_secs_f64() * 1e3,
         waits: None,
+        servers,
         latency,
         cpu,
     }

@@ -11,6 +11,7 @@ mod group;
 mod idle;
 mod latency;
 mod plot;
+mod profile;
 mod report;
 mod setup;
 mod system;
@@ -96,6 +97,10 @@ struct Args {
     /// Loopback source addresses to spread connections over (127.0.0.1 to .N).
     #[arg(long, default_value_t = 8)]
     sources: u8,
+    /// Records a CPU profile of the whole machine (`perf record`) during each one-to-one
+    /// step, into this directory (`scripts/profile` reads it).
+    #[arg(long)]
+    profile: Option<PathBuf>,
     /// Recorded in the report.
     #[arg(long, env = "FASTCHAT_COMMIT")]
     commit: Option<String>,
@@ -259,7 +264,10 @@ async fn run(args: Args) -> anyhow::Result<bool> {
             settings.step,
             100.0,
             users,
-            args.database_url.as_deref(),
+            direct::Observers {
+                database_url: args.database_url.as_deref(),
+                profile_dir: args.profile.as_deref(),
+            },
         )
         .await;
         sound &= report.steps.iter().all(|s| s.duplicates == 0);

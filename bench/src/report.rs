@@ -221,6 +221,23 @@ impl Report {
                     cpu.machine_busy * 100.0
                 ));
             }
+            if direct.steps.iter().any(|s| s.servers.is_some()) {
+                line(String::new());
+                line("How the api servers served it: the share of events that reached their streams whole (pushed, not read back from the inbox), and how many sends each storing transaction carried:".into());
+                line(String::new());
+                line("| offered msg/s | events pushed | sends a transaction |".into());
+                line("|---:|---:|---:|".into());
+                for s in &direct.steps {
+                    if let Some(work) = &s.servers {
+                        line(format!(
+                            "| {} | {:.0}% | {:.1} |",
+                            s.offered_rate,
+                            work.pushed_share() * 100.0,
+                            work.mean_send_batch()
+                        ));
+                    }
+                }
+            }
             if direct.steps.iter().any(|s| s.waits.is_some()) {
                 line(String::new());
                 line("Where PostgreSQL's backends waited (`pg_stat_activity` every 10 ms: the share of active backends seen in each wait event; `CPU` is none):".into());

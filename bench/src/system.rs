@@ -196,9 +196,14 @@ pub async fn settle(deadline: Duration) -> Option<Duration> {
     }
 }
 
-/// The sum of `fastchat_sse_streams_open` over the api servers.
-pub async fn open_streams(http: &reqwest::Client, apis: &[String]) -> anyhow::Result<u64> {
-    let mut total = 0.0;
+/// The sum over the api servers of each of these series (`name{labels}` as the
+/// metrics page prints them), in order.
+pub async fn metric_sums<const N: usize>(
+    http: &reqwest::Client,
+    apis: &[String],
+    series: [&str; N],
+) -> anyhow::Result<[f64; N]> {
+    let mut totals = [0.0; N];
     for api in apis {
         let text = http
             .get(format!("{}/metrics", api.trim_end_matches('/')))
@@ -207,13 +212,21 @@ pub async fn open_streams(http: &reqwest::Client, apis: &[String]) -> anyhow::Re
             .error_for_status()?
             .text()
             .await?;
-        total += text
-            .lines()
-            .find_map(|l| l.strip_prefix("fastchat_sse_streams_open "))
-            .and_then(|v| v.trim().parse::<f64>().ok())
-            .with_context(|| format!("{api}/metrics has no fastchat_sse_streams_open"))?;
+        for (total, name) in totals.iter_mut().zip(series) {
+            *total += text
+                .lines()
+                .find_map(|l| l.strip_prefix(name)?.strip_prefix(' '))
+                .and_then(|v| v.trim().parse::<f64>().ok())
+                .with_context(|| format!("{api}/metrics has no {name}"))?;
+        }
     }
-    Ok(total as u64)
+    Ok(totals)
+}
+
+/// The sum of `fastchat_sse_streams_open` over the api servers.
+pub async fn open_streams(http: &reqwest::Client, apis: &[String]) -> anyhow::Result<u64> {
+    let [open] = metric_sums(http, apis, ["fastchat_sse_streams_open"]).await?;
+    Ok(open as u64)
 }
 
 /// Waits until the api servers hold exactly `expected` streams.
