@@ -43,8 +43,10 @@ AS $function$
 BEGIN
     RETURN QUERY
     SELECT s.token_hash, u.id, u.username, s.expires_at
-      FROM sessions s JOIN users u ON u.id = s.user_id
-     WHERE s.token_hash = ANY (hashes) AND s.expires_at > now();
+      FROM unnest(hashes) AS h(hash)
+      JOIN sessions s ON s.token_hash = h.hash
+      JOIN users u ON u.id = s.user_id
+     WHERE s.expires_at > now();
 END
 $function$;
 
@@ -212,7 +214,7 @@ $function$;
 
 -- fastchat_send_direct_messages(sender_ids bigint[], recipients text[], stores boolean[], client_ids uuid[], kinds text[], nonces text[], ciphertexts text[], sigs text[], signed_ats text[], sender_keys text[], recipient_keys text[], attachment_ords bigint[], attachment_ids uuid[])
 CREATE OR REPLACE FUNCTION public.fastchat_send_direct_messages(sender_ids bigint[], recipients text[], stores boolean[], client_ids uuid[], kinds text[], nonces text[], ciphertexts text[], sigs text[], signed_ats text[], sender_keys text[], recipient_keys text[], attachment_ords bigint[], attachment_ids uuid[])
- RETURNS TABLE(ord bigint, outcome text, recipient_id bigint, id bigint, sent_at timestamp with time zone)
+ RETURNS TABLE(ord bigint, outcome text, recipient_id bigint, id bigint, sent_at timestamp with time zone, push text)
  LANGUAGE plpgsql
  SET plan_cache_mode TO 'force_generic_plan'
  SET enable_hashjoin TO 'off'
@@ -232,6 +234,7 @@ DECLARE
     deliver_ids BIGINT[];
     deliver_ords BIGINT[];
     payloads TEXT[];
+    pushed_ords BIGINT[];
     one_push TEXT;
     unpushed BIGINT[];
 BEGIN
@@ -313,12 +316,10 @@ BEGIN
     IF deliver_ids IS NOT NULL THEN
         PERFORM fastchat_deliver(deliver_to, deliver_ids,
                                  array_fill(NULL::JSONB, ARRAY[cardinality(deliver_ids)]));
-    END IF;
-    IF deliver_ids IS NOT NULL AND fastchat_wakeups_in_database() THEN
         -- Each message whole, with its seq in the recipient's inbox (the last of the
         -- recipient's events in this batch is its inbox's last_seq), in seq order.
         WITH pushed AS (
-            SELECT d.rid, d.seq, 'push:' || d.rid || ':' || json_build_object(
+            SELECT d.rid, d.seq, d.ord, 'push:' || d.rid || ':' || json_build_object(
                        'seq', d.seq, 'message', json_build_object(
                        'id', ids[d.ord],
                        'sender', (SELECT u.username FROM users u WHERE u.id = sender_ids[d.ord]),
@@ -338,17 +339,29 @@ BEGIN
         )
         SELECT array_agg(p.payload ORDER BY p.rid, p.seq)
                    FILTER (WHERE octet_length(p.payload) <= max_bytes),
+               array_agg(p.ord ORDER BY p.rid, p.seq)
+                   FILTER (WHERE octet_length(p.payload) <= max_bytes),
                array_agg(DISTINCT p.rid) FILTER (WHERE octet_length(p.payload) > max_bytes)
-          INTO payloads, unpushed
+          INTO payloads, pushed_ords, unpushed
           FROM pushed p;
-        FOREACH one_push IN ARRAY coalesce(payloads, '{}') LOOP
-            PERFORM pg_notify(channel, one_push);
-        END LOOP;
-        IF unpushed IS NOT NULL THEN
-            PERFORM fastchat_wake(unpushed);
+        IF fastchat_wakeups_in_database() THEN
+            FOREACH one_push IN ARRAY coalesce(payloads, '{}') LOOP
+                PERFORM pg_notify(channel, one_push);
+            END LOOP;
+            IF unpushed IS NOT NULL THEN
+                PERFORM fastchat_wake(unpushed);
+            END IF;
+            pushed_ords := NULL;
         END IF;
     END IF;
-    RETURN QUERY SELECT * FROM unnest(ords, outcomes, recipient_ids, ids, sent_ats);
+    -- Silent, each stored message's push goes back to the server, which publishes it
+    -- once this transaction has committed (NULL: too big to push, or already sent).
+    RETURN QUERY
+    SELECT r.ord, r.outcome, r.recipient_id, r.id, r.sent_at, p.payload
+      FROM unnest(ords, outcomes, recipient_ids, ids, sent_ats)
+           AS r(ord, outcome, recipient_id, id, sent_at)
+      LEFT JOIN unnest(pushed_ords, payloads) AS p(ord, payload) ON p.ord = r.ord
+     ORDER BY r.ord;
 END
 $function$;
 

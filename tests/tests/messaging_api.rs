@@ -660,10 +660,22 @@ async fn stream_events(api: &Api, source: &str) -> f64 {
 /// big for a notification (read back instead) in among them.
 #[tokio::test]
 async fn pushed_messages_show_on_streams_exactly_as_the_inbox_holds_them() {
+    pushes_show_as_the_inbox_holds_them(Cluster::start(2).await).await;
+}
+
+/// The same with NATS carrying the wake-ups, whose pushes the servers publish once each
+/// message has committed, from two servers at once and so not always in seq order.
+#[tokio::test]
+async fn over_nats_pushed_messages_show_on_streams_exactly_as_the_inbox_holds_them() {
+    let broker = fastchat_tests::nats::NatsBroker::start().await;
+    let cluster = Cluster::start_with(2, &[("FASTCHAT_NATS_URL", &broker.url)]).await;
+    pushes_show_as_the_inbox_holds_them(cluster).await;
+}
+
+async fn pushes_show_as_the_inbox_holds_them(cluster: Cluster) {
     use base64::engine::general_purpose::STANDARD;
     use base64::Engine;
 
-    let cluster = Cluster::start(2).await;
     let (home, other) = (cluster.api(0), cluster.api(1));
     let bob = home.user("bob").await;
     let ann = other.user("ann").await;

@@ -19,15 +19,25 @@ pub enum PresenceChange {
     Offline(UserId),
 }
 
-/// Why a user's streams were woken: the latest reason wins.
-#[derive(Clone, Default)]
+/// Why a stream was woken.
+#[derive(Clone)]
 pub enum Wake {
     /// The inbox grew: read it.
-    #[default]
     Read,
     /// This message arrived whole: a stream whose cursor is just before it sends it on
-    /// without a read. It stays here until the next wake-up (a few KiB per user).
+    /// without a read.
     Pushed(Arc<PushedEvent>),
+}
+
+/// What has been announced to a user's streams. Wake-ups from several servers may
+/// arrive out of commit order, so nothing announced may be overwritten: a read asked
+/// for stands until each stream has seen it (`reads` counts them), and a push that
+/// arrives after a later one asks for a read. The latest push stays here until the next
+/// (a few KiB per user).
+#[derive(Clone, Default)]
+struct Announced {
+    reads: u64,
+    pushed: Option<Arc<PushedEvent>>,
 }
 
 /// The session a stream was opened with: its token's hash and when it expires.
@@ -45,7 +55,7 @@ struct SessionStreams {
 }
 
 pub struct Hub {
-    streams: Mutex<HashMap<UserId, watch::Sender<Wake>>>,
+    streams: Mutex<HashMap<UserId, watch::Sender<Announced>>>,
     sessions: Mutex<HashMap<Vec<u8>, SessionStreams>>,
     presence: mpsc::UnboundedSender<PresenceChange>,
     /// Asks for the open sessions to be checked against the database now (after the
@@ -125,7 +135,7 @@ impl Hub {
         self.sessions().keys().cloned().collect()
     }
 
-    fn streams(&self) -> MutexGuard<'_, HashMap<UserId, watch::Sender<Wake>>> {
+    fn streams(&self) -> MutexGuard<'_, HashMap<UserId, watch::Sender<Announced>>> {
         // A panic while holding the lock leaves the map consistent: keep going.
         self.streams.lock().unwrap_or_else(|e| e.into_inner())
     }
@@ -147,18 +157,20 @@ impl Hub {
         let rx = match streams.get(&user_id) {
             Some(tx) => tx.subscribe(),
             None => {
-                let (tx, rx) = watch::channel(Wake::Read);
+                let (tx, rx) = watch::channel(Announced::default());
                 streams.insert(user_id, tx);
                 let _ = self.presence.send(PresenceChange::Online(user_id));
                 rx
             }
         };
+        let reads_seen = rx.borrow().reads;
         Subscription {
             hub: Arc::clone(self),
             user_id,
             token_hash: session.token_hash,
             rx: Some(rx),
             revoked: Some(revoked),
+            reads_seen,
         }
     }
 
@@ -167,7 +179,7 @@ impl Hub {
         let streams = self.streams();
         for user_id in user_ids {
             if let Some(tx) = streams.get(&user_id) {
-                tx.send_replace(Wake::Read);
+                tx.send_modify(|announced| announced.reads += 1);
             }
         }
     }
@@ -175,7 +187,10 @@ impl Hub {
     /// Hands `event` to `user_id`'s streams, where this server holds any.
     pub fn push(&self, user_id: UserId, event: Arc<PushedEvent>) {
         if let Some(tx) = self.streams().get(&user_id) {
-            tx.send_replace(Wake::Pushed(event));
+            tx.send_modify(|announced| match &announced.pushed {
+                Some(later) if later.seq >= event.seq => announced.reads += 1,
+                _ => announced.pushed = Some(event),
+            });
         }
     }
 
@@ -187,7 +202,7 @@ impl Hub {
     /// Wakes every stream: after a gap in wake-ups, everyone re-reads their inbox.
     pub fn wake_all(&self) {
         for tx in self.streams().values() {
-            tx.send_replace(Wake::Read);
+            tx.send_modify(|announced| announced.reads += 1);
         }
     }
 
@@ -212,8 +227,10 @@ pub struct Subscription {
     hub: Arc<Hub>,
     user_id: UserId,
     token_hash: Vec<u8>,
-    rx: Option<watch::Receiver<Wake>>,
+    rx: Option<watch::Receiver<Announced>>,
     revoked: Option<watch::Receiver<bool>>,
+    /// The reads asked for that this stream has seen.
+    reads_seen: u64,
 }
 
 impl Subscription {
@@ -221,7 +238,7 @@ impl Subscription {
     /// wake-up during the read is not lost.
     pub fn mark_seen(&mut self) {
         if let Some(rx) = &mut self.rx {
-            rx.borrow_and_update();
+            self.reads_seen = rx.borrow_and_update().reads;
         }
     }
 
@@ -240,7 +257,13 @@ impl Subscription {
         tokio::select! {
             changed = rx.changed() => {
                 changed.ok()?;
-                Some(rx.borrow_and_update().clone())
+                let announced = rx.borrow_and_update();
+                let read_asked = announced.reads != self.reads_seen;
+                self.reads_seen = announced.reads;
+                Some(match &announced.pushed {
+                    Some(pushed) if !read_asked => Wake::Pushed(Arc::clone(pushed)),
+                    _ => Wake::Read,
+                })
             }
             _ = revoked.wait_for(|revoked| *revoked) => None,
         }
@@ -385,14 +408,46 @@ mod tests {
         hub.push(UserId(2), pushed(6));
         hub.wake([UserId(2)]);
         assert!(matches!(bob.woken().await, Some(Wake::Read)));
-        // A wake-up, then two pushes: the stream sees the last, and its seq tells it
-        // whether it missed the one before.
+        // A wake-up, then a push: the wake-up may announce something after the push
+        // (they come from different servers), so it stands.
         hub.wake([UserId(2)]);
         hub.push(UserId(2), pushed(7));
+        assert!(matches!(bob.woken().await, Some(Wake::Read)));
+        // Two pushes: the stream sees the last, and its seq tells it whether it missed
+        // the one before.
         hub.push(UserId(2), pushed(8));
+        hub.push(UserId(2), pushed(9));
         match bob.woken().await {
-            Some(Wake::Pushed(message)) => assert_eq!(message.seq, Seq(8)),
+            Some(Wake::Pushed(message)) => assert_eq!(message.seq, Seq(9)),
             _ => panic!("the latest push wins"),
         }
+        // Two pushes out of order: the earlier cannot stand for the later, so read.
+        hub.push(UserId(2), pushed(11));
+        hub.push(UserId(2), pushed(10));
+        assert!(matches!(bob.woken().await, Some(Wake::Read)));
+        // Once the read is seen, pushes are handed over whole again.
+        hub.push(UserId(2), pushed(12));
+        match bob.woken().await {
+            Some(Wake::Pushed(message)) => assert_eq!(message.seq, Seq(12)),
+            _ => panic!("pushes after a read"),
+        }
+    }
+
+    #[tokio::test]
+    async fn each_stream_of_a_user_sees_a_read_asked_for_even_if_another_saw_it_first() {
+        let (tx, _presence) = mpsc::unbounded_channel();
+        let hub = Hub::new(tx);
+        let mut phone = hub.subscribe(UserId(2), session(2));
+        let mut laptop = hub.subscribe(UserId(2), session(3));
+        phone.mark_seen();
+        laptop.mark_seen();
+        hub.wake([UserId(2)]);
+        assert!(matches!(phone.woken().await, Some(Wake::Read)));
+        hub.push(UserId(2), pushed(5));
+        assert!(matches!(phone.woken().await, Some(Wake::Pushed(_))));
+        assert!(
+            matches!(laptop.woken().await, Some(Wake::Read)),
+            "the laptop has not read since the wake-up"
+        );
     }
 }

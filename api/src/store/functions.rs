@@ -30,7 +30,8 @@ function_call! {
     struct LoginSucceeded = "fastchat_login_succeeded"(name: String as Text, client: String as Text);
 
     /// One-to-one messages stored together; one row per message (`ord, outcome,
-    /// recipient_id, id, sent_at`). Position i of the first eleven arrays is message i;
+    /// recipient_id, id, sent_at, push`: the notification that hands a stored message
+    /// to its recipient's stream whole, for a silent connection to send after commit). Position i of the first eleven arrays is message i;
     /// `attachment_ords[j]` names the message (from 1) that lists `attachment_ids[j]`.
     struct SendDirectMessages = "fastchat_send_direct_messages"(
         sender_ids: Vec<UserId> as Array<BigInt>,

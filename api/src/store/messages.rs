@@ -145,6 +145,8 @@ fn send_direct(conn: &mut PgConn, sends: &[DirectSend]) -> Result<Vec<SendAnswer
         id: Option<MessageId>,
         #[diesel(sql_type = Nullable<Timestamptz>)]
         sent_at: Option<DateTime<Utc>>,
+        #[diesel(sql_type = Nullable<Text>)]
+        push: Option<String>,
     }
     let texts =
         |f: &dyn Fn(&DirectSend) -> String| -> Vec<String> { sends.iter().map(f).collect() };
@@ -176,11 +178,15 @@ fn send_direct(conn: &mut PgConn, sends: &[DirectSend]) -> Result<Vec<SendAnswer
             sends.len()
         )));
     }
-    wakeups::note(
-        rows.iter()
-            .filter(|row| row.outcome == "stored")
-            .filter_map(|row| row.recipient_id),
-    );
+    for row in &rows {
+        match (row.outcome.as_str(), row.recipient_id, &row.push) {
+            ("stored", Some(_), Some(push)) => wakeups::note_push(push.clone()),
+            // Too big to push. A retry is woken again too: the server that stored the
+            // message may have stopped before it sent the wake-up.
+            ("stored" | "retry", Some(recipient), _) => wakeups::note([recipient]),
+            _ => {}
+        }
+    }
     Ok(sends
         .iter()
         .zip(rows)

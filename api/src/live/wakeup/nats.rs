@@ -1,5 +1,5 @@
-//! Inbox wake-ups over NATS: every server publishes whom its committed work woke on one
-//! subject and subscribes to it. Core NATS delivers at most once, so each reconnection
+//! Inbox wake-ups over NATS: every server publishes whom its committed work woke, and
+//! the messages it can hand over whole (pushes), on one subject and subscribes to it. Core NATS delivers at most once, so each reconnection
 //! (ours, or after the NATS server restarted) makes every local stream re-read its inbox,
 //! as a PostgreSQL listener's does; what was published meanwhile is read from the table.
 
@@ -9,11 +9,10 @@ use std::time::Duration;
 use futures_util::StreamExt;
 use tokio::sync::mpsc;
 
-use crate::ids::UserId;
 use crate::live::hub::Hub;
 use crate::live::wakeup::dispatch;
 use crate::notification::wake_payloads;
-use crate::wakeups::Bus;
+use crate::wakeups::{Bus, Woken};
 
 /// The subject every server publishes wake-ups on and listens to.
 pub const SUBJECT: &str = "fastchat.inbox";
@@ -21,13 +20,13 @@ pub const SUBJECT: &str = "fastchat.inbox";
 /// The bus the store's wake-ups go to: a queue to the task that publishes them, so that
 /// the query threads never wait on the network.
 pub struct NatsWakeups {
-    queue: mpsc::UnboundedSender<Vec<UserId>>,
+    queue: mpsc::UnboundedSender<Woken>,
 }
 
 impl Bus for NatsWakeups {
-    fn publish(&self, users: Vec<UserId>) {
+    fn publish(&self, woken: Woken) {
         // Closed only when the server is stopping.
-        let _ = self.queue.send(users);
+        let _ = self.queue.send(woken);
     }
 }
 
@@ -102,14 +101,17 @@ async fn listen(mut subscription: async_nats::Subscriber, hub: Arc<Hub>) {
 
 /// Publishes what the store noted, merging whatever queued up while the last went out,
 /// so that a burst of sends costs a few messages, not one each.
-async fn publish(client: async_nats::Client, mut woken: mpsc::UnboundedReceiver<Vec<UserId>>) {
-    while let Some(mut users) = woken.recv().await {
+async fn publish(client: async_nats::Client, mut woken: mpsc::UnboundedReceiver<Woken>) {
+    while let Some(first) = woken.recv().await {
+        let (mut users, mut payloads) = (first.users, first.pushes);
         while let Ok(more) = woken.try_recv() {
-            users.extend(more);
+            users.extend(more.users);
+            payloads.extend(more.pushes);
         }
         users.sort_unstable();
         users.dedup();
-        for payload in wake_payloads(&users) {
+        payloads.extend(wake_payloads(&users));
+        for payload in payloads {
             // While disconnected the client holds what is published and sends it once
             // it is back; an error here means it could not even do that.
             if let Err(e) = client.publish(SUBJECT, payload.into()).await {
