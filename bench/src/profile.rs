@@ -28,14 +28,10 @@ impl Recording {
         }
         let path = dir.join(format!("{name}.perf.data"));
         let spawned = Command::new("perf")
-            .args([
-                "record",
-                "--all-cpus",
-                "--event",
-                "cpu-clock",
-                "--freq",
-                FREQUENCY,
-            ])
+            // Frame-pointer call chains: PostgreSQL keeps its frame pointers, which is
+            // enough to tell executor start-up from execution and commit.
+            .args(["record", "--all-cpus", "--call-graph", "fp"])
+            .args(["--event", "cpu-clock", "--freq", FREQUENCY])
             .arg("--output")
             .arg(&path)
             .args(["--", "sleep"])
