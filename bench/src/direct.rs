@@ -150,7 +150,8 @@ pub async fn sweep(
         let recording = observers
             .profile_dir
             .and_then(|dir| Recording::start(dir, &name, step));
-        let mut result = run_step(bench, processes, users, rate, step, p99_limit_ms).await;
+        let counted = processes.ignoring(sampler.as_ref().and_then(|s| s.backend_pid));
+        let mut result = run_step(bench, &counted, users, rate, step, p99_limit_ms).await;
         if let Some(sampler) = sampler {
             result.waits = Some(sampler.stop().await);
         }

@@ -204,6 +204,7 @@ async fn run(args: Args) -> anyhow::Result<bool> {
         api: args.api_pids.clone(),
         balancer: args.balancer_pid,
         postgres: args.postgres_pid,
+        ignored_backends: Vec::new(),
     };
 
     // First, while nothing else runs: the system at rest is what it measures.

@@ -69,6 +69,8 @@ pub struct Processes {
     pub balancer: Option<u32>,
     /// PostgreSQL's postmaster; its backends are its children.
     pub postgres: Option<u32>,
+    /// Backends of the bench's own (its wait sampler's), not counted.
+    pub ignored_backends: Vec<u32>,
 }
 
 /// CPU time used so far, by part.
@@ -81,6 +83,13 @@ pub struct CpuTimes {
 }
 
 impl Processes {
+    /// The same, not counting these backends.
+    pub fn ignoring(&self, backends: impl IntoIterator<Item = u32>) -> Processes {
+        let mut processes = self.clone();
+        processes.ignored_backends.extend(backends);
+        processes
+    }
+
     pub fn cpu_times(&self) -> CpuTimes {
         let sum = |pids: &mut dyn Iterator<Item = u32>| pids.filter_map(cpu_time).sum();
         CpuTimes {
@@ -89,7 +98,9 @@ impl Processes {
             // Backends that exited since the last reading take their time with them;
             // the api servers' pools keep theirs open.
             postgres: self.postgres.map_or(Duration::ZERO, |postmaster| {
-                sum(&mut std::iter::once(postmaster).chain(children(postmaster)))
+                sum(&mut std::iter::once(postmaster)
+                    .chain(children(postmaster))
+                    .filter(|pid| !self.ignored_backends.contains(pid)))
             }),
             bench: cpu_time(std::process::id()).unwrap_or_default(),
         }

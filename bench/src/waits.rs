@@ -47,6 +47,8 @@ impl Waits {
 pub struct Sampler {
     stop: oneshot::Sender<()>,
     done: JoinHandle<Waits>,
+    /// Its own backend, whose CPU time is the bench's, not the system's.
+    pub backend_pid: Option<u32>,
 }
 
 impl Sampler {
@@ -60,6 +62,13 @@ impl Sampler {
             }
         };
         tokio::spawn(connection);
+        let backend_pid = match client.query_one("SELECT pg_backend_pid()", &[]).await {
+            Ok(row) => row
+                .try_get::<_, i32>(0)
+                .ok()
+                .and_then(|pid| u32::try_from(pid).ok()),
+            Err(_) => None,
+        };
         let (stop, mut stopped) = oneshot::channel();
         let done = tokio::spawn(async move {
             let mut counts: BTreeMap<String, u64> = BTreeMap::new();
@@ -109,7 +118,11 @@ impl Sampler {
                 notify_queue_max,
             }
         });
-        Some(Sampler { stop, done })
+        Some(Sampler {
+            stop,
+            done,
+            backend_pid,
+        })
     }
 
     pub async fn stop(self) -> Waits {
