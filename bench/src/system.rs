@@ -224,14 +224,18 @@ pub async fn metric_sums<const N: usize>(
             .text()
             .await?;
         for (total, name) in totals.iter_mut().zip(series) {
-            *total += text
-                .lines()
-                .find_map(|l| l.strip_prefix(name)?.strip_prefix(' '))
-                .and_then(|v| v.trim().parse::<f64>().ok())
+            *total += series_value(&text, name)
                 .with_context(|| format!("{api}/metrics has no {name}"))?;
         }
     }
     Ok(totals)
+}
+
+/// The value of the series `name` (with its labels, as printed) on a metrics page.
+fn series_value(page: &str, name: &str) -> Option<f64> {
+    page.lines()
+        .find_map(|l| l.strip_prefix(name)?.strip_prefix(' '))
+        .and_then(|v| v.trim().parse::<f64>().ok())
 }
 
 /// The sum of `fastchat_sse_streams_open` over the api servers.
@@ -263,6 +267,24 @@ pub async fn wait_for_streams(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn finds_a_series_by_its_whole_name_and_labels() {
+        let page = "# HELP fastchat_sse_events_total Events\n\
+            fastchat_sse_events_total{source=\"inbox\"} 12\n\
+            fastchat_sse_events_total{source=\"pushed\"} 3045\n\
+            fastchat_sse_streams_open 7\n\
+            fastchat_sse_streams_opened 9\n";
+        let pushed = "fastchat_sse_events_total{source=\"pushed\"}";
+        assert_eq!(series_value(page, pushed), Some(3045.0));
+        assert_eq!(series_value(page, "fastchat_sse_streams_open"), Some(7.0));
+        assert_eq!(
+            series_value(page, "fastchat_sse_events_total"),
+            None,
+            "labels count"
+        );
+        assert_eq!(series_value(page, "fastchat_nothing"), None);
+    }
 
     #[test]
     fn machine_busy_time_leaves_out_idle_and_iowait() {
