@@ -523,3 +523,41 @@ async fn a_live_stream_drops_a_poisoned_event_and_goes_on() {
     assert_eq!(line["text"], "arrives whole", "{line}");
     live.child.kill().ok();
 }
+
+/// The server spells a group message's epoch in ways JSON allows but no whole number
+/// is (a fraction, or a float past 2^53 that stands for many integers at once): the
+/// CLI refuses that message, shows the others, and says it refused one.
+#[tokio::test]
+async fn an_epoch_that_is_not_a_whole_number_is_refused_and_the_rest_are_shown() {
+    let cluster = Cluster::start(1).await;
+    let server = cluster.servers[0].url.clone();
+    let alice = CliHome::signed_up(&server, "alice");
+    let bob = CliHome::signed_up(&server, "bob");
+    alice
+        .run(&server, &["group", "create", "team", "bob"], "")
+        .success();
+    for text in ["one", "two", "three"] {
+        alice
+            .run(&server, &["send", "--group", "team", text], "")
+            .success();
+    }
+    let proxy = Proxy::start(&server).await;
+    bob.log_in_at(&proxy.url);
+    proxy.rewrite("GET", "/v1/inbox", |_, reply| {
+        let messages = reply.body["events"]
+            .as_array_mut()
+            .into_iter()
+            .flatten()
+            .filter(|e| e["message"]["envelope"]["group"]["epoch"].is_u64());
+        // The first two group messages: "one" and "two".
+        for (event, epoch) in messages.zip([json!(0.5), json!(1e300)]) {
+            event["message"]["envelope"]["group"]["epoch"] = epoch;
+        }
+    });
+    let out = bob.run(&proxy.url, &["recv", "--json"], "");
+    assert_eq!(out.code(), 5, "{}", out.stderr());
+    let lines = fastchat_tests::json_lines(&out.stdout());
+    let rejected = lines.iter().filter(|l| l["type"] == "rejected").count();
+    assert_eq!(rejected, 2, "{}", out.stdout());
+    assert_eq!(group_messages(&lines), ["three"], "{}", out.stdout());
+}
