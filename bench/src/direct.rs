@@ -83,20 +83,27 @@ const WORK_SERIES: [&str; 4] = [
     "fastchat_batch_size_sum{kind=\"direct_sends\"}",
 ];
 
-/// The counters at a step's start, to take from those at its end.
-struct WorkSince<'a> {
-    bench: &'a Bench,
-    at_start: [f64; 4],
+/// The api servers' counters behind [`ServerWork`], summed over them; `None` (said)
+/// when they cannot be read.
+async fn server_counters(bench: &Bench) -> Option<[f64; 4]> {
+    match metric_sums(&bench.plain, &bench.apis, WORK_SERIES).await {
+        Ok(counters) => Some(counters),
+        Err(e) => {
+            println!("  (not reading the api servers' counters: {e:#})");
+            None
+        }
+    }
 }
 
 impl ServerWork {
-    async fn start(bench: &Bench) -> Option<WorkSince<'_>> {
-        match metric_sums(&bench.plain, &bench.apis, WORK_SERIES).await {
-            Ok(at_start) => Some(WorkSince { bench, at_start }),
-            Err(e) => {
-                println!("  (not reading the api servers' counters: {e:#})");
-                None
-            }
+    /// What the counters grew by between two readings.
+    fn between(before: [f64; 4], after: [f64; 4]) -> Self {
+        let grew = |i: usize| after[i] - before[i];
+        ServerWork {
+            events_pushed: grew(0),
+            events_read: grew(1),
+            send_batches: grew(2),
+            sends: grew(3),
         }
     }
 
@@ -107,21 +114,6 @@ impl ServerWork {
 
     pub fn mean_send_batch(&self) -> f64 {
         self.sends / self.send_batches.max(1.0)
-    }
-}
-
-impl WorkSince<'_> {
-    async fn until_now(self) -> Option<ServerWork> {
-        let now = metric_sums(&self.bench.plain, &self.bench.apis, WORK_SERIES)
-            .await
-            .ok()?;
-        let d = |i: usize| now[i] - self.at_start[i];
-        Some(ServerWork {
-            events_pushed: d(0),
-            events_read: d(1),
-            send_batches: d(2),
-            sends: d(3),
-        })
     }
 }
 
@@ -216,7 +208,7 @@ async fn run_step(
 ) -> Step {
     let count = (f64::from(rate) * length.as_secs_f64()).round() as u64;
     let cpu_before = processes.cpu_times();
-    let server_work = ServerWork::start(bench).await;
+    let counters_before = server_counters(bench).await;
     let start = Instant::now() + Duration::from_millis(20);
     for i in 0..count {
         // The schedule, not the replies, decides when each message goes.
@@ -251,8 +243,10 @@ async fn run_step(
         start.elapsed(),
     );
     let latency = Latency::of(&tally.deliveries);
-    let servers = match server_work {
-        Some(since) => since.until_now().await,
+    let servers = match counters_before {
+        Some(before) => server_counters(bench)
+            .await
+            .map(|after| ServerWork::between(before, after)),
         None => None,
     };
     Step {

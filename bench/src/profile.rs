@@ -77,16 +77,7 @@ impl Statements {
     /// Clears the counts, to read them again at the step's end; `None` (said once) if
     /// the extension is not there.
     pub async fn start(url: &str, dir: &Path, name: &str) -> Option<Statements> {
-        let client = match tokio_postgres::connect(url, tokio_postgres::NoTls).await {
-            Ok((client, connection)) => {
-                tokio::spawn(connection);
-                client
-            }
-            Err(e) => {
-                println!("  (not counting statements: {e})");
-                return None;
-            }
-        };
+        let client = crate::waits::connect(url, "counting statements").await?;
         let ready = client
             .batch_execute(
                 "CREATE EXTENSION IF NOT EXISTS pg_stat_statements; \

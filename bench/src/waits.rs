@@ -44,6 +44,21 @@ impl Waits {
     }
 }
 
+/// A connection of the bench's own to the database at `url`, its driver spawned;
+/// `None`, said once, if there is none (`doing` says what it was for).
+pub async fn connect(url: &str, doing: &str) -> Option<tokio_postgres::Client> {
+    match tokio_postgres::connect(url, NoTls).await {
+        Ok((client, connection)) => {
+            tokio::spawn(connection);
+            Some(client)
+        }
+        Err(e) => {
+            println!("  (not {doing}: {e})");
+            None
+        }
+    }
+}
+
 pub struct Sampler {
     stop: oneshot::Sender<()>,
     done: JoinHandle<Waits>,
@@ -54,14 +69,7 @@ pub struct Sampler {
 impl Sampler {
     /// Starts sampling the database at `url`; `None` (said once) if it cannot connect.
     pub async fn start(url: &str) -> Option<Sampler> {
-        let (client, connection) = match tokio_postgres::connect(url, NoTls).await {
-            Ok(connected) => connected,
-            Err(e) => {
-                println!("  (not sampling PostgreSQL's waits: {e})");
-                return None;
-            }
-        };
-        tokio::spawn(connection);
+        let client = connect(url, "sampling PostgreSQL's waits").await?;
         let backend_pid = match client.query_one("SELECT pg_backend_pid()", &[]).await {
             Ok(row) => row
                 .try_get::<_, i32>(0)
