@@ -155,7 +155,7 @@ fn send_direct(conn: &mut PgConn, sends: &[DirectSend]) -> Result<Vec<SendAnswer
         .zip(1..)
         .flat_map(|(send, ord)| send.message.attachments.iter().map(move |id| (ord, *id)))
         .unzip();
-    let rows: Vec<Sent> = SendDirectMessages {
+    let mut rows: Vec<Sent> = SendDirectMessages {
         sender_ids: sends.iter().map(|s| s.message.sender.user_id).collect(),
         recipients: texts(&|s| s.recipient.to_string()),
         stores: sends.iter().map(|s| s.check_keys().is_ok()).collect(),
@@ -178,9 +178,9 @@ fn send_direct(conn: &mut PgConn, sends: &[DirectSend]) -> Result<Vec<SendAnswer
             sends.len()
         )));
     }
-    for row in &rows {
-        match (row.outcome.as_str(), row.recipient_id, &row.push) {
-            ("stored", Some(_), Some(push)) => wakeups::note_push(push.clone()),
+    for row in &mut rows {
+        match (row.outcome.as_str(), row.recipient_id, row.push.take()) {
+            ("stored", Some(_), Some(push)) => wakeups::note_push(push),
             // Too big to push. A retry is woken again too: the server that stored the
             // message may have stopped before it sent the wake-up.
             ("stored" | "retry", Some(recipient), _) => wakeups::note([recipient]),

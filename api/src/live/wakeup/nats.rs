@@ -1,7 +1,8 @@
 //! Inbox wake-ups over NATS: every server publishes whom its committed work woke, and
-//! the messages it can hand over whole (pushes), on one subject and subscribes to it. Core NATS delivers at most once, so each reconnection
-//! (ours, or after the NATS server restarted) makes every local stream re-read its inbox,
-//! as a PostgreSQL listener's does; what was published meanwhile is read from the table.
+//! the messages it can hand over whole (pushes), on one subject and subscribes to it.
+//! Core NATS delivers at most once, so each reconnection (ours, or after the NATS
+//! server restarted) makes every local stream re-read its inbox, as a PostgreSQL
+//! listener's does; what was published meanwhile is read from the table.
 
 use std::sync::Arc;
 use std::time::Duration;
