@@ -5,6 +5,7 @@
 //! clients.
 
 use std::sync::{Arc, Mutex};
+use std::time::Instant;
 
 use prometheus::Histogram;
 use tokio::sync::{mpsc, oneshot};
@@ -16,7 +17,19 @@ pub const QUEUE_MAX: usize = 8192;
 /// A handle for submitting requests; clone it freely.
 pub struct Batcher<Req, Resp> {
     name: &'static str,
-    queue: mpsc::Sender<(Req, oneshot::Sender<Resp>)>,
+    queue: mpsc::Sender<Queued<Req, Resp>>,
+}
+
+/// A request, where its answer goes, and when it was queued.
+type Queued<Req, Resp> = (Req, oneshot::Sender<Resp>, Instant);
+
+/// What a batcher's work is observed in: each batch's size, and how long each request
+/// waited in the queue until its batch was taken (the queue's age, where a stall on the
+/// database shows first).
+#[derive(Clone)]
+pub struct BatchMetrics {
+    pub sizes: Histogram,
+    pub waits: Histogram,
 }
 
 impl<Req, Resp> Clone for Batcher<Req, Resp> {
@@ -38,13 +51,13 @@ pub enum Refused {
     Full(&'static str),
 }
 
-type Queue<Req, Resp> = mpsc::Receiver<(Req, oneshot::Sender<Resp>)>;
+type Queue<Req, Resp> = mpsc::Receiver<Queued<Req, Resp>>;
 
 impl<Req: Send + 'static, Resp: Send + 'static> Batcher<Req, Resp> {
     /// Starts `workers` threads named `name`, each taking up to `max_batch` queued
     /// requests at a time and handing them to `serve`, which answers each in order: its
-    /// result's nth item is the answer to the batch's nth request. Each batch's size is
-    /// observed in `sizes`.
+    /// result's nth item is the answer to the batch's nth request. Each batch is
+    /// observed in `metrics`.
     ///
     /// `serve` blocks (it talks to the database); running it on threads of its own
     /// takes a request from its handler to the database and back in two thread
@@ -56,27 +69,31 @@ impl<Req: Send + 'static, Resp: Send + 'static> Batcher<Req, Resp> {
         workers: usize,
         max_batch: usize,
         capacity: usize,
-        sizes: Histogram,
+        metrics: BatchMetrics,
         serve: F,
     ) -> std::io::Result<Self>
     where
         F: Fn(Vec<Req>) -> Vec<Resp> + Send + Sync + 'static,
     {
-        let (queue, receiver) = mpsc::channel::<(Req, oneshot::Sender<Resp>)>(capacity.max(1));
+        let (queue, receiver) = mpsc::channel::<Queued<Req, Resp>>(capacity.max(1));
         let receiver = Arc::new(Mutex::new(receiver));
         let serve = Arc::new(serve);
         for _ in 0..workers.max(1) {
             let receiver = Arc::clone(&receiver);
             let serve = Arc::clone(&serve);
-            let sizes = sizes.clone();
+            let metrics = metrics.clone();
             std::thread::Builder::new()
                 .name(name.to_owned())
                 .spawn(move || {
                     let mut batch = Vec::with_capacity(max_batch);
                     while gather(&receiver, &mut batch, max_batch) {
-                        sizes.observe(batch.len() as f64);
-                        let (requests, replies): (Vec<Req>, Vec<oneshot::Sender<Resp>>) =
-                            batch.drain(..).unzip();
+                        metrics.sizes.observe(batch.len() as f64);
+                        let (mut requests, mut replies) = (Vec::new(), Vec::new());
+                        for (request, reply, queued) in batch.drain(..) {
+                            metrics.waits.observe(queued.elapsed().as_secs_f64());
+                            requests.push(request);
+                            replies.push(reply);
+                        }
                         let answers = serve(requests);
                         for (reply, answer) in replies.into_iter().zip(answers) {
                             // The caller may have gone away; its answer is not needed.
@@ -91,10 +108,12 @@ impl<Req: Send + 'static, Resp: Send + 'static> Batcher<Req, Resp> {
     /// Queues `request` and waits for its answer; refused at once if the queue is full.
     pub async fn call(&self, request: Req) -> Result<Resp, Refused> {
         let (reply, answer) = oneshot::channel();
-        self.queue.try_send((request, reply)).map_err(|e| match e {
-            mpsc::error::TrySendError::Full(_) => Refused::Full(self.name),
-            mpsc::error::TrySendError::Closed(_) => Refused::Stopped,
-        })?;
+        self.queue
+            .try_send((request, reply, Instant::now()))
+            .map_err(|e| match e {
+                mpsc::error::TrySendError::Full(_) => Refused::Full(self.name),
+                mpsc::error::TrySendError::Closed(_) => Refused::Stopped,
+            })?;
         answer.await.map_err(|_| Refused::Stopped)
     }
 }
@@ -103,7 +122,7 @@ impl<Req: Send + 'static, Resp: Send + 'static> Batcher<Req, Resp> {
 /// every handle is gone. One worker gathers at a time; the others are busy serving.
 fn gather<Req, Resp>(
     receiver: &Mutex<Queue<Req, Resp>>,
-    batch: &mut Vec<(Req, oneshot::Sender<Resp>)>,
+    batch: &mut Vec<Queued<Req, Resp>>,
     max: usize,
 ) -> bool {
     // A worker that panicked while gathering left the queue as it was: keep going.
@@ -126,14 +145,24 @@ mod tests {
     use super::*;
     use std::sync::atomic::{AtomicUsize, Ordering};
 
+    fn metrics() -> BatchMetrics {
+        let histogram = |name: &str| {
+            Histogram::with_opts(prometheus::HistogramOpts::new(name, name))
+                .expect("a valid histogram")
+        };
+        BatchMetrics {
+            sizes: histogram("sizes"),
+            waits: histogram("waits"),
+        }
+    }
+
     #[tokio::test]
     async fn answers_every_request_and_serves_waiting_ones_together() {
         use futures_util::FutureExt;
 
         let batches = Arc::new(AtomicUsize::new(0));
         let counted = Arc::clone(&batches);
-        let sizes = Histogram::with_opts(prometheus::HistogramOpts::new("sizes", "sizes"))
-            .expect("a valid histogram");
+        let metrics = metrics();
         // The first batch is held until every request is queued behind it.
         let (go, gate) = std::sync::mpsc::channel::<()>();
         let gate = Mutex::new(gate);
@@ -142,7 +171,7 @@ mod tests {
             1,
             64,
             1000,
-            sizes.clone(),
+            metrics.clone(),
             move |xs: Vec<u32>| {
                 if counted.fetch_add(1, Ordering::SeqCst) == 0 {
                     let _ = gate.lock().expect("gate").recv();
@@ -163,20 +192,21 @@ mod tests {
         // The first batch took one or more; the rest came 64 at most at a time.
         let n = batches.load(Ordering::SeqCst);
         assert!((2..=3).contains(&n), "100 requests came in {n} batches");
-        assert_eq!(sizes.get_sample_count(), n as u64);
-        assert_eq!(sizes.get_sample_sum(), 100.0);
+        assert_eq!(metrics.sizes.get_sample_count(), n as u64);
+        assert_eq!(metrics.sizes.get_sample_sum(), 100.0);
+        // Every request's wait in the queue, the held ones' among them.
+        assert_eq!(metrics.waits.get_sample_count(), 100);
+        assert!(metrics.waits.get_sample_sum() > 0.0);
     }
 
     #[tokio::test]
     async fn a_full_queue_refuses_at_once_and_takes_work_again_once_it_drains() {
         use futures_util::FutureExt;
 
-        let sizes = Histogram::with_opts(prometheus::HistogramOpts::new("sizes", "sizes"))
-            .expect("a valid histogram");
         let (go, gate) = std::sync::mpsc::channel::<()>();
         let (serving, started) = std::sync::mpsc::channel::<()>();
         let (gate, serving) = (Mutex::new(gate), Mutex::new(serving));
-        let held = Batcher::start("held", 1, 1, 2, sizes, move |xs: Vec<u32>| {
+        let held = Batcher::start("held", 1, 1, 2, metrics(), move |xs: Vec<u32>| {
             let _ = serving.lock().expect("serving").send(());
             let _ = gate.lock().expect("gate").recv();
             xs
@@ -207,10 +237,8 @@ mod tests {
 
     #[tokio::test]
     async fn its_threads_end_when_every_handle_is_gone() {
-        let sizes = Histogram::with_opts(prometheus::HistogramOpts::new("sizes", "sizes"))
-            .expect("a valid histogram");
         let (done_tx, done_rx) = std::sync::mpsc::channel::<()>();
-        let echo = Batcher::start("echo", 2, 8, 16, sizes, move |xs: Vec<u8>| {
+        let echo = Batcher::start("echo", 2, 8, 16, metrics(), move |xs: Vec<u8>| {
             // The threads share this closure: the channel closes when both have ended.
             let _alive = &done_tx;
             xs

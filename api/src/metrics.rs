@@ -19,6 +19,7 @@ pub struct Metrics {
     pub streams_open: IntGauge,
     /// Requests served together, per batch, by kind (see `batch`).
     pub batch_sizes: HistogramVec,
+    pub batch_waits: HistogramVec,
     /// Events sent on streams as their notification carried them, with no read.
     pub events_pushed: IntCounter,
     /// Events sent on streams after reading them from the inbox.
@@ -56,6 +57,15 @@ impl Metrics {
             &["kind"],
         )?;
         registry.register(Box::new(batch_sizes.clone()))?;
+        let batch_waits = HistogramVec::new(
+            HistogramOpts::new(
+                "batch_wait_seconds",
+                "Time a request waited in its batcher's queue until its batch was taken",
+            )
+            .buckets(prometheus::exponential_buckets(0.000_1, 2.0, 15)?),
+            &["kind"],
+        )?;
+        registry.register(Box::new(batch_waits.clone()))?;
         let stream_events = IntCounterVec::new(
             Opts::new(
                 "sse_events_total",
@@ -72,6 +82,7 @@ impl Metrics {
             pool_idle,
             streams_open,
             batch_sizes,
+            batch_waits,
             events_pushed: stream_events.with_label_values(&["pushed"]),
             events_read: stream_events.with_label_values(&["inbox"]),
         })

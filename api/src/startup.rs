@@ -11,6 +11,7 @@ use actix_web::middleware::{from_fn, Logger, Next};
 use actix_web::{web, App, HttpServer};
 use anyhow::Context;
 
+use crate::batch::BatchMetrics;
 use crate::config::Config;
 use crate::db;
 use crate::handlers::{auth, problem};
@@ -86,11 +87,14 @@ impl Application {
         let stalls = StallWatch::new();
         let stall_limit = Duration::from_secs(config.stream_stall_secs);
         let metrics = Arc::new(Metrics::new()?);
-        let sizes = |kind: &str| metrics.batch_sizes.with_label_values(&[kind]);
+        let observed = |kind: &str| BatchMetrics {
+            sizes: metrics.batch_sizes.with_label_values(&[kind]),
+            waits: metrics.batch_waits.with_label_values(&[kind]),
+        };
         let state = web::Data::new(AppState {
-            session_lookups: sessions::lookup_batcher(pool.clone(), sizes("session_lookups"))?,
-            direct_sends: messages::direct_send_batcher(pool.clone(), sizes("direct_sends"))?,
-            inbox_reads: inbox::read_batcher(pool.clone(), sizes("inbox_reads"))?,
+            session_lookups: sessions::lookup_batcher(pool.clone(), observed("session_lookups"))?,
+            direct_sends: messages::direct_send_batcher(pool.clone(), observed("direct_sends"))?,
+            inbox_reads: inbox::read_batcher(pool.clone(), observed("inbox_reads"))?,
             config,
             hub: Arc::clone(&hub),
             stalls: Arc::clone(&stalls),

@@ -67,25 +67,28 @@ pub struct Observers<'a> {
 }
 
 /// How the api servers served a step: how many events reached streams whole (pushed)
-/// rather than read back from the inbox, and how many sends each transaction stored.
+/// rather than read back from the inbox, how many sends each transaction stored, and
+/// how long sends waited in the queue for their transaction.
 #[derive(Debug, Clone, Serialize)]
 pub struct ServerWork {
     pub events_pushed: f64,
     pub events_read: f64,
     pub send_batches: f64,
     pub sends: f64,
+    pub send_queue_seconds: f64,
 }
 
-const WORK_SERIES: [&str; 4] = [
+const WORK_SERIES: [&str; 5] = [
     "fastchat_sse_events_total{source=\"pushed\"}",
     "fastchat_sse_events_total{source=\"inbox\"}",
     "fastchat_batch_size_count{kind=\"direct_sends\"}",
     "fastchat_batch_size_sum{kind=\"direct_sends\"}",
+    "fastchat_batch_wait_seconds_sum{kind=\"direct_sends\"}",
 ];
 
 /// The api servers' counters behind [`ServerWork`], summed over them; `None` (said)
 /// when they cannot be read.
-async fn server_counters(bench: &Bench) -> Option<[f64; 4]> {
+async fn server_counters(bench: &Bench) -> Option<[f64; 5]> {
     match metric_sums(&bench.plain, &bench.apis, WORK_SERIES).await {
         Ok(counters) => Some(counters),
         Err(e) => {
@@ -97,13 +100,14 @@ async fn server_counters(bench: &Bench) -> Option<[f64; 4]> {
 
 impl ServerWork {
     /// What the counters grew by between two readings.
-    fn between(before: [f64; 4], after: [f64; 4]) -> Self {
+    fn between(before: [f64; 5], after: [f64; 5]) -> Self {
         let grew = |i: usize| after[i] - before[i];
         ServerWork {
             events_pushed: grew(0),
             events_read: grew(1),
             send_batches: grew(2),
             sends: grew(3),
+            send_queue_seconds: grew(4),
         }
     }
 
@@ -114,6 +118,12 @@ impl ServerWork {
 
     pub fn mean_send_batch(&self) -> f64 {
         self.sends / self.send_batches.max(1.0)
+    }
+
+    /// How long a send waited in its server's queue until its batch was taken, on
+    /// average, in milliseconds.
+    pub fn mean_send_queue_ms(&self) -> f64 {
+        self.send_queue_seconds * 1e3 / self.sends.max(1.0)
     }
 }
 
@@ -160,17 +170,20 @@ pub async fn sweep(
         );
         if let Some(work) = &result.servers {
             println!(
-                "         api servers: {:.0}% of events pushed whole, {:.1} sends a transaction",
+                "         api servers: {:.0}% of events pushed whole, {:.1} sends a transaction, {:.2} ms queued",
                 work.pushed_share() * 100.0,
-                work.mean_send_batch()
+                work.mean_send_batch(),
+                work.mean_send_queue_ms()
             );
         }
         if let Some(waits) = &result.waits {
             println!(
-                "         PostgreSQL, {} samples: {:.2} backends active on average: {}",
+                "         PostgreSQL, {} samples: {:.2} backends active on average: {}; {} checkpoints, {} autovacuum runs",
                 waits.samples,
                 waits.mean_active,
-                waits.summary(4)
+                waits.summary(4),
+                waits.checkpoints,
+                waits.autovacuums
             );
         }
         let held = result.held;

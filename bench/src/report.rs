@@ -223,37 +223,40 @@ impl Report {
             }
             if direct.steps.iter().any(|s| s.servers.is_some()) {
                 line(String::new());
-                line("How the api servers served it: the share of events that reached their streams whole (pushed, not read back from the inbox), and how many sends each storing transaction carried:".into());
+                line("How the api servers served it: the share of events that reached their streams whole (pushed, not read back from the inbox), how many sends each storing transaction carried, and how long a send waited in its server's queue for its transaction, on average:".into());
                 line(String::new());
-                line("| offered msg/s | events pushed | sends a transaction |".into());
-                line("|---:|---:|---:|".into());
+                line("| offered msg/s | events pushed | sends a transaction | queued, ms |".into());
+                line("|---:|---:|---:|---:|".into());
                 for s in &direct.steps {
                     if let Some(work) = &s.servers {
                         line(format!(
-                            "| {} | {:.0}% | {:.1} |",
+                            "| {} | {:.0}% | {:.1} | {:.2} |",
                             s.offered_rate,
                             work.pushed_share() * 100.0,
-                            work.mean_send_batch()
+                            work.mean_send_batch(),
+                            work.mean_send_queue_ms()
                         ));
                     }
                 }
             }
             if direct.steps.iter().any(|s| s.waits.is_some()) {
                 line(String::new());
-                line("Where PostgreSQL's backends waited (`pg_stat_activity` every 10 ms: the share of active backends seen in each wait event; `CPU` is none):".into());
+                line("Where PostgreSQL's backends waited (`pg_stat_activity` every 10 ms: the share of active backends seen in each wait event; `CPU` is none), with the checkpoints and autovacuum runs meanwhile:".into());
                 line(String::new());
                 line(
-                    "| offered msg/s | backends active | wait events | NOTIFY queue, most |".into(),
+                    "| offered msg/s | backends active | wait events | NOTIFY queue, most | checkpoints | autovacuum runs |".into(),
                 );
-                line("|---:|---:|---|---:|".into());
+                line("|---:|---:|---|---:|---:|---:|".into());
                 for s in &direct.steps {
                     if let Some(w) = &s.waits {
                         line(format!(
-                            "| {} | {:.2} | {} | {:.4}% |",
+                            "| {} | {:.2} | {} | {:.4}% | {} | {} |",
                             s.offered_rate,
                             w.mean_active,
                             w.summary(5),
-                            w.notify_queue_max * 100.0
+                            w.notify_queue_max * 100.0,
+                            w.checkpoints,
+                            w.autovacuums
                         ));
                     }
                 }

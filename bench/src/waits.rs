@@ -30,6 +30,21 @@ pub struct Waits {
     pub events: Vec<(String, f64)>,
     /// The NOTIFY queue's largest fill seen (0 to 1).
     pub notify_queue_max: f64,
+    /// Checkpoints begun, and autovacuum or autoanalyze runs finished on the
+    /// database's tables, while sampling.
+    pub checkpoints: i64,
+    pub autovacuums: i64,
+}
+
+/// Checkpoints so far, and autovacuum and autoanalyze runs on this database's tables.
+const HOUSEKEEPING: &str = "\
+    SELECT (SELECT checkpoints_timed + checkpoints_req FROM pg_stat_bgwriter), \
+           (SELECT coalesce(sum(autovacuum_count + autoanalyze_count), 0)::BIGINT \
+              FROM pg_stat_user_tables)";
+
+async fn housekeeping(client: &tokio_postgres::Client) -> Option<(i64, i64)> {
+    let row = client.query_one(HOUSEKEEPING, &[]).await.ok()?;
+    Some((row.try_get(0).ok()?, row.try_get(1).ok()?))
 }
 
 impl Waits {
@@ -77,6 +92,7 @@ impl Sampler {
                 .and_then(|pid| u32::try_from(pid).ok()),
             Err(_) => None,
         };
+        let housekeeping_before = housekeeping(&client).await;
         let (stop, mut stopped) = oneshot::channel();
         let done = tokio::spawn(async move {
             let mut counts: BTreeMap<String, u64> = BTreeMap::new();
@@ -119,11 +135,18 @@ impl Sampler {
                 .map(|(event, n)| (event, n as f64 / active.max(1) as f64))
                 .collect();
             events.sort_by(|a, b| b.1.total_cmp(&a.1));
+            let (checkpoints, autovacuums) =
+                match (housekeeping_before, housekeeping(&client).await) {
+                    (Some(before), Some(after)) => (after.0 - before.0, after.1 - before.1),
+                    _ => (0, 0),
+                };
             Waits {
                 samples,
                 mean_active: active as f64 / samples.max(1) as f64,
                 events,
                 notify_queue_max,
+                checkpoints,
+                autovacuums,
             }
         });
         Some(Sampler {

@@ -646,6 +646,11 @@ async fn sends_served_together_are_each_answered_on_their_own() {
         batches < requests,
         "{requests} sends came in {batches} batches"
     );
+    assert_eq!(
+        of_sends("fastchat_batch_wait_seconds_count"),
+        80.0,
+        "every send's wait in the queue is observed"
+    );
 }
 
 /// The server's count of events sent on streams from `source` ("pushed" or "inbox").

@@ -9,9 +9,8 @@ use chrono::{DateTime, Utc};
 use diesel::prelude::*;
 use diesel::sql_types::{Array, BigInt, Jsonb, Nullable, Text, Timestamptz, Uuid as SqlUuid};
 use fastchat_protocol::wire::{Event, EventBody};
-use prometheus::Histogram;
 
-use crate::batch::{Batcher, QUEUE_MAX};
+use crate::batch::{BatchMetrics, Batcher, QUEUE_MAX};
 use crate::db::{self, PgConn, PgPool};
 use crate::error::ApiError;
 use crate::ids::{MessageId, Seq, UserId};
@@ -95,14 +94,14 @@ const READ_WORKERS: usize = 2;
 /// Starts the threads that serve [`read_inboxes`] in batches.
 pub fn read_batcher(
     pool: PgPool,
-    sizes: Histogram,
+    metrics: BatchMetrics,
 ) -> std::io::Result<Batcher<InboxRead, InboxPage>> {
     Batcher::start(
         "inbox-reads",
         READ_WORKERS,
         READ_BATCH_MAX,
         QUEUE_MAX,
-        sizes,
+        metrics,
         move |reads| read_inboxes(&pool, reads),
     )
 }

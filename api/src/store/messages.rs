@@ -11,9 +11,8 @@ use diesel::sql_types::{BigInt, Nullable, Text, Timestamptz};
 use fastchat_protocol::envelope::{Envelope, Kind};
 use fastchat_protocol::names::{GroupName, Username};
 use fastchat_protocol::wire::{Message, MessagePage, MessageSent};
-use prometheus::Histogram;
 
-use crate::batch::{Batcher, QUEUE_MAX};
+use crate::batch::{BatchMetrics, Batcher, QUEUE_MAX};
 use crate::db::{self, PgConn, PgPool};
 use crate::error::ApiError;
 use crate::ids::{GroupId, MessageId, UserId};
@@ -93,14 +92,14 @@ pub type SendAnswer = Result<MessageSent, ApiError>;
 /// Starts the threads that serve [`send_direct_batch`].
 pub fn direct_send_batcher(
     pool: PgPool,
-    sizes: Histogram,
+    metrics: BatchMetrics,
 ) -> std::io::Result<Batcher<DirectSend, SendAnswer>> {
     Batcher::start(
         "direct-sends",
         DIRECT_WORKERS,
         DIRECT_BATCH_MAX,
         QUEUE_MAX,
-        sizes,
+        metrics,
         move |sends| send_direct_batch(&pool, &sends),
     )
 }

@@ -7,9 +7,8 @@ use chrono::{DateTime, Duration, Utc};
 use diesel::prelude::*;
 use diesel::sql_types::{BigInt, Bytea, Text, Timestamptz};
 use fastchat_protocol::names::Username;
-use prometheus::Histogram;
 
-use crate::batch::{Batcher, QUEUE_MAX};
+use crate::batch::{BatchMetrics, Batcher, QUEUE_MAX};
 use crate::db::{self, PgConn, PgPool};
 use crate::error::ApiError;
 use crate::ids::UserId;
@@ -34,14 +33,14 @@ const LOOKUP_WORKERS: usize = 2;
 /// Starts the threads that serve [`find_sessions`] in batches.
 pub fn lookup_batcher(
     pool: PgPool,
-    sizes: Histogram,
+    metrics: BatchMetrics,
 ) -> std::io::Result<Batcher<Vec<u8>, SessionLookup>> {
     Batcher::start(
         "session-lookups",
         LOOKUP_WORKERS,
         LOOKUP_BATCH_MAX,
         QUEUE_MAX,
-        sizes,
+        metrics,
         move |hashes| find_sessions(&pool, hashes),
     )
 }
