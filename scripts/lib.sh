@@ -196,9 +196,11 @@ wait_for() {
 # finds them in the database's server registry), all on FASTCHAT_DATABASE_URL, and
 # waits until each answers. Every admin listener (/metrics and the probes) is 1000 ports
 # up from its public port. The balancer serves TLS when FASTCHAT_TLS_CERT and
-# FASTCHAT_TLS_KEY are set. Their process ids go into API_PIDS and BALANCER_PID.
+# FASTCHAT_TLS_KEY are set. Their process ids go into API_PIDS and BALANCER_PID. A
+# command in BALANCER_UNDER (a profiler, say) runs the balancer as its child.
 API_PIDS=()
 BALANCER_PID=
+BALANCER_UNDER=()
 start_system() {
   local bin="$1" servers="$2" first_port="$3" balancer_port="$4" logs="$5" port
   mkdir -p "$logs"
@@ -209,10 +211,14 @@ start_system() {
     API_PIDS+=($!)
     wait_for "http://127.0.0.1:$((port + 1000))/readyz" "$!" "$logs/api-$port.log"
   done
-  "$bin/fastchat-balancer" --listen "127.0.0.1:$balancer_port" \
+  "${BALANCER_UNDER[@]}" "$bin/fastchat-balancer" --listen "127.0.0.1:$balancer_port" \
     --admin-listen "127.0.0.1:$((balancer_port + 1000))" >"$logs/balancer.log" 2>&1 &
   BALANCER_PID=$!
   wait_for "http://127.0.0.1:$((balancer_port + 1000))/readyz" "$BALANCER_PID" "$logs/balancer.log"
+  if [ ${#BALANCER_UNDER[@]} -gt 0 ]; then
+    BALANCER_PID="$(pgrep -P "$BALANCER_PID" -f fastchat-balancer)" ||
+      die "the balancer is not a child of ${BALANCER_UNDER[0]}"
+  fi
 }
 
 # stop_system: stops what start_system started.
