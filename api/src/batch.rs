@@ -23,13 +23,14 @@ pub struct Batcher<Req, Resp> {
 /// A request, where its answer goes, and when it was queued.
 type Queued<Req, Resp> = (Req, oneshot::Sender<Resp>, Instant);
 
-/// What a batcher's work is observed in: each batch's size, and how long each request
+/// What a batcher's work is observed in: each batch's size, how long each request
 /// waited in the queue until its batch was taken (the queue's age, where a stall on the
-/// database shows first).
+/// database shows first), and how long each batch took to serve.
 #[derive(Clone)]
 pub struct BatchMetrics {
     pub sizes: Histogram,
     pub waits: Histogram,
+    pub serving: Histogram,
 }
 
 impl<Req, Resp> Clone for Batcher<Req, Resp> {
@@ -94,7 +95,9 @@ impl<Req: Send + 'static, Resp: Send + 'static> Batcher<Req, Resp> {
                             requests.push(request);
                             replies.push(reply);
                         }
+                        let started = Instant::now();
                         let answers = serve(requests);
+                        metrics.serving.observe(started.elapsed().as_secs_f64());
                         for (reply, answer) in replies.into_iter().zip(answers) {
                             // The caller may have gone away; its answer is not needed.
                             let _ = reply.send(answer);
@@ -153,6 +156,7 @@ mod tests {
         BatchMetrics {
             sizes: histogram("sizes"),
             waits: histogram("waits"),
+            serving: histogram("serving"),
         }
     }
 

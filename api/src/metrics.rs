@@ -3,8 +3,8 @@
 use std::time::Duration;
 
 use prometheus::{
-    Encoder, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, Opts, Registry,
-    TextEncoder,
+    Encoder, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, Opts,
+    Registry, TextEncoder,
 };
 
 use crate::db::PgPool;
@@ -20,10 +20,14 @@ pub struct Metrics {
     /// Requests served together, per batch, by kind (see `batch`).
     pub batch_sizes: HistogramVec,
     pub batch_waits: HistogramVec,
+    pub batch_serving: HistogramVec,
     /// Events sent on streams as their notification carried them, with no read.
     pub events_pushed: IntCounter,
     /// Events sent on streams after reading them from the inbox.
     pub events_read: IntCounter,
+    /// From a stream's wake-up to its event handed to the response, pushed and read.
+    pub pushed_delays: Histogram,
+    pub read_delays: Histogram,
 }
 
 impl Metrics {
@@ -66,6 +70,12 @@ impl Metrics {
             &["kind"],
         )?;
         registry.register(Box::new(batch_waits.clone()))?;
+        let batch_serving = HistogramVec::new(
+            HistogramOpts::new("batch_seconds", "Time one batch took to serve")
+                .buckets(prometheus::exponential_buckets(0.000_1, 2.0, 15)?),
+            &["kind"],
+        )?;
+        registry.register(Box::new(batch_serving.clone()))?;
         let stream_events = IntCounterVec::new(
             Opts::new(
                 "sse_events_total",
@@ -74,6 +84,16 @@ impl Metrics {
             &["source"],
         )?;
         registry.register(Box::new(stream_events.clone()))?;
+        let event_delays = HistogramVec::new(
+            HistogramOpts::new(
+                "sse_event_delay_seconds",
+                "Time from an event stream's wake-up to its event handed to the response, \
+                 by where the event came from",
+            )
+            .buckets(prometheus::exponential_buckets(0.000_01, 2.0, 20)?),
+            &["source"],
+        )?;
+        registry.register(Box::new(event_delays.clone()))?;
         Ok(Self {
             registry,
             requests,
@@ -83,8 +103,11 @@ impl Metrics {
             streams_open,
             batch_sizes,
             batch_waits,
+            batch_serving,
             events_pushed: stream_events.with_label_values(&["pushed"]),
             events_read: stream_events.with_label_values(&["inbox"]),
+            pushed_delays: event_delays.with_label_values(&["pushed"]),
+            read_delays: event_delays.with_label_values(&["inbox"]),
         })
     }
 

@@ -90,6 +90,7 @@ impl Application {
         let observed = |kind: &str| BatchMetrics {
             sizes: metrics.batch_sizes.with_label_values(&[kind]),
             waits: metrics.batch_waits.with_label_values(&[kind]),
+            serving: metrics.batch_serving.with_label_values(&[kind]),
         };
         let state = web::Data::new(AppState {
             session_lookups: sessions::lookup_batcher(pool.clone(), observed("session_lookups"))?,

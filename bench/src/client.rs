@@ -163,8 +163,15 @@ impl Http {
         Ok(())
     }
 
-    /// Sends one message; the tracker hears of a failure.
-    pub async fn send(&self, token: &str, message: &SendMessage, tracker: &Tracker, id: Uuid) {
+    /// Sends one message, scheduled at `due`; the tracker hears of its answer.
+    pub async fn send(
+        &self,
+        token: &str,
+        message: &SendMessage,
+        tracker: &Tracker,
+        id: Uuid,
+        due: Instant,
+    ) {
         let answer = self
             .client()
             .post(self.url("/v1/messages"))
@@ -174,7 +181,7 @@ impl Http {
             .send()
             .await;
         match answer {
-            Ok(a) if a.status() == 201 => {}
+            Ok(a) if a.status() == 201 => tracker.answered(due, Instant::now()),
             Ok(a) => {
                 eprintln!("send refused: {}", a.status());
                 tracker.send_failed(id);

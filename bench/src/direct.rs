@@ -33,6 +33,8 @@ pub struct Step {
     /// Deliveries per second, first send to last arrival.
     pub delivered_rate: f64,
     pub latency: Latency,
+    /// Send start (as scheduled) to the sender's 201, per message stored.
+    pub answered: Latency,
     /// The longest time in which a message was due and none arrived.
     pub longest_stall_ms: f64,
     /// Where PostgreSQL's backends waited meanwhile.
@@ -76,19 +78,40 @@ pub struct ServerWork {
     pub send_batches: f64,
     pub sends: f64,
     pub send_queue_seconds: f64,
+    pub send_batch_seconds: f64,
+    /// Session lookups, with their seconds queued and their batches' seconds serving.
+    pub lookups: f64,
+    pub lookup_queue_seconds: f64,
+    pub lookup_batches: f64,
+    pub lookup_batch_seconds: f64,
+    /// Events handed to their streams after a wake-up, pushed and read, with the seconds
+    /// from the wake-up to each.
+    pub pushed_delays: f64,
+    pub pushed_delay_seconds: f64,
+    pub read_delays: f64,
+    pub read_delay_seconds: f64,
 }
 
-const WORK_SERIES: [&str; 5] = [
+const WORK_SERIES: [&str; 14] = [
     "fastchat_sse_events_total{source=\"pushed\"}",
     "fastchat_sse_events_total{source=\"inbox\"}",
     "fastchat_batch_size_count{kind=\"direct_sends\"}",
     "fastchat_batch_size_sum{kind=\"direct_sends\"}",
     "fastchat_batch_wait_seconds_sum{kind=\"direct_sends\"}",
+    "fastchat_sse_event_delay_seconds_count{source=\"pushed\"}",
+    "fastchat_sse_event_delay_seconds_sum{source=\"pushed\"}",
+    "fastchat_sse_event_delay_seconds_count{source=\"inbox\"}",
+    "fastchat_sse_event_delay_seconds_sum{source=\"inbox\"}",
+    "fastchat_batch_seconds_sum{kind=\"direct_sends\"}",
+    "fastchat_batch_wait_seconds_count{kind=\"session_lookups\"}",
+    "fastchat_batch_wait_seconds_sum{kind=\"session_lookups\"}",
+    "fastchat_batch_seconds_count{kind=\"session_lookups\"}",
+    "fastchat_batch_seconds_sum{kind=\"session_lookups\"}",
 ];
 
 /// The api servers' counters behind [`ServerWork`], summed over them; `None` (said)
 /// when they cannot be read.
-async fn server_counters(bench: &Bench) -> Option<[f64; 5]> {
+async fn server_counters(bench: &Bench) -> Option<[f64; WORK_SERIES.len()]> {
     match metric_sums(&bench.plain, &bench.apis, WORK_SERIES).await {
         Ok(counters) => Some(counters),
         Err(e) => {
@@ -100,7 +123,7 @@ async fn server_counters(bench: &Bench) -> Option<[f64; 5]> {
 
 impl ServerWork {
     /// What the counters grew by between two readings.
-    fn between(before: [f64; 5], after: [f64; 5]) -> Self {
+    fn between(before: [f64; WORK_SERIES.len()], after: [f64; WORK_SERIES.len()]) -> Self {
         let grew = |i: usize| after[i] - before[i];
         ServerWork {
             events_pushed: grew(0),
@@ -108,6 +131,15 @@ impl ServerWork {
             send_batches: grew(2),
             sends: grew(3),
             send_queue_seconds: grew(4),
+            pushed_delays: grew(5),
+            pushed_delay_seconds: grew(6),
+            read_delays: grew(7),
+            read_delay_seconds: grew(8),
+            send_batch_seconds: grew(9),
+            lookups: grew(10),
+            lookup_queue_seconds: grew(11),
+            lookup_batches: grew(12),
+            lookup_batch_seconds: grew(13),
         }
     }
 
@@ -124,6 +156,32 @@ impl ServerWork {
     /// average, in milliseconds.
     pub fn mean_send_queue_ms(&self) -> f64 {
         self.send_queue_seconds * 1e3 / self.sends.max(1.0)
+    }
+
+    /// How long a storing transaction took, on average, in milliseconds.
+    pub fn mean_send_batch_ms(&self) -> f64 {
+        self.send_batch_seconds * 1e3 / self.send_batches.max(1.0)
+    }
+
+    /// How long a session lookup waited in its queue, on average, in milliseconds.
+    pub fn mean_lookup_queue_ms(&self) -> f64 {
+        self.lookup_queue_seconds * 1e3 / self.lookups.max(1.0)
+    }
+
+    /// How long a batch of session lookups took, on average, in milliseconds.
+    pub fn mean_lookup_batch_ms(&self) -> f64 {
+        self.lookup_batch_seconds * 1e3 / self.lookup_batches.max(1.0)
+    }
+
+    /// From a stream's wake-up to a pushed event handed to its response, on average, in
+    /// milliseconds.
+    pub fn mean_pushed_delay_ms(&self) -> f64 {
+        self.pushed_delay_seconds * 1e3 / self.pushed_delays.max(1.0)
+    }
+
+    /// The same for an event read back from the inbox.
+    pub fn mean_read_delay_ms(&self) -> f64 {
+        self.read_delay_seconds * 1e3 / self.read_delays.max(1.0)
     }
 }
 
@@ -241,7 +299,7 @@ async fn run_step(
             let message = bench.envelopes.direct(&sender.name, &recipient.name, id);
             bench
                 .http
-                .send(&sender.token, &message, &bench.tracker, id)
+                .send(&sender.token, &message, &bench.tracker, id, due)
                 .await;
         });
     }
@@ -282,6 +340,7 @@ async fn run_step(
         waits: None,
         servers,
         latency,
+        answered: Latency::of(&tally.answers),
         cpu,
     }
 }

@@ -26,7 +26,7 @@ pub struct GroupReport {
     pub samples: u64,
     pub time_to_last: Latency,
     pub time_to_last_cdf: Vec<(f64, f64)>,
-    /// One message at a time: the sender's request until its 201.
+    /// One message at a time: the sender's request until its 201 (stored ones).
     pub send: Latency,
     /// One message at a time: send start to the first member's arrival.
     pub time_to_first: Latency,
@@ -98,7 +98,6 @@ pub async fn run(
     let recipients = u32::try_from(members - 1)?;
 
     // One at a time.
-    let mut sends = crate::tracker::histogram();
     for _ in 0..samples {
         let id = Uuid::new_v4();
         let message = bench
@@ -108,9 +107,8 @@ pub async fn run(
         bench.tracker.expect(id, sent_at, recipients);
         bench
             .http
-            .send(&bench.users[0].token, &message, &bench.tracker, id)
+            .send(&bench.users[0].token, &message, &bench.tracker, id, sent_at)
             .await;
-        sends.saturating_record(u64::try_from(sent_at.elapsed().as_micros()).unwrap_or(u64::MAX));
         bench.tracker.drained(Instant::now() + DRAIN).await;
     }
     let one_at_a_time = bench.tracker.finish();
@@ -131,7 +129,13 @@ pub async fn run(
             let message = bench.envelopes.group(&name, &binding, names, id);
             bench
                 .http
-                .send(&bench.users[sender].token, &message, &bench.tracker, id)
+                .send(
+                    &bench.users[sender].token,
+                    &message,
+                    &bench.tracker,
+                    id,
+                    due,
+                )
                 .await;
         });
     }
@@ -144,7 +148,7 @@ pub async fn run(
         samples,
         time_to_last: Latency::of(&one_at_a_time.completions),
         time_to_last_cdf: cdf(&one_at_a_time.completions),
-        send: Latency::of(&sends),
+        send: Latency::of(&one_at_a_time.answers),
         time_to_first: Latency::of(&one_at_a_time.firsts),
         sustained: Sustained {
             rate,

@@ -223,18 +223,25 @@ impl Report {
             }
             if direct.steps.iter().any(|s| s.servers.is_some()) {
                 line(String::new());
-                line("How the api servers served it: the share of events that reached their streams whole (pushed, not read back from the inbox), how many sends each storing transaction carried, and how long a send waited in its server's queue for its transaction, on average:".into());
+                line("Where a message's time went, on average unless said: send start to the sender's 201 (p50 and p99); then, from the api servers' metrics, the session lookup's wait in its queue and its batch's time; the send's wait in its queue for a storing transaction, that transaction's time and how many sends it carried; the share of events that reached their streams whole (pushed, not read back from the inbox); and how long a stream's server took from the wake-up to handing the event to the response, pushed or read. Times in ms:".into());
                 line(String::new());
-                line("| offered msg/s | events pushed | sends a transaction | queued, ms |".into());
-                line("|---:|---:|---:|---:|".into());
+                line("| offered msg/s | answered p50 | answered p99 | lookup queued | lookup batch | send queued | send transaction | sends a transaction | events pushed | wake-up to stream, pushed | … read |".into());
+                line("|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|".into());
                 for s in &direct.steps {
                     if let Some(work) = &s.servers {
                         line(format!(
-                            "| {} | {:.0}% | {:.1} | {:.2} |",
+                            "| {} | {:.1} | {:.1} | {:.2} | {:.2} | {:.2} | {:.2} | {:.1} | {:.0}% | {:.3} | {:.2} |",
                             s.offered_rate,
-                            work.pushed_share() * 100.0,
+                            s.answered.p50_ms,
+                            s.answered.p99_ms,
+                            work.mean_lookup_queue_ms(),
+                            work.mean_lookup_batch_ms(),
+                            work.mean_send_queue_ms(),
+                            work.mean_send_batch_ms(),
                             work.mean_send_batch(),
-                            work.mean_send_queue_ms()
+                            work.pushed_share() * 100.0,
+                            work.mean_pushed_delay_ms(),
+                            work.mean_read_delay_ms()
                         ));
                     }
                 }

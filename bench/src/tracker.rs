@@ -31,6 +31,8 @@ struct State {
     completions: Histogram<u64>,
     /// Send start to the first recipient's arrival, per message that reached all.
     firsts: Histogram<u64>,
+    /// Send start to the sender's 201, per message stored.
+    answers: Histogram<u64>,
     sent: u64,
     delivered: u64,
     duplicates: u64,
@@ -51,6 +53,7 @@ impl State {
             deliveries: histogram(),
             completions: histogram(),
             firsts: histogram(),
+            answers: histogram(),
             sent: 0,
             delivered: 0,
             duplicates: 0,
@@ -78,6 +81,7 @@ pub struct Tally {
     pub deliveries: Histogram<u64>,
     pub completions: Histogram<u64>,
     pub firsts: Histogram<u64>,
+    pub answers: Histogram<u64>,
     /// First send to last arrival.
     pub span: Duration,
     /// The longest time in which a delivery was due and none arrived: see
@@ -104,6 +108,11 @@ pub fn longest_stall(arrivals: &mut [(Instant, Instant)]) -> Duration {
         last_arrival = Some(arrived);
     }
     longest
+}
+
+/// A duration as the histograms keep it.
+fn micros(d: Duration) -> u64 {
+    u64::try_from(d.as_micros()).unwrap_or(u64::MAX).max(1)
 }
 
 pub struct Tracker {
@@ -136,6 +145,13 @@ impl Tracker {
         );
     }
 
+    /// The server stored a message whose send was scheduled at `sent_at`.
+    pub fn answered(&self, sent_at: Instant, at: Instant) {
+        self.state()
+            .answers
+            .saturating_record(micros(at.saturating_duration_since(sent_at)));
+    }
+
     /// The server refused the message or could not be reached: nothing will arrive.
     pub fn send_failed(&self, id: Uuid) {
         let mut s = self.state();
@@ -153,7 +169,6 @@ impl Tracker {
             s.strays += 1;
             return;
         };
-        let micros = |d: Duration| u64::try_from(d.as_micros()).unwrap_or(u64::MAX).max(1);
         let sent_at = pending.sent_at;
         let latency = micros(at.saturating_duration_since(sent_at));
         let first = *pending.first.get_or_insert(latency);
@@ -223,6 +238,7 @@ impl Tracker {
             deliveries: done.deliveries,
             completions: done.completions,
             firsts: done.firsts,
+            answers: done.answers,
             span,
             longest_stall: longest_stall(&mut done.arrivals),
         }
@@ -270,6 +286,7 @@ mod tests {
         tracker.arrived(a, 2, t0 + Duration::from_millis(9));
         tracker.arrived(Uuid::new_v4(), 1, t0);
         tracker.send_failed(c);
+        tracker.answered(t0, t0 + Duration::from_millis(5));
         assert_eq!(tracker.outstanding(), 1, "b has not arrived");
 
         let tally = tracker.finish();
@@ -285,6 +302,8 @@ mod tests {
             "only a finished all its recipients"
         );
         assert!(tally.completions.max() >= 9_000 && tally.completions.max() < 9_100);
+        assert_eq!(tally.answers.len(), 1);
+        assert!(tally.answers.max() >= 5_000 && tally.answers.max() < 5_100);
 
         tracker.arrived(a, 2, t0);
         assert_eq!(

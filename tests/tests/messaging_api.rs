@@ -651,6 +651,11 @@ async fn sends_served_together_are_each_answered_on_their_own() {
         80.0,
         "every send's wait in the queue is observed"
     );
+    assert_eq!(
+        of_sends("fastchat_batch_seconds_count"),
+        batches,
+        "every batch's time is observed"
+    );
 }
 
 /// The server's count of events sent on streams from `source` ("pushed" or "inbox").
@@ -745,5 +750,28 @@ async fn pushes_show_as_the_inbox_holds_them(cluster: Cluster) {
     assert!(
         stream_events(&home, "inbox").await >= 1.0,
         "the message too big to push was read back"
+    );
+
+    // Every event that followed a wake-up had its time in the server observed: each
+    // pushed one, and at least the one read back after its wake-up.
+    let text = home.metrics().await;
+    let delays = |source: &str| {
+        fastchat_tests::metric_where(
+            &text,
+            "fastchat_sse_event_delay_seconds_count",
+            "source",
+            source,
+        )
+    };
+    let pushed =
+        fastchat_tests::metric_where(&text, "fastchat_sse_events_total", "source", "pushed");
+    assert_eq!(
+        delays("pushed"),
+        pushed,
+        "each pushed event's delay is observed"
+    );
+    assert!(
+        delays("inbox") >= 1.0,
+        "the event read back after its wake-up had its delay observed"
     );
 }

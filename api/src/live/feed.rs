@@ -4,7 +4,7 @@
 //! hub, and it is dropped with the connection.
 
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use actix_web_lab::sse;
 use fastchat_protocol::wire::{Event, EventBody};
@@ -33,6 +33,10 @@ pub struct Feed {
     subscription: Subscription,
     /// Read from the inbox and not yet sent, oldest first.
     unsent: std::vec::IntoIter<Event>,
+    /// Whether `unsent` came whole in a push rather than from a read.
+    unsent_pushed: bool,
+    /// When the wake-up behind `unsent` came (none for the first catch-up).
+    woken_at: Option<Instant>,
     /// The last read found everything up to the inbox's end.
     caught_up: bool,
 }
@@ -55,6 +59,8 @@ impl Feed {
             cursor,
             subscription,
             unsent: Vec::new().into_iter(),
+            unsent_pushed: false,
+            woken_at: None,
             caught_up: false,
         }
     }
@@ -76,6 +82,20 @@ impl Feed {
         })
     }
 
+    /// How long the event about to be handed over took since its wake-up: the part of a
+    /// delivery spent in this server after the notification (a read, if it was not
+    /// pushed, and encoding).
+    fn observe_delay(&self) {
+        if let Some(woken_at) = self.woken_at {
+            let delays = if self.unsent_pushed {
+                &self.metrics.pushed_delays
+            } else {
+                &self.metrics.read_delays
+            };
+            delays.observe(woken_at.elapsed().as_secs_f64());
+        }
+    }
+
     /// The next event to send; `None` when the hub has closed this stream, or its
     /// session has ended.
     async fn next_event(&mut self) -> Option<sse::Event> {
@@ -88,6 +108,7 @@ impl Feed {
                 match sse::Data::new_json(&event) {
                     Ok(data) => {
                         let data = data.event(event.body.type_name()).id(seq.to_string());
+                        self.observe_delay();
                         return Some(sse::Event::Data(data));
                     }
                     Err(e) => {
@@ -97,7 +118,9 @@ impl Feed {
                 }
             }
             if self.caught_up {
-                match self.subscription.woken().await {
+                let woken = self.subscription.woken().await;
+                self.woken_at = Some(Instant::now());
+                match woken {
                     None => return None,
                     // The next event, whole: no read.
                     Some(Wake::Pushed(pushed)) if pushed.seq == self.cursor.next() => {
@@ -106,6 +129,7 @@ impl Feed {
                                 self.metrics.events_pushed.inc();
                                 self.cursor = pushed.seq;
                                 self.unsent = vec![event].into_iter();
+                                self.unsent_pushed = true;
                                 continue;
                             }
                             // Read it from the inbox instead.
@@ -136,6 +160,7 @@ impl Feed {
                     self.caught_up = i64::try_from(events.len()).is_ok_and(|n| n < PAGE);
                     self.cursor = events.last().map_or(self.cursor, |e| Seq(e.seq));
                     self.unsent = events.into_iter();
+                    self.unsent_pushed = false;
                 }
                 Err(e) => {
                     tracing::warn!(error = %e, "reading an inbox for a stream");
