@@ -33,6 +33,12 @@ pub struct Config {
     #[arg(long, env = "FASTCHAT_WORKERS")]
     pub workers: Option<usize>,
 
+    /// Threads storing one-to-one messages, each one transaction at a time; messages
+    /// that arrive meanwhile wait and go together in the next.
+    #[arg(long, env = "FASTCHAT_SEND_WORKERS", default_value_t = 2,
+          value_parser = clap::value_parser!(u16).range(1..=64))]
+    pub send_workers: u16,
+
     /// bcrypt cost for stored passwords. Lower it only in tests.
     #[arg(long, env = "FASTCHAT_BCRYPT_COST", default_value_t = 12,
           value_parser = clap::value_parser!(u32).range(4..=31))]

@@ -94,7 +94,11 @@ impl Application {
         };
         let state = web::Data::new(AppState {
             session_lookups: sessions::lookup_batcher(pool.clone(), observed("session_lookups"))?,
-            direct_sends: messages::direct_send_batcher(pool.clone(), observed("direct_sends"))?,
+            direct_sends: messages::direct_send_batcher(
+                pool.clone(),
+                usize::from(config.send_workers),
+                observed("direct_sends"),
+            )?,
             inbox_reads: inbox::read_batcher(pool.clone(), observed("inbox_reads"))?,
             config,
             hub: Arc::clone(&hub),

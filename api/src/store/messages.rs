@@ -85,18 +85,18 @@ impl DirectSend {
 
 /// At most this many one-to-one messages are stored together: one transaction, short.
 const DIRECT_BATCH_MAX: usize = 256;
-const DIRECT_WORKERS: usize = 2;
 
 pub type SendAnswer = Result<MessageSent, ApiError>;
 
-/// Starts the threads that serve [`send_direct_batch`].
+/// Starts `workers` threads that serve [`send_direct_batch`].
 pub fn direct_send_batcher(
     pool: PgPool,
+    workers: usize,
     metrics: BatchMetrics,
 ) -> std::io::Result<Batcher<DirectSend, SendAnswer>> {
     Batcher::start(
         "direct-sends",
-        DIRECT_WORKERS,
+        workers,
         DIRECT_BATCH_MAX,
         QUEUE_MAX,
         metrics,
