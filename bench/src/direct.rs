@@ -14,7 +14,7 @@ use crate::latency::{cdf, Latency};
 use crate::profile::{Recording, Statements};
 use crate::setup::Bench;
 use crate::system::{metric_sums, CpuCost, Processes};
-use crate::waits::{Sampler, Waits};
+use crate::waits::{summary, Sampler, Waits};
 
 /// How long stragglers may take before they count as lost.
 const DRAIN: Duration = Duration::from_secs(10);
@@ -236,12 +236,14 @@ pub async fn sweep(
         }
         if let Some(waits) = &result.waits {
             println!(
-                "         PostgreSQL, {} samples: {:.2} backends active on average: {}; {} checkpoints, {} autovacuum runs",
+                "         PostgreSQL, {} samples: {:.2} backends active on average: {}; {} checkpoints, {} autovacuum runs; the commit lock held {:.0}% of the time, its holder: {}",
                 waits.samples,
                 waits.mean_active,
-                waits.summary(4),
+                summary(&waits.events, 4),
                 waits.checkpoints,
-                waits.autovacuums
+                waits.autovacuums,
+                waits.commit_lock_held * 100.0,
+                summary(&waits.commit_lock_holder, 3)
             );
         }
         let held = result.held;

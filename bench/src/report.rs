@@ -9,6 +9,7 @@ use crate::direct::DirectReport;
 use crate::group::GroupReport;
 use crate::idle::IdleReport;
 use crate::latency::Latency;
+use crate::waits::summary;
 
 #[derive(Debug, Serialize)]
 pub struct Machine {
@@ -260,10 +261,26 @@ impl Report {
                             "| {} | {:.2} | {} | {:.4}% | {} | {} |",
                             s.offered_rate,
                             w.mean_active,
-                            w.summary(5),
+                            summary(&w.events, 5),
                             w.notify_queue_max * 100.0,
                             w.checkpoints,
                             w.autovacuums
+                        ));
+                    }
+                }
+                line(String::new());
+                line("The heavyweight locks they waited for (`pg_locks`, the share of the lock waits seen), how often some backend held the NOTIFY commit lock (which a transaction that notifies takes at commit and holds until its commit record is on disk, so such commits go one at a time), and what that holder itself waited on meanwhile:".into());
+                line(String::new());
+                line("| offered msg/s | locks waited for | commit lock held | its holder meanwhile |".into());
+                line("|---:|---|---:|---|".into());
+                for s in &direct.steps {
+                    if let Some(w) = &s.waits {
+                        line(format!(
+                            "| {} | {} | {:.0}% | {} |",
+                            s.offered_rate,
+                            summary(&w.locks, 3),
+                            w.commit_lock_held * 100.0,
+                            summary(&w.commit_lock_holder, 4),
                         ));
                     }
                 }
