@@ -92,21 +92,22 @@ pub struct ServerWork {
     pub read_delay_seconds: f64,
 }
 
+/// The series behind each of [`ServerWork`]'s fields, in their order.
 const WORK_SERIES: [&str; 14] = [
     "fastchat_sse_events_total{source=\"pushed\"}",
     "fastchat_sse_events_total{source=\"inbox\"}",
     "fastchat_batch_size_count{kind=\"direct_sends\"}",
     "fastchat_batch_size_sum{kind=\"direct_sends\"}",
     "fastchat_batch_wait_seconds_sum{kind=\"direct_sends\"}",
-    "fastchat_sse_event_delay_seconds_count{source=\"pushed\"}",
-    "fastchat_sse_event_delay_seconds_sum{source=\"pushed\"}",
-    "fastchat_sse_event_delay_seconds_count{source=\"inbox\"}",
-    "fastchat_sse_event_delay_seconds_sum{source=\"inbox\"}",
     "fastchat_batch_seconds_sum{kind=\"direct_sends\"}",
     "fastchat_batch_wait_seconds_count{kind=\"session_lookups\"}",
     "fastchat_batch_wait_seconds_sum{kind=\"session_lookups\"}",
     "fastchat_batch_seconds_count{kind=\"session_lookups\"}",
     "fastchat_batch_seconds_sum{kind=\"session_lookups\"}",
+    "fastchat_sse_event_delay_seconds_count{source=\"pushed\"}",
+    "fastchat_sse_event_delay_seconds_sum{source=\"pushed\"}",
+    "fastchat_sse_event_delay_seconds_count{source=\"inbox\"}",
+    "fastchat_sse_event_delay_seconds_sum{source=\"inbox\"}",
 ];
 
 /// The api servers' counters behind [`ServerWork`], summed over them; `None` (said)
@@ -121,6 +122,11 @@ async fn server_counters(bench: &Bench) -> Option<[f64; WORK_SERIES.len()]> {
     }
 }
 
+/// `seconds` spent over `count` of something, each on average, in milliseconds (0 for none).
+fn mean_ms(seconds: f64, count: f64) -> f64 {
+    seconds * 1e3 / count.max(1.0)
+}
+
 impl ServerWork {
     /// What the counters grew by between two readings.
     fn between(before: [f64; WORK_SERIES.len()], after: [f64; WORK_SERIES.len()]) -> Self {
@@ -131,15 +137,15 @@ impl ServerWork {
             send_batches: grew(2),
             sends: grew(3),
             send_queue_seconds: grew(4),
-            pushed_delays: grew(5),
-            pushed_delay_seconds: grew(6),
-            read_delays: grew(7),
-            read_delay_seconds: grew(8),
-            send_batch_seconds: grew(9),
-            lookups: grew(10),
-            lookup_queue_seconds: grew(11),
-            lookup_batches: grew(12),
-            lookup_batch_seconds: grew(13),
+            send_batch_seconds: grew(5),
+            lookups: grew(6),
+            lookup_queue_seconds: grew(7),
+            lookup_batches: grew(8),
+            lookup_batch_seconds: grew(9),
+            pushed_delays: grew(10),
+            pushed_delay_seconds: grew(11),
+            read_delays: grew(12),
+            read_delay_seconds: grew(13),
         }
     }
 
@@ -155,33 +161,33 @@ impl ServerWork {
     /// How long a send waited in its server's queue until its batch was taken, on
     /// average, in milliseconds.
     pub fn mean_send_queue_ms(&self) -> f64 {
-        self.send_queue_seconds * 1e3 / self.sends.max(1.0)
+        mean_ms(self.send_queue_seconds, self.sends)
     }
 
     /// How long a storing transaction took, on average, in milliseconds.
     pub fn mean_send_batch_ms(&self) -> f64 {
-        self.send_batch_seconds * 1e3 / self.send_batches.max(1.0)
+        mean_ms(self.send_batch_seconds, self.send_batches)
     }
 
     /// How long a session lookup waited in its queue, on average, in milliseconds.
     pub fn mean_lookup_queue_ms(&self) -> f64 {
-        self.lookup_queue_seconds * 1e3 / self.lookups.max(1.0)
+        mean_ms(self.lookup_queue_seconds, self.lookups)
     }
 
     /// How long a batch of session lookups took, on average, in milliseconds.
     pub fn mean_lookup_batch_ms(&self) -> f64 {
-        self.lookup_batch_seconds * 1e3 / self.lookup_batches.max(1.0)
+        mean_ms(self.lookup_batch_seconds, self.lookup_batches)
     }
 
     /// From a stream's wake-up to a pushed event handed to its response, on average, in
     /// milliseconds.
     pub fn mean_pushed_delay_ms(&self) -> f64 {
-        self.pushed_delay_seconds * 1e3 / self.pushed_delays.max(1.0)
+        mean_ms(self.pushed_delay_seconds, self.pushed_delays)
     }
 
     /// The same for an event read back from the inbox.
     pub fn mean_read_delay_ms(&self) -> f64 {
-        self.read_delay_seconds * 1e3 / self.read_delays.max(1.0)
+        mean_ms(self.read_delay_seconds, self.read_delays)
     }
 }
 
