@@ -9,11 +9,15 @@ CREATE OR REPLACE FUNCTION public.fastchat_deliver(user_ids bigint[], message_id
  RETURNS void
  LANGUAGE plpgsql
  SET plan_cache_mode TO 'force_generic_plan'
+ SET enable_hashjoin TO 'off'
+ SET enable_mergejoin TO 'off'
+ SET enable_seqscan TO 'off'
 AS $function$
 BEGIN
     -- In user id order (no deadlocks); held until commit, so seqs follow commit order.
-    PERFORM 1 FROM inboxes WHERE inboxes.user_id = ANY (user_ids)
-      ORDER BY inboxes.user_id FOR UPDATE;
+    PERFORM 1 FROM (SELECT DISTINCT u.user_id FROM unnest(user_ids) AS u(user_id)) d
+      JOIN inboxes i ON i.user_id = d.user_id
+     ORDER BY i.user_id FOR UPDATE OF i;
     INSERT INTO inbox_events (user_id, seq, message_id, group_event)
     SELECT d.user_id,
            (SELECT i.last_seq FROM inboxes i WHERE i.user_id = d.user_id)

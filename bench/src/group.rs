@@ -14,7 +14,9 @@ use fastchat_protocol::keys::fingerprint;
 use fastchat_protocol::names::{GroupName, Username};
 use fastchat_protocol::wire::CreateGroup;
 
+use crate::direct::Observers;
 use crate::latency::{cdf, Latency};
+use crate::profile::{Recording, Statements};
 use crate::setup::Bench;
 
 const DRAIN: Duration = Duration::from_secs(10);
@@ -55,6 +57,7 @@ pub async fn run(
     samples: u64,
     rate: u32,
     length: Duration,
+    observers: Observers<'_>,
 ) -> anyhow::Result<GroupReport> {
     let members = members.min(bench.users.len());
     let name = format!("{}_crew", bench.prefix);
@@ -114,6 +117,14 @@ pub async fn run(
     let one_at_a_time = bench.tracker.finish();
 
     // A steady rate, from members in turn.
+    let profile_name = "group-sustained";
+    let statements = match (observers.profile_dir, observers.database_url) {
+        (Some(dir), Some(url)) => Statements::start(url, dir, profile_name).await,
+        _ => None,
+    };
+    let recording = observers
+        .profile_dir
+        .and_then(|dir| Recording::start(dir, profile_name, length));
     let count = (f64::from(rate) * length.as_secs_f64()).round() as u64;
     let start = Instant::now() + Duration::from_millis(20);
     for i in 0..count {
@@ -142,6 +153,12 @@ pub async fn run(
     let seconds = start.elapsed().as_secs_f64();
     bench.tracker.drained(Instant::now() + DRAIN).await;
     let steady = bench.tracker.finish();
+    if let Some(recording) = recording {
+        recording.finish().await;
+    }
+    if let Some(statements) = statements {
+        statements.finish(steady.delivered).await;
+    }
 
     Ok(GroupReport {
         members,

@@ -98,7 +98,8 @@ struct Args {
     #[arg(long, default_value_t = 8)]
     sources: u8,
     /// Records a CPU profile of the whole machine (`perf record`) during each one-to-one
-    /// step, into this directory (`scripts/profile` reads it).
+    /// step and the group's sustained run, into this directory (`scripts/profile` reads
+    /// it).
     #[arg(long)]
     profile: Option<PathBuf>,
     /// Recorded in the report.
@@ -292,6 +293,10 @@ async fn run(args: Args) -> anyhow::Result<bool> {
             settings.group_samples,
             settings.group_rate,
             settings.group_length,
+            direct::Observers {
+                database_url: args.database_url.as_deref(),
+                profile_dir: args.profile.as_deref(),
+            },
         )
         .await?;
         println!(
