@@ -49,18 +49,24 @@ pub fn deliver(conn: &mut PgConn, deliveries: Vec<(UserId, Delivery)>) -> QueryR
             }
         }
     }
+    // The wake-up first: NOTIFY sends it at commit whatever its place in the
+    // transaction, and the inbox counters, locked from the delivery on until commit,
+    // are held that much less (a group message's wake-up names every member).
+    if wakeups::elsewhere() {
+        wakeups::note(user_ids.iter().copied());
+    } else {
+        Wake {
+            user_ids: user_ids.clone(),
+        }
+        .execute(conn)?;
+    }
     Deliver {
-        user_ids: user_ids.clone(),
+        user_ids,
         message_ids,
         group_events,
     }
-    .execute(conn)?;
-    if wakeups::elsewhere() {
-        wakeups::note(user_ids);
-        Ok(())
-    } else {
-        Wake { user_ids }.execute(conn).map(drop)
-    }
+    .execute(conn)
+    .map(drop)
 }
 
 /// The same event to each of `users`.
