@@ -14,22 +14,19 @@ CREATE OR REPLACE FUNCTION public.fastchat_deliver(user_ids bigint[], message_id
  SET enable_seqscan TO 'off'
 AS $function$
 BEGIN
-    -- In user id order (no deadlocks); held until commit, so seqs follow commit order.
-    PERFORM 1 FROM (SELECT DISTINCT u.user_id FROM unnest(user_ids) AS u(user_id)) d
-      JOIN inboxes i ON i.user_id = d.user_id
-     ORDER BY i.user_id FOR UPDATE OF i;
+    -- Held until commit, so each inbox's seqs follow commit order.
+    UPDATE inboxes i SET last_seq = i.last_seq + c.n
+      FROM (SELECT u.user_id, count(*) AS n FROM unnest(user_ids) AS u(user_id)
+             GROUP BY u.user_id ORDER BY u.user_id) c
+     WHERE i.user_id = c.user_id;
     INSERT INTO inbox_events (user_id, seq, message_id, group_event)
     SELECT d.user_id,
-           (SELECT i.last_seq FROM inboxes i WHERE i.user_id = d.user_id)
+           i.last_seq - count(*) OVER (PARTITION BY d.user_id)
                + row_number() OVER (PARTITION BY d.user_id ORDER BY d.ord),
            d.message_id, d.group_event
       FROM unnest(user_ids, message_ids, group_events)
            WITH ORDINALITY AS d(user_id, message_id, group_event, ord)
-     WHERE EXISTS (SELECT 1 FROM inboxes i WHERE i.user_id = d.user_id);
-    UPDATE inboxes i SET last_seq = i.last_seq + c.n
-      FROM (SELECT u.user_id, count(*) AS n FROM unnest(user_ids) AS u(user_id)
-             GROUP BY u.user_id) c
-     WHERE i.user_id = c.user_id;
+      JOIN inboxes i ON i.user_id = d.user_id;
 END
 $function$;
 
