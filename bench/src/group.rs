@@ -49,6 +49,8 @@ pub struct Sustained {
     /// Per delivery.
     pub latency: Latency,
     pub time_to_last: Latency,
+    /// From when each message was due until its sender had the 201.
+    pub send: Latency,
 }
 
 pub async fn run(
@@ -175,6 +177,7 @@ pub async fn run(
             deliveries_per_second: steady.delivered as f64 / steady.span.as_secs_f64().max(1e-3),
             latency: Latency::of(&steady.deliveries),
             time_to_last: Latency::of(&steady.completions),
+            send: Latency::of(&steady.answers),
         },
         lost: one_at_a_time.lost + steady.lost,
         duplicates: one_at_a_time.duplicates + steady.duplicates,

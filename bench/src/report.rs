@@ -332,6 +332,13 @@ impl Report {
                 &g.sustained.time_to_last,
             ));
             line(row(
+                &format!(
+                    "{} msg/s sustained, the sender's request until its 201",
+                    g.sustained.rate
+                ),
+                &g.sustained.send,
+            ));
+            line(row(
                 &format!("{} msg/s sustained, each delivery", g.sustained.rate),
                 &g.sustained.latency,
             ));
