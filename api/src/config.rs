@@ -34,7 +34,8 @@ pub struct Config {
     pub workers: Option<usize>,
 
     /// Threads storing one-to-one messages, each one transaction at a time; messages
-    /// that arrive meanwhile wait and go together in the next.
+    /// that arrive meanwhile wait and go together in the next. As many again store
+    /// group messages the same way.
     #[arg(long, env = "FASTCHAT_SEND_WORKERS", default_value_t = 2,
           value_parser = clap::value_parser!(u16).range(1..=64))]
     pub send_workers: u16,

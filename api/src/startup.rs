@@ -99,6 +99,11 @@ impl Application {
                 usize::from(config.send_workers),
                 observed("direct_sends"),
             )?,
+            group_sends: messages::group_send_batcher(
+                pool.clone(),
+                usize::from(config.send_workers),
+                observed("group_sends"),
+            )?,
             inbox_reads: inbox::read_batcher(pool.clone(), observed("inbox_reads"))?,
             config,
             hub: Arc::clone(&hub),

@@ -9,7 +9,7 @@ use crate::live::hub::Hub;
 use crate::live::stalls::StallWatch;
 use crate::metrics::Metrics;
 use crate::store::inbox::{InboxPage, InboxRead};
-use crate::store::messages::{DirectSend, SendAnswer};
+use crate::store::messages::{DirectSend, GroupSend, SendAnswer};
 use crate::store::sessions::SessionLookup;
 
 pub struct AppState {
@@ -23,5 +23,6 @@ pub struct AppState {
     /// The database work every request does, coalesced (see [`crate::batch`]).
     pub session_lookups: Batcher<Vec<u8>, SessionLookup>,
     pub direct_sends: Batcher<DirectSend, SendAnswer>,
+    pub group_sends: Batcher<GroupSend, SendAnswer>,
     pub inbox_reads: Batcher<InboxRead, InboxPage>,
 }

@@ -4,7 +4,7 @@
 use std::collections::{BTreeSet, HashMap, HashSet};
 use std::time::Duration;
 
-use fastchat_tests::api::{opaque_envelope, Answer};
+use fastchat_tests::api::{group_message, opaque_envelope, opaque_group_envelope, Answer};
 use fastchat_tests::{CliHome, Cluster, TestUser};
 use futures_util::future::BoxFuture;
 use futures_util::FutureExt;
@@ -112,6 +112,167 @@ async fn a_group_spread_over_two_servers_gets_every_message_once() {
             "{name}'s seqs have a gap"
         );
     }
+}
+
+/// Group messages that arrive together are stored together (one transaction), yet each
+/// is answered as if it had come alone: a retry gets the first answer; a message sealed
+/// for the wrong members, for a state the group has left, to no group, or from someone
+/// outside the group is refused on its own; and every member's inbox holds each stored
+/// message once, with no gap in its seqs.
+#[tokio::test]
+async fn group_sends_served_together_are_each_answered_on_their_own() {
+    let cluster = Cluster::start(1).await;
+    let api = cluster.api(0);
+    let ann = api.user("ann").await;
+    let ben = api.user("ben").await;
+    let cat = api.user("cat").await;
+    let dan = api.user("dan").await;
+    ann.create_group("crew", &["ben", "cat"])
+        .await
+        .assert_status(201);
+    ann.create_group("pair", &["ben"]).await.assert_status(201);
+    let binding = |view: Answer| {
+        let view = view.assert_status(200);
+        json!({"id": view["id"], "epoch": view["epoch"], "head": view["head"]})
+    };
+    let (crew, pair) = (
+        binding(ann.group("crew").await),
+        binding(ann.group("pair").await),
+    );
+    let mut stale = crew.clone();
+    stale["epoch"] = json!(7);
+    let to = |group: &str, members: &[&str], binding: &Value| {
+        group_message(group, opaque_group_envelope(members, binding.clone()))
+    };
+
+    // Who sends what, and what each should get: 201 (with an id to match) or a code.
+    let everyone = ["ann", "ben", "cat"];
+    let mut sends: Vec<(&TestUser, Value, &str)> = Vec::new();
+    let mut retried = Vec::new();
+    for i in 0..20 {
+        let sender = [&ann, &ben, &cat][i % 3];
+        sends.push((sender, to("crew", &everyone, &crew), "201"));
+    }
+    for _ in 0..5 {
+        // The same message twice at once, as a client retrying on a timeout would.
+        let body = to("crew", &everyone, &crew);
+        retried.push(body["client_id"].as_str().expect("id").to_owned());
+        sends.push((&ben, body.clone(), "201"));
+        sends.push((&ben, body, "201"));
+        sends.push((&ann, to("pair", &["ann", "ben"], &pair), "201"));
+        sends.push((
+            &ann,
+            to("crew", &["ann", "ben"], &crew),
+            "recipients_mismatch",
+        ));
+        sends.push((&cat, to("crew", &everyone, &stale), "recipients_mismatch"));
+        sends.push((
+            &ann,
+            to("no_such_crew", &everyone, &crew),
+            "group_not_found",
+        ));
+        sends.push((&dan, to("crew", &everyone, &crew), "group_not_found"));
+    }
+    let answers = futures_util::future::join_all(
+        sends
+            .iter()
+            .map(|(sender, body, _)| sender.send(body.clone())),
+    )
+    .await;
+
+    let mut ids_by_client: HashMap<String, Vec<i64>> = HashMap::new();
+    let mut stored_to: HashMap<&str, BTreeSet<i64>> = HashMap::new();
+    let mut sent_by: HashMap<i64, String> = HashMap::new();
+    for ((sender, body, expected), answer) in sends.iter().zip(&answers) {
+        match *expected {
+            "201" => {
+                let id = answer.assert_status(201)["id"].as_i64().expect("id");
+                let client_id = body["client_id"].as_str().expect("client_id");
+                ids_by_client
+                    .entry(client_id.to_owned())
+                    .or_default()
+                    .push(id);
+                let group = body["group"].as_str().expect("group");
+                stored_to.entry(group).or_default().insert(id);
+                sent_by.insert(id, sender.name.clone());
+            }
+            "group_not_found" => {
+                answer.assert_problem(404, expected);
+            }
+            _ => {
+                answer.assert_problem(409, expected);
+            }
+        }
+    }
+    for client_id in &retried {
+        let ids = &ids_by_client[client_id];
+        assert_eq!(
+            ids,
+            &[ids[0], ids[0]],
+            "a retry is answered with the first send's id"
+        );
+    }
+    assert_eq!(stored_to["crew"].len(), 25);
+    assert_eq!(stored_to["pair"].len(), 5);
+
+    for (member, groups) in [
+        (&ann, vec!["crew", "pair"]),
+        (&ben, vec!["crew", "pair"]),
+        (&cat, vec!["crew"]),
+    ] {
+        let events = inbox(member).await;
+        let seqs: Vec<i64> = events
+            .iter()
+            .map(|e| e["seq"].as_i64().expect("seq"))
+            .collect();
+        assert_eq!(
+            seqs,
+            (1..=seqs.len() as i64).collect::<Vec<_>>(),
+            "{}'s seqs have a gap",
+            member.name
+        );
+        let delivered: Vec<i64> = events
+            .iter()
+            .filter(|e| e["type"] == "message")
+            .map(|e| e["message"]["id"].as_i64().expect("id"))
+            .collect();
+        let once: BTreeSet<i64> = delivered.iter().copied().collect();
+        assert_eq!(
+            once.len(),
+            delivered.len(),
+            "{} got a message twice",
+            member.name
+        );
+        let expected: BTreeSet<i64> = groups
+            .iter()
+            .flat_map(|g| stored_to[g].iter().copied())
+            .filter(|id| sent_by[id] != member.name)
+            .collect();
+        assert_eq!(
+            once, expected,
+            "{} got exactly the others' stored messages",
+            member.name
+        );
+    }
+    let dan_events = inbox(&dan).await;
+    assert!(dan_events.is_empty(), "the outsider got {dan_events:?}");
+
+    // And they really were served together, not one by one.
+    let text = api.metrics().await;
+    let of_sends = |name: &str| fastchat_tests::metric_where(&text, name, "kind", "group_sends");
+    let (batches, requests) = (
+        of_sends("fastchat_batch_size_count"),
+        of_sends("fastchat_batch_size_sum"),
+    );
+    assert_eq!(
+        requests,
+        sends.len() as f64,
+        "every group send went through the batcher"
+    );
+    assert!(
+        batches < requests,
+        "{requests} group sends came in {batches} batches"
+    );
 }
 
 #[tokio::test]

@@ -16,7 +16,7 @@ use crate::handlers::auth::AuthUser;
 use crate::ids::MessageId;
 use crate::state::AppState;
 use crate::store::blobs::parse_attachments;
-use crate::store::messages::{self, DirectSend, Outgoing, PageRequest};
+use crate::store::messages::{self, DirectSend, GroupSend, Outgoing, PageRequest};
 
 /// RSA signatures and wrapped keys: 2048 to 8192-bit keys.
 const RSA_BLOCK_BYTES: std::ops::RangeInclusive<usize> = 256..=1024;
@@ -146,10 +146,10 @@ pub async fn send(
                 .await??
         }
         Destination::Group(group) => {
-            db::run(&state.pool, move |conn| {
-                messages::send_to_group(conn, &group, &message)
-            })
-            .await?
+            state
+                .group_sends
+                .call(GroupSend { message, group })
+                .await??
         }
     };
     Ok(HttpResponse::Created().json(sent))

@@ -171,23 +171,30 @@ pub fn lock(
     caller: UserId,
     lock: Lock,
 ) -> Result<LockedGroup, ApiError> {
+    lock_by_name(conn, name.as_str(), lock)?
+        .filter(|group| group.member(caller).is_some())
+        .ok_or_else(ApiError::group_not_found)
+}
+
+/// Loads `name` with its members, locking its row, whoever asks (`None`: no such group).
+pub fn lock_by_name(conn: &mut PgConn, name: &str, lock: Lock) -> QueryResult<Option<LockedGroup>> {
     type Row = (GroupId, uuid::Uuid, String, DateTime<Utc>, i64, Vec<u8>);
-    let query = groups::table
-        .filter(groups::name.eq(name.as_str()))
-        .select((
-            groups::id,
-            groups::uid,
-            groups::name,
-            groups::created_at,
-            groups::epoch,
-            groups::head,
-        ));
+    let query = groups::table.filter(groups::name.eq(name)).select((
+        groups::id,
+        groups::uid,
+        groups::name,
+        groups::created_at,
+        groups::epoch,
+        groups::head,
+    ));
     let row = match lock {
         Lock::Share => query.for_share().first::<Row>(conn),
         Lock::Update => query.for_update().first::<Row>(conn),
     }
     .optional()?;
-    let (id, uid, name, created_at, epoch, head) = row.ok_or_else(ApiError::group_not_found)?;
+    let Some((id, uid, name, created_at, epoch, head)) = row else {
+        return Ok(None);
+    };
     let members = group_members::table
         .inner_join(users::table)
         .filter(group_members::group_id.eq(id))
@@ -199,7 +206,7 @@ pub fn lock(
             group_members::key_fingerprint,
         ))
         .load::<Member>(conn)?;
-    let group = LockedGroup {
+    Ok(Some(LockedGroup {
         id,
         uid,
         name,
@@ -207,11 +214,7 @@ pub fn lock(
         epoch,
         head,
         members,
-    };
-    if group.member(caller).is_none() {
-        return Err(ApiError::group_not_found());
-    }
-    Ok(group)
+    }))
 }
 
 /// A user's id and public key, as the server has them.

@@ -1,9 +1,10 @@
 //! Messages: storing them (idempotent by the sender's `client_id`) and reading history.
 //! One-to-one messages take one path, attachments or not: `fastchat_send_direct_messages`,
-//! fed in batches by [`direct_send_batcher`]. Group messages are stored under the
-//! group's share lock, so the members they are encrypted for are the members they reach.
+//! fed in batches by [`direct_send_batcher`]. Group messages, fed in batches by
+//! [`group_send_batcher`], are stored under their group's share lock, so the members
+//! they are encrypted for are the members they reach.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 
 use chrono::{DateTime, Utc};
 use diesel::prelude::*;
@@ -19,7 +20,7 @@ use crate::ids::{GroupId, MessageId, UserId};
 use crate::schema::messages;
 use crate::store::blobs;
 use crate::store::functions::SendDirectMessages;
-use crate::store::groups::{self, Lock};
+use crate::store::groups::{self, Lock, LockedGroup};
 use crate::store::inbox::{self, Delivery};
 use crate::store::message_view::MessageView;
 use crate::store::sessions::SessionUser;
@@ -224,76 +225,177 @@ struct NewGroupMessage<'a> {
     group_head: String,
 }
 
-/// Stores a group message, its keys and attachments, and delivers it to every member but
-/// the sender. The group's row stays share-locked until commit: membership cannot change
-/// between checking the keys and delivering. A message already stored under this
-/// client_id is answered as it was.
-pub fn send_to_group(
-    conn: &mut PgConn,
-    group: &GroupName,
-    message: &Outgoing,
-) -> Result<MessageSent, ApiError> {
-    let sender = &message.sender;
-    if !blobs::all_uploaded_by(conn, sender.user_id, &message.attachments)? {
-        return Err(ApiError::attachment_not_yours());
+/// A message to a group.
+pub struct GroupSend {
+    pub message: Outgoing,
+    pub group: GroupName,
+}
+
+/// At most this many group messages are stored together. One to a 1,000-member group is
+/// 1,000 inbox events and 1,000 keys; a batch of them is still one short transaction.
+const GROUP_BATCH_MAX: usize = 16;
+
+/// Starts `workers` threads that serve [`send_group_batch`].
+pub fn group_send_batcher(
+    pool: PgPool,
+    workers: usize,
+    metrics: BatchMetrics,
+) -> std::io::Result<Batcher<GroupSend, SendAnswer>> {
+    Batcher::start(
+        "group-sends",
+        workers,
+        GROUP_BATCH_MAX,
+        QUEUE_MAX,
+        metrics,
+        move |sends| send_group_batch(&pool, &sends),
+    )
+}
+
+/// Stores group messages that arrived together, each answered as if it had come alone,
+/// in one transaction that delivers them all at its end. A group message holds every
+/// member's inbox counter until commit, so messages to one group are stored one after
+/// another; together, they take the counters once and commit once. Should the
+/// transaction fail, each is stored on its own, so one bad message cannot sink the
+/// others. Blocks.
+pub fn send_group_batch(pool: &PgPool, sends: &[GroupSend]) -> Vec<SendAnswer> {
+    let stored = db::with_conn(pool, |conn| {
+        Ok(match send_to_groups(conn, sends) {
+            Ok(answers) => answers,
+            Err(e) if sends.len() == 1 => vec![Err(e.into())],
+            Err(e) => {
+                tracing::warn!(error = %e, count = sends.len(), "storing a batch of group messages failed; storing them one by one");
+                sends
+                    .iter()
+                    .map(
+                        |one| match send_to_groups(conn, std::slice::from_ref(one)) {
+                            Ok(mut answers) => answers.pop().unwrap_or_else(|| {
+                                Err(ApiError::internal("a group send went unanswered"))
+                            }),
+                            Err(e) => Err(e.into()),
+                        },
+                    )
+                    .collect()
+            }
+        })
+    });
+    stored.unwrap_or_else(|e| e.for_each_of(sends.len()))
+}
+
+/// `sends` stored in one transaction (an answer each, in order), or the database error
+/// that stored none of them. Each group's row stays share-locked until commit:
+/// membership cannot change between checking a message's keys and delivering it.
+fn send_to_groups(conn: &mut PgConn, sends: &[GroupSend]) -> QueryResult<Vec<SendAnswer>> {
+    let mut answers: Vec<Option<SendAnswer>> = Vec::with_capacity(sends.len());
+    for send in sends {
+        let message = &send.message;
+        let yours = blobs::all_uploaded_by(conn, message.sender.user_id, &message.attachments)?;
+        answers.push((!yours).then(|| Err(ApiError::attachment_not_yours())));
     }
     conn.transaction(|conn| {
-        let group = groups::lock(conn, group, sender.user_id, Lock::Share)?;
-        check_keys(
-            &message.envelope,
-            group.members.iter().map(|m| m.username.as_str()),
-        )?;
-        // Sealed in the group's state now, or sealed for members who may have changed.
-        let current = message.envelope.group.as_ref().is_some_and(|binding| {
-            binding.id == group.uid
-                && i64::try_from(binding.epoch).is_ok_and(|e| e == group.epoch)
-                && binding.head == group.head_hex()
-        });
-        if !current {
-            return Err(ApiError::RecipientsMismatch {
-                members: group.members.iter().map(|m| m.username.clone()).collect(),
-            });
-        }
-        let inserted = diesel::insert_into(messages::table)
-            .values(&NewGroupMessage {
-                sender_id: sender.user_id,
-                group_id: group.id,
-                client_id: message.client_id,
-                kind: message.kind.as_str(),
-                nonce: &message.envelope.nonce,
-                ciphertext: &message.envelope.ciphertext,
-                sig: &message.envelope.sig,
-                attachments: message
-                    .attachments
-                    .iter()
-                    .map(|id| Some(id.to_string()))
-                    .collect(),
-                signed_at: message.signed_at(),
-                group_epoch: group.epoch,
-                group_head: group.head_hex(),
-            })
-            .on_conflict((messages::sender_id, messages::client_id))
-            .do_nothing()
-            .returning((messages::id, messages::sent_at))
-            .get_result::<(MessageId, DateTime<Utc>)>(conn)
-            .optional()?;
-        let Some((id, sent_at)) = inserted else {
-            return earlier_group_send(conn, sender.user_id, message.client_id, group.id);
-        };
-        let (user_ids, keys): (Vec<UserId>, Vec<String>) = group
-            .members
+        // Each group once, in name order (membership changes lock one group at a time).
+        let mut groups: BTreeMap<&str, Option<LockedGroup>> = sends
             .iter()
-            .map(|m| (m.user_id, message.key_for(&m.username)))
-            .unzip();
-        insert_keys(conn, id, &user_ids, &keys)?;
-        blobs::attach(conn, id, &message.attachments)?;
-        let recipients: Vec<UserId> = user_ids
+            .zip(&answers)
+            .filter(|(_, answer)| answer.is_none())
+            .map(|(send, _)| (send.group.as_str(), None))
+            .collect();
+        for (name, group) in &mut groups {
+            *group = groups::lock_by_name(conn, name, Lock::Share)?;
+        }
+        let mut deliveries = Vec::new();
+        for (send, answer) in sends.iter().zip(&mut answers) {
+            if answer.is_none() {
+                let group = groups.get(send.group.as_str()).and_then(Option::as_ref);
+                *answer = Some(store_group_message(
+                    conn,
+                    group,
+                    &send.message,
+                    &mut deliveries,
+                )?);
+            }
+        }
+        // Every member's events in the order their messages were sent.
+        inbox::deliver(conn, deliveries)?;
+        Ok(answers
+            .into_iter()
+            .map(|answer| {
+                answer.unwrap_or_else(|| Err(ApiError::internal("a group send went unanswered")))
+            })
+            .collect())
+    })
+}
+
+/// Stores one message to `group` (share-locked; `None`: there is none), its keys and
+/// attachments, and adds its deliveries, to every member but the sender. A message
+/// already stored under this client_id is answered as it was. The outer error is the
+/// database's, which sinks the transaction; the inner one is this message's answer.
+fn store_group_message(
+    conn: &mut PgConn,
+    group: Option<&LockedGroup>,
+    message: &Outgoing,
+    deliveries: &mut Vec<(UserId, Delivery)>,
+) -> QueryResult<SendAnswer> {
+    let sender = &message.sender;
+    let Some(group) = group.filter(|g| g.member(sender.user_id).is_some()) else {
+        return Ok(Err(ApiError::group_not_found()));
+    };
+    if let Err(mismatch) = check_keys(
+        &message.envelope,
+        group.members.iter().map(|m| m.username.as_str()),
+    ) {
+        return Ok(Err(mismatch));
+    }
+    // Sealed in the group's state now, or sealed for members who may have changed.
+    let current = message.envelope.group.as_ref().is_some_and(|binding| {
+        binding.id == group.uid
+            && i64::try_from(binding.epoch).is_ok_and(|e| e == group.epoch)
+            && binding.head == group.head_hex()
+    });
+    if !current {
+        return Ok(Err(ApiError::RecipientsMismatch {
+            members: group.members.iter().map(|m| m.username.clone()).collect(),
+        }));
+    }
+    let inserted = diesel::insert_into(messages::table)
+        .values(&NewGroupMessage {
+            sender_id: sender.user_id,
+            group_id: group.id,
+            client_id: message.client_id,
+            kind: message.kind.as_str(),
+            nonce: &message.envelope.nonce,
+            ciphertext: &message.envelope.ciphertext,
+            sig: &message.envelope.sig,
+            attachments: message
+                .attachments
+                .iter()
+                .map(|id| Some(id.to_string()))
+                .collect(),
+            signed_at: message.signed_at(),
+            group_epoch: group.epoch,
+            group_head: group.head_hex(),
+        })
+        .on_conflict((messages::sender_id, messages::client_id))
+        .do_nothing()
+        .returning((messages::id, messages::sent_at))
+        .get_result::<(MessageId, DateTime<Utc>)>(conn)
+        .optional()?;
+    let Some((id, sent_at)) = inserted else {
+        return earlier_group_send(conn, sender.user_id, message.client_id, group.id);
+    };
+    let (user_ids, keys): (Vec<UserId>, Vec<String>) = group
+        .members
+        .iter()
+        .map(|m| (m.user_id, message.key_for(&m.username)))
+        .unzip();
+    insert_keys(conn, id, &user_ids, &keys)?;
+    blobs::attach(conn, id, &message.attachments)?;
+    deliveries.extend(
+        user_ids
             .into_iter()
             .filter(|&u| u != sender.user_id)
-            .collect();
-        inbox::deliver_to_all(conn, &recipients, Delivery::Message(id))?;
-        Ok(MessageSent { id: id.0, sent_at })
-    })
+            .map(|u| (u, Delivery::Message(id))),
+    );
+    Ok(Ok(MessageSent { id: id.0, sent_at }))
 }
 
 fn insert_keys(
@@ -320,16 +422,16 @@ fn earlier_group_send(
     sender: UserId,
     client_id: uuid::Uuid,
     group: GroupId,
-) -> Result<MessageSent, ApiError> {
+) -> QueryResult<SendAnswer> {
     let (id, sent_at, group_id) = messages::table
         .filter(messages::sender_id.eq(sender))
         .filter(messages::client_id.eq(client_id))
         .select((messages::id, messages::sent_at, messages::group_id))
         .first::<(MessageId, DateTime<Utc>, Option<GroupId>)>(conn)?;
     if group_id != Some(group) {
-        return Err(ApiError::client_id_reused());
+        return Ok(Err(ApiError::client_id_reused()));
     }
-    Ok(MessageSent { id: id.0, sent_at })
+    Ok(Ok(MessageSent { id: id.0, sent_at }))
 }
 
 /// `SELECT` and `FROM` of every history query: the messages that carry a key for the
