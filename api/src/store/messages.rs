@@ -109,19 +109,30 @@ pub fn direct_send_batcher(
 /// alone. They go in one statement; should it fail, each is stored on its own, so one
 /// bad message cannot sink the others. Blocks.
 pub fn send_direct_batch(pool: &PgPool, sends: &[DirectSend]) -> Vec<SendAnswer> {
+    together_or_one_by_one(pool, sends, "one-to-one", send_direct)
+}
+
+/// Stores `sends` with one call of `store`; should that fail, each with a call of its
+/// own, so that one bad message cannot sink the others. An answer each, in order.
+fn together_or_one_by_one<S, E: Into<ApiError> + std::fmt::Display>(
+    pool: &PgPool,
+    sends: &[S],
+    kind: &str,
+    store: impl Fn(&mut PgConn, &[S]) -> Result<Vec<SendAnswer>, E>,
+) -> Vec<SendAnswer> {
     let stored = db::with_conn(pool, |conn| {
-        Ok(match send_direct(conn, sends) {
+        Ok(match store(conn, sends) {
             Ok(answers) => answers,
+            Err(e) if sends.len() == 1 => vec![Err(e.into())],
             Err(e) => {
-                tracing::warn!(error = %e, count = sends.len(), "storing a batch failed; storing its messages one by one");
+                tracing::warn!(error = %e, count = sends.len(), kind, "storing a batch of messages failed; storing them one by one");
                 sends
                     .chunks(1)
-                    .map(|one| {
-                        send_direct(conn, one).and_then(|mut answers| {
-                            answers.pop().unwrap_or_else(|| {
-                                Err(ApiError::internal("a send went unanswered"))
-                            })
-                        })
+                    .map(|one| match store(conn, one) {
+                        Ok(mut answers) => answers
+                            .pop()
+                            .unwrap_or_else(|| Err(ApiError::internal("a send went unanswered"))),
+                        Err(e) => Err(e.into()),
                     })
                     .collect()
             }
@@ -258,27 +269,7 @@ pub fn group_send_batcher(
 /// transaction fail, each is stored on its own, so one bad message cannot sink the
 /// others. Blocks.
 pub fn send_group_batch(pool: &PgPool, sends: &[GroupSend]) -> Vec<SendAnswer> {
-    let stored = db::with_conn(pool, |conn| {
-        Ok(match send_to_groups(conn, sends) {
-            Ok(answers) => answers,
-            Err(e) if sends.len() == 1 => vec![Err(e.into())],
-            Err(e) => {
-                tracing::warn!(error = %e, count = sends.len(), "storing a batch of group messages failed; storing them one by one");
-                sends
-                    .iter()
-                    .map(
-                        |one| match send_to_groups(conn, std::slice::from_ref(one)) {
-                            Ok(mut answers) => answers.pop().unwrap_or_else(|| {
-                                Err(ApiError::internal("a group send went unanswered"))
-                            }),
-                            Err(e) => Err(e.into()),
-                        },
-                    )
-                    .collect()
-            }
-        })
-    });
-    stored.unwrap_or_else(|e| e.for_each_of(sends.len()))
+    together_or_one_by_one(pool, sends, "group", send_to_groups)
 }
 
 /// `sends` stored in one transaction (an answer each, in order), or the database error
