@@ -1,20 +1,23 @@
 //! `fastchat-balancer`: one address in front of any number of FastChat api servers.
 //!
 //! - [`config`]: the settings.
-//! - [`proxy`]: routing, rate limits ([`limits`]) and the balancer's own answers
-//!   ([`problem`]).
+//! - [`front`]: the public listener, which hands event streams to the [`relay`] and
+//!   everything else to the [`proxy`]: routing, rate limits ([`limits`]) and the
+//!   balancer's own answers ([`problem`]).
 //! - [`pool`]: the servers and their load; [`health`]: health checks and the registry.
 //! - [`tls`]: the public listener's certificate, reloaded when it changes.
 //! - [`admin`] and [`metrics`]: the private admin listener.
 
 mod admin;
 mod config;
+mod front;
 mod health;
 mod limits;
 mod metrics;
 mod pool;
 mod problem;
 mod proxy;
+mod relay;
 mod tls;
 
 use std::sync::Arc;
@@ -33,11 +36,13 @@ use pingora::services::listening::Service;
 
 use crate::admin::Admin;
 use crate::config::Config;
+use crate::front::Front;
 use crate::health::Checker;
 use crate::limits::RateLimits;
 use crate::metrics::Metrics;
 use crate::pool::{Backend, Pool};
 use crate::proxy::Balancer;
+use crate::relay::Relay;
 use crate::tls::ReloadingCert;
 
 /// Small periodic chores: the certificate's files, and forgetting quiet addresses.
@@ -158,16 +163,26 @@ fn main() {
         database_url: config.database_url.clone(),
         registry_timeout: Duration::from_millis(config.registry_timeout_ms),
     };
-    let mut proxy = pingora::proxy::http_proxy_service(
-        &server.configuration,
-        Balancer {
+    let stream_stall = Duration::from_secs(config.stream_stall_secs);
+    let front = Front {
+        proxy: Arc::new(pingora::proxy::http_proxy(
+            &server.configuration,
+            Balancer {
+                pool: Arc::clone(&pool),
+                metrics: Arc::clone(&metrics),
+                limits: Arc::clone(&limits),
+                max_inflight: config.max_inflight,
+                stream_stall,
+            },
+        )),
+        relay: Arc::new(Relay {
             pool: Arc::clone(&pool),
             metrics: Arc::clone(&metrics),
             limits: Arc::clone(&limits),
-            max_inflight: config.max_inflight,
-            stream_stall: Duration::from_secs(config.stream_stall_secs),
-        },
-    );
+            stream_stall,
+        }),
+    };
+    let mut proxy = Service::new("proxy".into(), front);
     // pingora gives every client connection a 64 KiB read buffer by default. Requests
     // are read into its own header buffer anyway, and an idle event stream would keep
     // 64 KiB resident for nothing.

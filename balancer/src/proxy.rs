@@ -1,7 +1,8 @@
 //! The proxy: each request goes to the least-loaded healthy api server; a request that
-//! could not even connect is retried on another server (nothing was sent yet); event
-//! streams pass through unbuffered, with a read timeout longer than the servers'
-//! keep-alive interval, and are cut when their server is taken out of rotation.
+//! could not even connect is retried on another server (nothing was sent yet). Event
+//! streams on plain connections are the [`crate::relay`]'s; over TLS they pass through
+//! here, unbuffered, with a read timeout longer than the servers' keep-alive interval,
+//! and are cut when their server is taken out of rotation.
 //!
 //! In front of that: per-address rate limits (429), and 503 with `Retry-After` when no
 //! server can take the request (none in rotation, or all as busy as they may be). The
@@ -31,11 +32,11 @@ use crate::problem;
 pub const CLIENT_HEADER: &str = "x-fastchat-client";
 
 /// Longer than the api servers' 15-second keep-alives on event streams.
-const STREAM_READ_TIMEOUT: Duration = Duration::from_secs(60);
+pub const STREAM_READ_TIMEOUT: Duration = Duration::from_secs(60);
 const REQUEST_READ_TIMEOUT: Duration = Duration::from_secs(30);
-const CONNECT_TIMEOUT: Duration = Duration::from_secs(1);
+pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(1);
 /// What clients refused for want of a server are told to wait.
-const RETRY_UNAVAILABLE: Duration = Duration::from_secs(1);
+pub const RETRY_UNAVAILABLE: Duration = Duration::from_secs(1);
 
 /// Why no server was picked.
 const NO_SERVER: ErrorType = ErrorType::Custom("no api server in rotation");

@@ -565,3 +565,134 @@ async fn a_balancer_out_of_descriptors_keeps_its_server_and_the_streams_it_holds
         );
     }
 }
+
+/// A raw connection to the balancer, for what no HTTP client would send.
+async fn raw_connection(balancer: &BalancerProcess) -> tokio::net::TcpStream {
+    let address = balancer
+        .url
+        .trim_start_matches("http://")
+        .trim_end_matches('/');
+    tokio::net::TcpStream::connect(address)
+        .await
+        .expect("connected to the balancer")
+}
+
+/// What the balancer sends on `socket` until it closes it (failing past the deadline).
+/// A reset counts as closing: the balancer resets a connection it stops reading.
+async fn read_until_closed(socket: &mut tokio::net::TcpStream) -> String {
+    use tokio::io::AsyncReadExt;
+    let mut bytes = Vec::new();
+    tokio::time::timeout(WAIT, async {
+        let mut chunk = [0u8; 4096];
+        loop {
+            match socket.read(&mut chunk).await {
+                Ok(0) => return,
+                Ok(n) => bytes.extend_from_slice(&chunk[..n]),
+                Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => return,
+                Err(e) => panic!("read: {e}"),
+            }
+        }
+    })
+    .await
+    .expect("the balancer closes the connection");
+    String::from_utf8_lossy(&bytes).into_owned()
+}
+
+/// Reads from `socket` until what came holds `needle`.
+async fn read_until(socket: &mut tokio::net::TcpStream, needle: &str) -> String {
+    use tokio::io::AsyncReadExt;
+    let mut text = String::new();
+    tokio::time::timeout(WAIT, async {
+        let mut chunk = [0u8; 4096];
+        while !text.contains(needle) {
+            let n = socket.read(&mut chunk).await.expect("read");
+            assert!(n > 0, "closed before {needle:?} came: {text}");
+            text.push_str(&String::from_utf8_lossy(&chunk[..n]));
+        }
+    })
+    .await
+    .unwrap_or_else(|_| panic!("{needle:?} never came: {text}"));
+    text
+}
+
+/// Event streams are carried byte for byte beside the proxy: after other requests on a
+/// kept-alive connection, with the server's refusals passed on whole, and with nothing
+/// riding them to the server (a body, a second request, a byte sent later).
+#[tokio::test]
+async fn an_event_stream_is_carried_whole_and_nothing_rides_it_to_the_server() {
+    use tokio::io::AsyncWriteExt;
+    let cluster = Cluster::start_with(1, QUICK).await;
+    let server = &cluster.servers[0];
+    let balancer = BalancerProcess::spawn(None, &[&server.backend()]);
+    balancer.wait_healthy(&[&server.addr()]).await;
+    let api = Api::new(&balancer.url);
+    let alice = api.user("alice").await;
+    let bob = api.user("bob").await;
+    let events = |token: &str, extra: &str| {
+        format!(
+            "GET {}?after=0 HTTP/1.1\r\nHost: fastchat\r\nAuthorization: Bearer {token}\r\n{extra}\r\n",
+            paths::EVENTS
+        )
+    };
+
+    // A stream asked for after another request on the same connection carries events.
+    let mut socket = raw_connection(&balancer).await;
+    let profile = format!(
+        "GET {} HTTP/1.1\r\nHost: fastchat\r\nAuthorization: Bearer {}\r\n\r\n",
+        paths::user("bob"),
+        alice.token
+    );
+    socket.write_all(profile.as_bytes()).await.expect("sent");
+    let answer = read_until(&mut socket, "\"username\":\"bob\"").await;
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+    socket
+        .write_all(events(&alice.token, "").as_bytes())
+        .await
+        .expect("sent");
+    let head = read_until(&mut socket, "\r\n\r\n").await;
+    assert!(head.starts_with("HTTP/1.1 200"), "{head}");
+    assert!(head.contains("text/event-stream"), "{head}");
+    eventually(WAIT, "the stream to reach the server", || async {
+        (server.open_streams().await == Some(1.0)).then_some(())
+    })
+    .await;
+    bob.send_opaque_to(&alice).await.assert_status(201);
+    read_until(&mut socket, "\"from\":\"bob\"").await;
+    // A client of a stream only listens: what it sends ends the stream, here and on
+    // the server.
+    socket.write_all(profile.as_bytes()).await.expect("sent");
+    let rest = read_until_closed(&mut socket).await;
+    assert!(
+        !rest.contains("HTTP/1.1"),
+        "a request rode the stream: {rest}"
+    );
+    eventually(WAIT, "the server to close the stream", || async {
+        (server.open_streams().await == Some(0.0)).then_some(())
+    })
+    .await;
+
+    // The server's refusal comes through whole, and the connection ends with it.
+    let mut socket = raw_connection(&balancer).await;
+    socket
+        .write_all(events("not-a-token", "").as_bytes())
+        .await
+        .expect("sent");
+    let refused = read_until_closed(&mut socket).await;
+    assert!(refused.starts_with("HTTP/1.1 401"), "{refused}");
+    assert!(refused.contains("invalid_token"), "{refused}");
+
+    // A stream's request with a body, or with a second request behind it, is refused
+    // before it reaches a server.
+    for extra in [
+        "Content-Length: 5\r\n\r\nhello".to_owned(),
+        format!("\r\n{profile}"),
+    ] {
+        let request = events(&alice.token, "").trim_end().to_owned() + "\r\n" + &extra;
+        let mut socket = raw_connection(&balancer).await;
+        socket.write_all(request.as_bytes()).await.expect("sent");
+        let answer = read_until_closed(&mut socket).await;
+        assert!(answer.starts_with("HTTP/1.1 400"), "{answer}");
+        assert!(!answer.contains("HTTP/1.1 200"), "{answer}");
+    }
+    assert_eq!(server.open_streams().await, Some(0.0));
+}
