@@ -1,11 +1,8 @@
 //! The public listener's application: it looks at the first bytes of each request on a
-//! connection, hands an event stream's to the [`Relay`] (on a task of its own, so that
-//! the connection's first task, and all it holds, ends) and every other request to
-//! pingora's HTTP proxy, connection by connection as pingora itself would.
-//!
-//! A TLS connection cannot be looked into without taking its bytes (pingora can put
-//! back only what it read from a plain socket), so over TLS the proxy serves
-//! everything, event streams too.
+//! connection (plain or TLS), hands an event stream's to the [`Relay`] (on a task of
+//! its own, so that the connection's first task, and all it holds, ends) and every
+//! other request to pingora's HTTP proxy, connection by connection as pingora itself
+//! would.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -13,10 +10,11 @@ use std::time::Duration;
 use async_trait::async_trait;
 use pingora::apps::{HttpPersistentSettings, HttpServerApp, ServerApp};
 use pingora::protocols::http::ServerSession;
-use pingora::protocols::Stream;
+use pingora::protocols::{Stream, ALPN};
 use pingora::proxy::HttpProxy;
 use pingora::server::ShutdownWatch;
 
+use crate::lookahead::Lookahead;
 use crate::proxy::Balancer;
 use crate::relay::{is_stream_request, Relay, STREAM_REQUEST};
 
@@ -36,16 +34,15 @@ enum Next {
     Nothing,
 }
 
-/// Waits for the next request's first bytes without taking them from the stream.
-async fn next_request(stream: &mut Stream, shutdown: &mut ShutdownWatch) -> Next {
-    let mut first = [0u8; STREAM_REQUEST.len() + 1];
-    let peek = tokio::time::timeout(
+/// Waits for the next request's first bytes, without taking them.
+async fn next_request(connection: &mut Lookahead, shutdown: &mut ShutdownWatch) -> Next {
+    let look = tokio::time::timeout(
         Duration::from_secs(KEEPALIVE_SECS),
-        stream.try_peek(&mut first),
+        connection.look(STREAM_REQUEST.len() + 1),
     );
     tokio::select! {
-        peeked = peek => match peeked {
-            Ok(Ok(true)) if is_stream_request(&first) => Next::EventStream,
+        looked = look => match looked {
+            Ok(Ok(first)) if is_stream_request(first) => Next::EventStream,
             Ok(Ok(_)) => Next::Other,
             Ok(Err(_)) | Err(_) => Next::Nothing,
         },
@@ -57,26 +54,28 @@ async fn next_request(stream: &mut Stream, shutdown: &mut ShutdownWatch) -> Next
 impl ServerApp for Front {
     async fn process_new(
         self: &Arc<Self>,
-        mut stream: Stream,
+        stream: Stream,
         shutdown: &ShutdownWatch,
     ) -> Option<Stream> {
-        if stream.get_ssl_digest().is_some() {
+        if stream.selected_alpn_proto() == Some(ALPN::H2) {
+            // Not offered; should a client get it, pingora serves HTTP/2 itself.
             return self.proxy.process_new(stream, shutdown).await;
         }
+        let mut connection = Lookahead::new(stream);
         let mut watch = shutdown.clone();
         let mut settings: Option<HttpPersistentSettings> = None;
         let mut first = true;
         loop {
-            match next_request(&mut stream, &mut watch).await {
+            match next_request(&mut connection, &mut watch).await {
                 Next::EventStream => {
                     let relay = Arc::clone(&self.relay);
-                    tokio::spawn(async move { relay.serve(stream, watch).await });
+                    tokio::spawn(async move { relay.serve(Box::new(connection), watch).await });
                     return None;
                 }
                 Next::Other => {}
                 Next::Nothing => return None,
             }
-            let mut session = ServerSession::new_http1(stream);
+            let mut session = ServerSession::new_http1(Box::new(connection));
             if let Some(settings) = settings.take() {
                 settings.apply_to_session(&mut session);
             } else if first {
@@ -91,9 +90,11 @@ impl ServerApp for Front {
             }
             first = false;
             // Pipelining stays off (pingora's default), so no part of the next request
-            // is held anywhere but in the socket, where the next look finds it.
+            // is held anywhere but in the connection, where the next look finds it.
             let reused = self.proxy.process_new_http(session, shutdown).await?;
-            (stream, settings) = reused.consume();
+            let (stream, next_settings) = reused.consume();
+            settings = next_settings;
+            connection = Lookahead::recover(stream).unwrap_or_else(Lookahead::new);
         }
     }
 

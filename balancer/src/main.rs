@@ -1,8 +1,8 @@
 //! `fastchat-balancer`: one address in front of any number of FastChat api servers.
 //!
 //! - [`config`]: the settings.
-//! - [`front`]: the public listener, which hands event streams to the [`relay`] and
-//!   everything else to the [`proxy`]: routing, rate limits ([`limits`]) and the
+//! - [`front`]: the public listener, which looks at each request ahead ([`lookahead`])
+//!   and hands event streams to the [`relay`] and everything else to the [`proxy`]: routing, rate limits ([`limits`]) and the
 //!   balancer's own answers ([`problem`]).
 //! - [`pool`]: the servers and their load; [`health`]: health checks and the registry.
 //! - [`tls`]: the public listener's certificate, reloaded when it changes.
@@ -13,6 +13,7 @@ mod config;
 mod front;
 mod health;
 mod limits;
+mod lookahead;
 mod metrics;
 mod pool;
 mod problem;
