@@ -20,6 +20,7 @@ use std::os::fd::AsFd;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use bytes::BytesMut;
 use fastchat_protocol::problem::ErrorCode;
 use pingora::protocols::Stream;
 use pingora::server::ShutdownWatch;
@@ -281,10 +282,12 @@ impl Relay {
         upstream: &TcpStream,
         client: &mut Stream,
     ) -> io::Result<bool> {
-        let mut buffer = vec![0u8; CHUNK];
+        // Read into spare capacity: nothing to zero first.
+        let mut buffer = BytesMut::with_capacity(CHUNK);
         let mut open = true;
         loop {
-            let n = match upstream.try_read(&mut buffer) {
+            buffer.clear();
+            let n = match upstream.try_read_buf(&mut buffer) {
                 Ok(0) => {
                     open = false;
                     break;
