@@ -16,6 +16,9 @@ use pingora::protocols::{
 };
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, ReadBuf};
 
+/// How much is read at once while looking ahead.
+const READ_AHEAD: usize = 2048;
+
 #[derive(Debug)]
 pub struct Lookahead {
     inner: Stream,
@@ -44,16 +47,18 @@ impl Lookahead {
         Err(stream)
     }
 
-    /// The next `n` bytes, without taking them: waits until they are all in.
+    /// The next `n` bytes, without taking them: waits until they are all in. It reads
+    /// what has come (up to [`READ_AHEAD`]), so a request that arrived whole is read
+    /// from the socket once, here, and handed on from memory.
     pub async fn look(&mut self, n: usize) -> std::io::Result<&[u8]> {
         self.ahead.drain(..self.taken);
         self.taken = 0;
-        let had = self.ahead.len();
-        if had < n {
-            self.ahead.resize(n, 0);
-            if let Err(e) = self.inner.read_exact(&mut self.ahead[had..]).await {
-                self.ahead.truncate(had);
-                return Err(e);
+        while self.ahead.len() < n {
+            if self.ahead.capacity() == self.ahead.len() {
+                self.ahead.reserve_exact(READ_AHEAD.max(n));
+            }
+            if self.inner.read_buf(&mut self.ahead).await? == 0 {
+                return Err(std::io::ErrorKind::UnexpectedEof.into());
             }
         }
         Ok(&self.ahead[..n])
@@ -72,7 +77,8 @@ impl AsyncRead for Lookahead {
             buf.put_slice(&this.ahead[this.taken..this.taken + n]);
             this.taken += n;
             if this.taken == this.ahead.len() {
-                this.ahead.clear();
+                // Nothing is kept for a connection that waits (an idle stream above all).
+                this.ahead = Vec::new();
                 this.taken = 0;
             }
             return Poll::Ready(Ok(()));
