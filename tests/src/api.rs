@@ -292,3 +292,11 @@ pub fn group_message(group: &str, envelope: Value) -> Value {
         "envelope": envelope,
     })
 }
+
+/// The `seq` of each inbox event, in order.
+pub fn seqs_of(events: &[Value]) -> Vec<i64> {
+    events
+        .iter()
+        .map(|e| e["seq"].as_i64().expect("an event's seq"))
+        .collect()
+}

@@ -4,7 +4,7 @@
 use std::collections::{BTreeSet, HashMap, HashSet};
 use std::time::Duration;
 
-use fastchat_tests::api::{group_message, opaque_envelope, opaque_group_envelope, Answer};
+use fastchat_tests::api::{group_message, opaque_envelope, opaque_group_envelope, seqs_of, Answer};
 use fastchat_tests::{CliHome, Cluster, TestUser};
 use futures_util::future::BoxFuture;
 use futures_util::FutureExt;
@@ -221,10 +221,7 @@ async fn group_sends_served_together_are_each_answered_on_their_own() {
         (&cat, vec!["crew"]),
     ] {
         let events = inbox(member).await;
-        let seqs: Vec<i64> = events
-            .iter()
-            .map(|e| e["seq"].as_i64().expect("seq"))
-            .collect();
+        let seqs = seqs_of(&events);
         assert_eq!(
             seqs,
             (1..=seqs.len() as i64).collect::<Vec<_>>(),

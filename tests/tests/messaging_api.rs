@@ -4,7 +4,7 @@
 use std::collections::HashSet;
 use std::time::Duration;
 
-use fastchat_tests::api::{direct_message, opaque_envelope, with_overrides};
+use fastchat_tests::api::{direct_message, opaque_envelope, seqs_of, with_overrides};
 use fastchat_tests::{paths, Api, Cluster};
 use reqwest::Method;
 use serde_json::{json, Value};
@@ -204,12 +204,7 @@ async fn streams_replay_resume_or_start_now_and_keep_alive() {
 
     let page = bob.on(&two).inbox_query("after=1&limit=2").await;
     let page = page.assert_status(200);
-    let seqs: Vec<i64> = page["events"]
-        .as_array()
-        .expect("events")
-        .iter()
-        .map(|e| e["seq"].as_i64().expect("seq"))
-        .collect();
+    let seqs = seqs_of(page["events"].as_array().expect("events"));
     assert_eq!(seqs, [2, 3]);
     assert_eq!(page["next"], 3);
 }
@@ -615,10 +610,7 @@ async fn sends_served_together_are_each_answered_on_their_own() {
         .as_array()
         .expect("events")
         .clone();
-    let seqs: Vec<i64> = events
-        .iter()
-        .map(|e| e["seq"].as_i64().expect("seq"))
-        .collect();
+    let seqs = seqs_of(&events);
     assert_eq!(
         seqs,
         (1..=50).collect::<Vec<_>>(),
