@@ -1,8 +1,9 @@
 //! The proxy: each request goes to the least-loaded healthy api server; a request that
 //! could not even connect is retried on another server (nothing was sent yet). Event
 //! streams are the [`crate::relay`]'s; one that comes here (asked for with an absolute
-//! URL, or over HTTP/2, which is not offered) passes through unbuffered, with a read timeout longer than the servers'
-//! keep-alive interval, and is cut when its server is taken out of rotation.
+//! URL, or over HTTP/2, which is not offered) passes through unbuffered, with a read
+//! timeout longer than the servers' keep-alive interval, and is cut when its server is
+//! taken out of rotation.
 //!
 //! In front of that: per-address rate limits (429), and 503 with `Retry-After` when no
 //! server can take the request (none in rotation, or all as busy as they may be). The
