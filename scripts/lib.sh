@@ -157,6 +157,13 @@ pg_start() {
       || { rm -f "$pwfile"; cat "$dir/initdb.log" >&2; die "initdb failed"; }
     rm -f "$pwfile"
   fi
+  # A cluster left running on another port (by a run that was killed) would make the
+  # URL below point at nothing: stop it and start it where asked.
+  if as_pg "$PG_BIN/pg_ctl" -D "$data" status >/dev/null 2>&1 &&
+     [ "$(sed -n 4p "$data/postmaster.pid" 2>/dev/null)" != "$port" ]; then
+    log "PostgreSQL in $data runs on another port; restarting it on $port"
+    as_pg "$PG_BIN/pg_ctl" -D "$data" -m immediate -w -t 60 stop >/dev/null
+  fi
   if ! as_pg "$PG_BIN/pg_ctl" -D "$data" status >/dev/null 2>&1; then
     as_pg "$PG_BIN/pg_ctl" -D "$data" -l "$dir/postgres.log" -w -t 60 start \
       -o "-c listen_addresses=127.0.0.1 -c port=$port -c unix_socket_directories='' -c max_connections=500 -c fsync=${FASTCHAT_PG_FSYNC:-on} ${FASTCHAT_PG_OPTIONS:-}" \

@@ -16,8 +16,9 @@ use crate::config::Config;
 use crate::db;
 use crate::handlers::{auth, problem};
 use crate::live::hub::Hub;
+use crate::live::presence::Presence;
 use crate::live::stalls::{remember_socket, StallWatch};
-use crate::live::{self, presence, wakeup};
+use crate::live::{self, wakeup};
 use crate::metrics::Metrics;
 use crate::routes;
 use crate::state::AppState;
@@ -32,6 +33,7 @@ pub struct Application {
     admin: Server,
     state: web::Data<AppState>,
     identity: ServerIdentity,
+    presence: Presence,
 }
 
 impl Application {
@@ -119,12 +121,12 @@ impl Application {
             })
             .await?;
         }
-        actix_web::rt::spawn(presence::run(
+        let presence = Presence::spawn(
             state.pool.clone(),
             Arc::clone(&hub),
             identity.clone(),
             presence_rx,
-        ));
+        );
         actix_web::rt::spawn(live::sessions::run(state.pool.clone(), Arc::clone(&hub)));
         actix_web::rt::spawn(stalls.run(stall_limit));
         actix_web::rt::spawn(wakeup::postgres::listen_forever(
@@ -178,6 +180,7 @@ impl Application {
             admin,
             state,
             identity,
+            presence,
         })
     }
 
@@ -197,6 +200,7 @@ impl Application {
             admin,
             state,
             identity,
+            presence,
             ..
         } = self;
         let handle = server.handle();
@@ -206,6 +210,7 @@ impl Application {
         server.await?;
         admin_handle.stop(true).await;
         let _ = admin.await;
+        presence.stop().await;
         let result = db::run(&state.pool, move |conn| {
             Ok(servers::deregister(conn, &identity)?)
         })

@@ -5,7 +5,8 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, oneshot};
+use tokio::task::JoinHandle;
 
 use crate::db::{self, PgPool};
 use crate::live::hub::{Hub, PresenceChange};
@@ -13,16 +14,49 @@ use crate::store::servers::{self, ServerIdentity};
 
 const HEARTBEAT_EVERY: Duration = Duration::from_secs(2);
 
-/// Applies presence changes in the order they happened and keeps the heartbeat going.
-pub async fn run(
+/// The running presence loop, kept so that shutdown can stop it before this server's
+/// row is deleted: a heartbeat that found the row gone would put it back.
+pub struct Presence {
+    stop: oneshot::Sender<()>,
+    task: JoinHandle<()>,
+}
+
+impl Presence {
+    pub fn spawn(
+        pool: PgPool,
+        hub: Arc<Hub>,
+        me: ServerIdentity,
+        changes: mpsc::UnboundedReceiver<PresenceChange>,
+    ) -> Self {
+        let (stop, stopped) = oneshot::channel();
+        let task = actix_web::rt::spawn(run(pool, hub, me, changes, stopped));
+        Self { stop, task }
+    }
+
+    /// Returns once the loop has ended, so no heartbeat is in flight any more.
+    pub async fn stop(self) {
+        let _ = self.stop.send(());
+        if let Err(e) = self.task.await {
+            tracing::warn!(error = %e, "presence loop ended abnormally");
+        }
+    }
+}
+
+/// Applies presence changes in the order they happened and keeps the heartbeat going
+/// until told to stop. A database call under way finishes first: the select only
+/// chooses between waits.
+async fn run(
     pool: PgPool,
     hub: Arc<Hub>,
     me: ServerIdentity,
     mut changes: mpsc::UnboundedReceiver<PresenceChange>,
+    mut stopped: oneshot::Receiver<()>,
 ) {
     let mut heartbeat = tokio::time::interval(HEARTBEAT_EVERY);
     loop {
         tokio::select! {
+            biased;
+            _ = &mut stopped => return,
             change = changes.recv() => {
                 let Some(change) = change else { return };
                 let me = me.clone();
