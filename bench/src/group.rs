@@ -18,6 +18,7 @@ use crate::direct::Observers;
 use crate::latency::{cdf, Latency};
 use crate::profile::{Recording, Statements};
 use crate::setup::Bench;
+use crate::system::{metric_sums, CpuCost, Processes};
 
 const DRAIN: Duration = Duration::from_secs(10);
 
@@ -32,10 +33,68 @@ pub struct GroupReport {
     pub send: Latency,
     /// One message at a time: send start to the first member's arrival.
     pub time_to_first: Latency,
+    /// One message at a time, from the api servers' metrics; `None` when unread.
+    pub servers: Option<GroupWork>,
+    /// One message at a time: the CPU each message cost, all of the system together.
+    pub cpu: CpuCost,
     pub sustained: Sustained,
     pub lost: u64,
     pub duplicates: u64,
     pub failed_sends: u64,
+}
+
+/// Where one group message's time went in the api servers, on average over the
+/// one-at-a-time messages.
+#[derive(Debug, Serialize)]
+pub struct GroupWork {
+    /// The storing transaction (the members' locks, keys, inbox events, wake-up).
+    pub store_ms: f64,
+    /// Inbox-read batches a message caused, over all servers, and reads in each.
+    pub read_batches: f64,
+    pub reads_per_batch: f64,
+    /// A read's wait for a batch to take it, and a batch's time.
+    pub read_queue_ms: f64,
+    pub read_batch_ms: f64,
+    /// A stream's server, from the wake-up to handing the event to the response.
+    pub wake_to_stream_ms: f64,
+}
+
+/// The series behind [`GroupWork`], in the order [`GroupWork::between`] reads them.
+const WORK_SERIES: [&str; 8] = [
+    "fastchat_batch_seconds_count{kind=\"group_sends\"}",
+    "fastchat_batch_seconds_sum{kind=\"group_sends\"}",
+    "fastchat_batch_size_count{kind=\"inbox_reads\"}",
+    "fastchat_batch_size_sum{kind=\"inbox_reads\"}",
+    "fastchat_batch_wait_seconds_sum{kind=\"inbox_reads\"}",
+    "fastchat_batch_seconds_sum{kind=\"inbox_reads\"}",
+    "fastchat_sse_event_delay_seconds_count{source=\"inbox\"}",
+    "fastchat_sse_event_delay_seconds_sum{source=\"inbox\"}",
+];
+
+async fn server_counters(bench: &Bench) -> Option<[f64; WORK_SERIES.len()]> {
+    match metric_sums(&bench.plain, &bench.apis, WORK_SERIES).await {
+        Ok(counters) => Some(counters),
+        Err(e) => {
+            println!("  (not reading the api servers' counters: {e:#})");
+            None
+        }
+    }
+}
+
+impl GroupWork {
+    fn between(before: [f64; WORK_SERIES.len()], after: [f64; WORK_SERIES.len()]) -> Self {
+        let grew = |i: usize| after[i] - before[i];
+        let per = |total: f64, count: f64| total / count.max(1.0);
+        let (stores, batches, reads, delays) = (grew(0), grew(2), grew(3), grew(6));
+        GroupWork {
+            store_ms: per(grew(1) * 1e3, stores),
+            read_batches: per(batches, stores),
+            reads_per_batch: per(reads, batches),
+            read_queue_ms: per(grew(4) * 1e3, reads),
+            read_batch_ms: per(grew(5) * 1e3, batches),
+            wake_to_stream_ms: per(grew(7) * 1e3, delays),
+        }
+    }
 }
 
 #[derive(Debug, Serialize)]
@@ -59,6 +118,7 @@ pub async fn run(
     samples: u64,
     rate: u32,
     length: Duration,
+    processes: &Processes,
     observers: Observers<'_>,
 ) -> anyhow::Result<GroupReport> {
     let members = members.min(bench.users.len());
@@ -103,6 +163,8 @@ pub async fn run(
     let recipients = u32::try_from(members - 1)?;
 
     // One at a time.
+    let counters_before = server_counters(bench).await;
+    let (cpu_before, started) = (processes.cpu_times(), Instant::now());
     for _ in 0..samples {
         let id = Uuid::new_v4();
         let message = bench
@@ -117,6 +179,18 @@ pub async fn run(
         bench.tracker.drained(Instant::now() + DRAIN).await;
     }
     let one_at_a_time = bench.tracker.finish();
+    let cpu = CpuCost::between(
+        cpu_before,
+        processes.cpu_times(),
+        samples,
+        started.elapsed(),
+    );
+    let servers = match counters_before {
+        Some(before) => server_counters(bench)
+            .await
+            .map(|after| GroupWork::between(before, after)),
+        None => None,
+    };
 
     // A steady rate, from members in turn.
     let profile_name = "group-sustained";
@@ -169,6 +243,8 @@ pub async fn run(
         time_to_last_cdf: cdf(&one_at_a_time.completions),
         send: Latency::of(&one_at_a_time.answers),
         time_to_first: Latency::of(&one_at_a_time.firsts),
+        servers,
+        cpu,
         sustained: Sustained {
             rate,
             seconds,

@@ -293,6 +293,7 @@ async fn run(args: Args) -> anyhow::Result<bool> {
             settings.group_samples,
             settings.group_rate,
             settings.group_length,
+            &processes,
             direct::Observers {
                 database_url: args.database_url.as_deref(),
                 profile_dir: args.profile.as_deref(),

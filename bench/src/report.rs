@@ -365,6 +365,31 @@ impl Report {
                 g.duplicates,
                 g.failed_sends
             ));
+            let cpu = &g.cpu;
+            line(String::new());
+            line(format!(
+                "CPU one message at a time cost, all of the system together: {:.1} ms a message (api {:.1}, balancer {:.1}, PostgreSQL {:.1}, bench {:.1}), {:.0} µs a delivery. The last member has it only once all of that is done: on {} cores, {:.1} ms at the least.",
+                cpu.total_ms,
+                cpu.api_ms,
+                cpu.balancer_ms,
+                cpu.postgres_ms,
+                cpu.bench_ms,
+                cpu.total_ms * 1e3 / (g.members.max(2) - 1) as f64,
+                self.machine.cores,
+                cpu.total_ms / self.machine.cores.max(1) as f64
+            ));
+            if let Some(w) = &g.servers {
+                line(String::new());
+                line(format!(
+                    "Where one message at a time went in the api servers, on average: its storing transaction {:.1} ms; then {:.1} inbox-read batches of {:.0} reads each, a read queued {:.1} ms for its batch, a batch {:.1} ms; from the wake-up to the event handed to its stream {:.1} ms.",
+                    w.store_ms,
+                    w.read_batches,
+                    w.reads_per_batch,
+                    w.read_queue_ms,
+                    w.read_batch_ms,
+                    w.wake_to_stream_ms
+                ));
+            }
         }
         if let Some(i) = &self.idle {
             line(String::new());
