@@ -13,7 +13,7 @@ use uuid::Uuid;
 use crate::latency::{cdf, Latency};
 use crate::profile::{Recording, Statements};
 use crate::setup::Bench;
-use crate::system::{metric_sums, CpuCost, Processes};
+use crate::system::{CpuCost, Processes};
 use crate::waits::{summary, Sampler, Waits};
 
 /// How long stragglers may take before they count as lost.
@@ -109,18 +109,6 @@ const WORK_SERIES: [&str; 14] = [
     "fastchat_sse_event_delay_seconds_count{source=\"inbox\"}",
     "fastchat_sse_event_delay_seconds_sum{source=\"inbox\"}",
 ];
-
-/// The api servers' counters behind [`ServerWork`], summed over them; `None` (said)
-/// when they cannot be read.
-async fn server_counters(bench: &Bench) -> Option<[f64; WORK_SERIES.len()]> {
-    match metric_sums(&bench.plain, &bench.apis, WORK_SERIES).await {
-        Ok(counters) => Some(counters),
-        Err(e) => {
-            println!("  (not reading the api servers' counters: {e:#})");
-            None
-        }
-    }
-}
 
 /// `seconds` spent over `count` of something, each on average, in milliseconds (0 for none).
 fn mean_ms(seconds: f64, count: f64) -> f64 {
@@ -287,7 +275,7 @@ async fn run_step(
 ) -> Step {
     let count = (f64::from(rate) * length.as_secs_f64()).round() as u64;
     let cpu_before = processes.cpu_times();
-    let counters_before = server_counters(bench).await;
+    let counters_before = bench.server_counters(WORK_SERIES).await;
     let start = Instant::now() + Duration::from_millis(20);
     for i in 0..count {
         // The schedule, not the replies, decides when each message goes.
@@ -323,7 +311,8 @@ async fn run_step(
     );
     let latency = Latency::of(&tally.deliveries);
     let servers = match counters_before {
-        Some(before) => server_counters(bench)
+        Some(before) => bench
+            .server_counters(WORK_SERIES)
             .await
             .map(|after| ServerWork::between(before, after)),
         None => None,

@@ -18,7 +18,7 @@ use crate::direct::Observers;
 use crate::latency::{cdf, Latency};
 use crate::profile::{Recording, Statements};
 use crate::setup::Bench;
-use crate::system::{metric_sums, CpuCost, Processes};
+use crate::system::{CpuCost, Processes};
 
 const DRAIN: Duration = Duration::from_secs(10);
 
@@ -70,16 +70,6 @@ const WORK_SERIES: [&str; 8] = [
     "fastchat_sse_event_delay_seconds_count{source=\"inbox\"}",
     "fastchat_sse_event_delay_seconds_sum{source=\"inbox\"}",
 ];
-
-async fn server_counters(bench: &Bench) -> Option<[f64; WORK_SERIES.len()]> {
-    match metric_sums(&bench.plain, &bench.apis, WORK_SERIES).await {
-        Ok(counters) => Some(counters),
-        Err(e) => {
-            println!("  (not reading the api servers' counters: {e:#})");
-            None
-        }
-    }
-}
 
 impl GroupWork {
     fn between(before: [f64; WORK_SERIES.len()], after: [f64; WORK_SERIES.len()]) -> Self {
@@ -163,7 +153,7 @@ pub async fn run(
     let recipients = u32::try_from(members - 1)?;
 
     // One at a time.
-    let counters_before = server_counters(bench).await;
+    let counters_before = bench.server_counters(WORK_SERIES).await;
     let (cpu_before, started) = (processes.cpu_times(), Instant::now());
     for _ in 0..samples {
         let id = Uuid::new_v4();
@@ -186,7 +176,8 @@ pub async fn run(
         started.elapsed(),
     );
     let servers = match counters_before {
-        Some(before) => server_counters(bench)
+        Some(before) => bench
+            .server_counters(WORK_SERIES)
             .await
             .map(|after| GroupWork::between(before, after)),
         None => None,

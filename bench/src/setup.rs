@@ -17,6 +17,7 @@ use fastchat_protocol::keys::RsaPrivateKey;
 use fastchat_protocol::wire::SendMessage;
 
 use crate::client::{Http, User};
+use crate::system::metric_sums;
 use crate::tracker::Tracker;
 
 const PASSWORD: &str = "bench password, long enough";
@@ -143,6 +144,18 @@ impl Bench {
             public_key: fastchat_protocol::keys::public_key_pem(&key.to_public_key()),
             key,
         })
+    }
+
+    /// The sum over the api servers of each of `series` (see [`metric_sums`]); `None`,
+    /// said on the terminal, when they cannot be read.
+    pub async fn server_counters<const N: usize>(&self, series: [&str; N]) -> Option<[f64; N]> {
+        match metric_sums(&self.plain, &self.apis, series).await {
+            Ok(counters) => Some(counters),
+            Err(e) => {
+                println!("  (not reading the api servers' counters: {e:#})");
+                None
+            }
+        }
     }
 
     /// Signs up `n` more users (all sharing one public key: the server only checks
