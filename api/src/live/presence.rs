@@ -12,10 +12,11 @@ use crate::db::{self, PgPool};
 use crate::live::hub::{Hub, PresenceChange};
 use crate::store::servers::{self, ServerIdentity};
 
-const HEARTBEAT_EVERY: Duration = Duration::from_secs(2);
+pub const HEARTBEAT_EVERY: Duration = Duration::from_secs(2);
 
 /// The running presence loop, kept so that shutdown can stop it before this server's
-/// row is deleted: a heartbeat that found the row gone would put it back.
+/// row is deleted: a heartbeat that found the row gone would put it back. Dropped, it
+/// stops too, without waiting.
 pub struct Presence {
     stop: oneshot::Sender<()>,
     task: JoinHandle<()>,
@@ -29,7 +30,7 @@ impl Presence {
         changes: mpsc::UnboundedReceiver<PresenceChange>,
     ) -> Self {
         let (stop, stopped) = oneshot::channel();
-        let task = actix_web::rt::spawn(run(pool, hub, me, changes, stopped));
+        let task = tokio::spawn(run(pool, hub, me, changes, stopped));
         Self { stop, task }
     }
 
