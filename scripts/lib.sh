@@ -162,7 +162,8 @@ pg_start() {
   if as_pg "$PG_BIN/pg_ctl" -D "$data" status >/dev/null 2>&1 &&
      [ "$(sed -n 4p "$data/postmaster.pid" 2>/dev/null)" != "$port" ]; then
     log "PostgreSQL in $data runs on another port; restarting it on $port"
-    as_pg "$PG_BIN/pg_ctl" -D "$data" -m immediate -w -t 60 stop >/dev/null
+    as_pg "$PG_BIN/pg_ctl" -D "$data" -m fast -w -t 60 stop >/dev/null \
+      || die "PostgreSQL in $data did not stop"
   fi
   if ! as_pg "$PG_BIN/pg_ctl" -D "$data" status >/dev/null 2>&1; then
     as_pg "$PG_BIN/pg_ctl" -D "$data" -l "$dir/postgres.log" -w -t 60 start \
