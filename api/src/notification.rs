@@ -2,20 +2,26 @@
 //! reaches whichever server holds a recipient's event stream. It is only a hint; the
 //! inbox table is the truth, and a stream that misses one catches up from the table.
 //!
-//! One channel, three payload forms:
+//! One channel, four payload forms:
 //! - a **wake-up**: the ids of users whose inboxes grew, comma-separated: `12,34`;
 //! - a **push**: a one-to-one message whole, as its recipient's inbox event, so that the
 //!   server holding that stream sends it on without reading it back:
 //!   `push:<recipient id>:{"seq": 9, "message": {"id": .., "sender": .., ...}}`
 //!   (the fields of [`PushedMessage`]);
+//! - a **group message**: which group message each member's new event holds, at which
+//!   seq: `group:<message id>:<user id>=<seq>,<user id>=<seq>`; a server holding some
+//!   of those members' streams reads the message and their keys once, and hands each
+//!   stream its event whole;
 //! - a **revocation**: a live session ended (logged out, its user deleted, its expiry
 //!   moved into the past): `revoke:<hex SHA-256 of its token>`; every server ends that
 //!   session's streams.
 //!
-//! A payload stays under PostgreSQL's limit ([`MAX_PAYLOAD_BYTES`]): wake-ups are split,
-//! and a message too big to push goes out as a wake-up instead. In PostgreSQL the
+//! A payload stays under PostgreSQL's limit ([`MAX_PAYLOAD_BYTES`]): wake-ups and group
+//! messages' member lists are split, and a message too big to push goes out as a
+//! wake-up instead. In PostgreSQL the
 //! producers are SQL (`fastchat_wake`, `fastchat_send_direct_messages`, the
-//! `sessions_ended` trigger), which
+//! `sessions_ended` trigger; the group message form comes from the store, see
+//! [`group_message_payloads`]), which
 //! read the channel and the limit from `fastchat_notification_channel()` and
 //! `fastchat_notification_max_bytes()`; a test checks that those equal the constants here
 //! and decodes what the real functions send.
@@ -30,6 +36,7 @@ pub const CHANNEL: &str = "fastchat_inbox";
 pub const MAX_PAYLOAD_BYTES: usize = 7999;
 const PUSH_PREFIX: &str = "push:";
 const REVOKE_PREFIX: &str = "revoke:";
+const GROUP_PREFIX: &str = "group:";
 
 /// A payload, decoded.
 #[derive(Debug, Clone, PartialEq)]
@@ -39,6 +46,12 @@ pub enum Notification<'a> {
     /// `recipient`'s next inbox event, whole; `event` is its JSON ([`PushedEvent`]),
     /// decoded only by the server that holds the recipient's stream.
     Push { recipient: UserId, event: &'a str },
+    /// Group message `message` was stored: each (member, seq) is that member's event
+    /// holding it.
+    GroupMessage {
+        message: MessageId,
+        seqs: Vec<(UserId, Seq)>,
+    },
     /// The session whose token hashes to this ended.
     Revoke(Vec<u8>),
 }
@@ -83,6 +96,9 @@ impl Notification<'_> {
                 .map(Notification::Revoke)
                 .ok_or_else(|| Malformed("a revocation without a token hash".into()));
         }
+        if let Some(group) = payload.strip_prefix(GROUP_PREFIX) {
+            return decode_group_message(group);
+        }
         let Some(push) = payload.strip_prefix(PUSH_PREFIX) else {
             return payload
                 .split(',')
@@ -100,6 +116,22 @@ impl Notification<'_> {
             .map_err(|_| Malformed(format!("a push for {recipient:.20}")))?;
         Ok(Notification::Push { recipient, event })
     }
+}
+
+/// `<message id>:<user id>=<seq>,...`, at least one member.
+fn decode_group_message(payload: &str) -> Result<Notification<'_>, Malformed> {
+    let malformed = || Malformed(format!("a group message's seqs: {payload:.40}"));
+    let (message, seqs) = payload.split_once(':').ok_or_else(malformed)?;
+    let message = message.parse().map(MessageId).map_err(|_| malformed())?;
+    let seqs = seqs
+        .split(',')
+        .map(|pair| {
+            let (user, seq) = pair.split_once('=')?;
+            Some((UserId(user.parse().ok()?), Seq(seq.parse().ok()?)))
+        })
+        .collect::<Option<Vec<_>>>()
+        .ok_or_else(malformed)?;
+    Ok(Notification::GroupMessage { message, seqs })
 }
 
 impl PushedEvent {
@@ -130,6 +162,29 @@ pub fn wake_payloads(users: &[UserId]) -> Vec<String> {
         current.push_str(&id);
     }
     if !current.is_empty() {
+        payloads.push(current);
+    }
+    payloads
+}
+
+/// The payloads that tell each member in `seqs` which of their events holds group
+/// message `message`, each under the limit.
+pub fn group_message_payloads(message: MessageId, seqs: &[(UserId, Seq)]) -> Vec<String> {
+    let head = format!("{GROUP_PREFIX}{message}:");
+    let mut payloads = Vec::new();
+    let mut current = head.clone();
+    for (user, seq) in seqs {
+        let pair = format!("{user}={seq}");
+        let fresh = current.len() == head.len();
+        if !fresh && current.len() + 1 + pair.len() > MAX_PAYLOAD_BYTES {
+            payloads.push(std::mem::replace(&mut current, head.clone()));
+        }
+        if current.len() > head.len() {
+            current.push(',');
+        }
+        current.push_str(&pair);
+    }
+    if current.len() > head.len() {
         payloads.push(current);
     }
     payloads
@@ -198,6 +253,28 @@ mod tests {
     }
 
     #[test]
+    fn a_group_message_round_trips_in_payloads_under_the_limit() {
+        let seqs: Vec<(UserId, Seq)> = (1_000_000..1_001_000)
+            .map(|u| (UserId(u), Seq(u * 1_000)))
+            .collect();
+        let payloads = group_message_payloads(MessageId(77), &seqs);
+        assert!(payloads.len() > 1, "a thousand members take more than one");
+        assert!(payloads.iter().all(|p| p.len() <= MAX_PAYLOAD_BYTES));
+        let back: Vec<(UserId, Seq)> = payloads
+            .iter()
+            .flat_map(|p| match Notification::decode(p) {
+                Ok(Notification::GroupMessage { message, seqs }) => {
+                    assert_eq!(message, MessageId(77));
+                    seqs
+                }
+                other => panic!("not a group message: {other:?}"),
+            })
+            .collect();
+        assert_eq!(back, seqs);
+        assert!(group_message_payloads(MessageId(77), &[]).is_empty());
+    }
+
+    #[test]
     fn a_revocation_round_trips() {
         let hash = [7u8; 32];
         assert_eq!(
@@ -216,6 +293,13 @@ mod tests {
             "event:2:{}",
             "revoke:",
             "revoke:zz",
+            "group:",
+            "group:7",
+            "group:7:",
+            "group:x:1=2",
+            "group:7:1",
+            "group:7:1=2,",
+            "group:7:1=x",
         ] {
             assert!(Notification::decode(payload).is_err(), "{payload:?}");
         }

@@ -23,7 +23,7 @@ use crate::metrics::Metrics;
 use crate::routes;
 use crate::state::AppState;
 use crate::store::servers::{self, ServerIdentity};
-use crate::store::{blobs, inbox, messages, sessions};
+use crate::store::{blobs, group_pushes, inbox, messages, sessions};
 use crate::wakeups;
 
 pub struct Application {
@@ -44,7 +44,8 @@ impl Application {
              a healthy idle stream takes a keep-alive that often"
         );
         let (presence_tx, presence_rx) = tokio::sync::mpsc::unbounded_channel();
-        let hub = Hub::new(presence_tx);
+        let (group_messages_tx, group_messages_rx) = tokio::sync::mpsc::unbounded_channel();
+        let hub = Hub::new(presence_tx, group_messages_tx);
         // Before the pool: its connections are told whether to notify.
         if let Some(url) = &config.nats_url {
             let bus = wakeup::nats::connect(url, Arc::clone(&hub)).await?;
@@ -94,6 +95,7 @@ impl Application {
             waits: metrics.batch_waits.with_label_values(&[kind]),
             serving: metrics.batch_serving.with_label_values(&[kind]),
         };
+        let group_pushes = group_pushes::batcher(pool.clone(), observed("group_pushes"))?;
         let state = web::Data::new(AppState {
             session_lookups: sessions::lookup_batcher(pool.clone(), observed("session_lookups"))?,
             direct_sends: messages::direct_send_batcher(
@@ -128,6 +130,11 @@ impl Application {
             presence_rx,
         );
         actix_web::rt::spawn(live::sessions::run(state.pool.clone(), Arc::clone(&hub)));
+        actix_web::rt::spawn(live::group_pushes::run(
+            group_messages_rx,
+            group_pushes,
+            Arc::clone(&hub),
+        ));
         actix_web::rt::spawn(stalls.run(stall_limit));
         actix_web::rt::spawn(wakeup::postgres::listen_forever(
             state.config.database_url.clone(),

@@ -49,40 +49,53 @@ pub struct GroupReport {
 pub struct GroupWork {
     /// The storing transaction (the members' locks, keys, inbox events, wake-up).
     pub store_ms: f64,
+    /// Reads of the message and its members' keys (one a server holding members'
+    /// streams) a message caused, over all servers, and a read's time.
+    pub push_reads: f64,
+    pub push_read_ms: f64,
+    /// Of the events handed to streams, the share pushed whole (the rest were read back
+    /// from the inboxes).
+    pub pushed_share: f64,
     /// Inbox-read batches a message caused, over all servers, and reads in each.
     pub read_batches: f64,
     pub reads_per_batch: f64,
-    /// A read's wait for a batch to take it, and a batch's time.
-    pub read_queue_ms: f64,
+    /// A batch's time.
     pub read_batch_ms: f64,
     /// A stream's server, from the wake-up to handing the event to the response.
     pub wake_to_stream_ms: f64,
 }
 
 /// The series behind [`GroupWork`], in the order [`GroupWork::between`] reads them.
-const WORK_SERIES: [&str; 8] = [
+const WORK_SERIES: [&str; 11] = [
     "fastchat_batch_seconds_count{kind=\"group_sends\"}",
     "fastchat_batch_seconds_sum{kind=\"group_sends\"}",
+    "fastchat_batch_seconds_count{kind=\"group_pushes\"}",
+    "fastchat_batch_seconds_sum{kind=\"group_pushes\"}",
     "fastchat_batch_size_count{kind=\"inbox_reads\"}",
     "fastchat_batch_size_sum{kind=\"inbox_reads\"}",
-    "fastchat_batch_wait_seconds_sum{kind=\"inbox_reads\"}",
     "fastchat_batch_seconds_sum{kind=\"inbox_reads\"}",
     "fastchat_sse_event_delay_seconds_count{source=\"inbox\"}",
     "fastchat_sse_event_delay_seconds_sum{source=\"inbox\"}",
+    "fastchat_sse_event_delay_seconds_count{source=\"pushed\"}",
+    "fastchat_sse_event_delay_seconds_sum{source=\"pushed\"}",
 ];
 
 impl GroupWork {
     fn between(before: [f64; WORK_SERIES.len()], after: [f64; WORK_SERIES.len()]) -> Self {
         let grew = |i: usize| after[i] - before[i];
         let per = |total: f64, count: f64| total / count.max(1.0);
-        let (stores, batches, reads, delays) = (grew(0), grew(2), grew(3), grew(6));
+        let (stores, push_reads, batches, reads) = (grew(0), grew(2), grew(4), grew(5));
+        let (read_events, pushed_events) = (grew(7), grew(9));
+        let events = read_events + pushed_events;
         GroupWork {
             store_ms: per(grew(1) * 1e3, stores),
+            push_reads: per(push_reads, stores),
+            push_read_ms: per(grew(3) * 1e3, push_reads),
+            pushed_share: per(pushed_events, events),
             read_batches: per(batches, stores),
             reads_per_batch: per(reads, batches),
-            read_queue_ms: per(grew(4) * 1e3, reads),
-            read_batch_ms: per(grew(5) * 1e3, batches),
-            wake_to_stream_ms: per(grew(7) * 1e3, delays),
+            read_batch_ms: per(grew(6) * 1e3, batches),
+            wake_to_stream_ms: per((grew(8) + grew(10)) * 1e3, events),
         }
     }
 }

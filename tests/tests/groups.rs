@@ -114,6 +114,128 @@ async fn a_group_spread_over_two_servers_gets_every_message_once() {
     }
 }
 
+/// Events sent on streams from `source` ("pushed" or "inbox"), over every server.
+async fn stream_events(apis: &[fastchat_tests::Api], source: &str) -> f64 {
+    let mut total = 0.0;
+    for api in apis {
+        let text = api.metrics().await;
+        total += fastchat_tests::metric_where(&text, "fastchat_sse_events_total", "source", source);
+    }
+    total
+}
+
+/// A group message reaches its members' open streams whole, on every server, with no
+/// inbox read: the server that stores it tells the others which seq of each member's
+/// inbox holds it, and each reads the message and its members' keys once. What every
+/// stream shows must still be exactly what that member's inbox holds, seq by seq: one
+/// message at a time, and a burst from every member at once (stored together, several
+/// to each member in one transaction, told in whatever order).
+#[tokio::test]
+async fn group_messages_are_pushed_to_every_servers_streams_exactly_as_the_inboxes_hold_them() {
+    group_messages_show_as_the_inboxes_hold_them(Cluster::start(2).await).await;
+}
+
+/// The same with NATS carrying the wake-ups.
+#[tokio::test]
+async fn over_nats_group_messages_are_pushed_exactly_as_the_inboxes_hold_them() {
+    let broker = fastchat_tests::nats::NatsBroker::start().await;
+    let cluster = Cluster::start_with(2, &[("FASTCHAT_NATS_URL", &broker.url)]).await;
+    group_messages_show_as_the_inboxes_hold_them(cluster).await;
+}
+
+async fn group_messages_show_as_the_inboxes_hold_them(cluster: Cluster) {
+    const ONE_AT_A_TIME: usize = 6;
+    const BURST_EACH: usize = 3;
+    let apis = [cluster.api(0), cluster.api(1)];
+    let names = ["ann", "bob", "cyd", "dee", "eve"];
+    let mut users = Vec::new();
+    for (i, name) in names.iter().enumerate() {
+        users.push(apis[i % 2].user(name).await);
+    }
+    users[0]
+        .create_group("crew", &names[1..])
+        .await
+        .assert_status(201);
+    // Each stream on the other server from its user's sends.
+    let mut streams = Vec::new();
+    for (i, user) in users.iter().enumerate() {
+        streams.push(user.on(&apis[(i + 1) % 2]).events(Some(0)).await);
+    }
+    let mut shown: Vec<Vec<Value>> = vec![Vec::new(); names.len()];
+    for (i, stream) in streams.iter_mut().enumerate() {
+        let created = stream.next_event(WAIT).await.expect("group.created");
+        assert_eq!(created.event.as_deref(), Some("group.created"));
+        shown[i].push(created.data);
+    }
+    let (pushed_before, read_before) = (
+        stream_events(&apis, "pushed").await,
+        stream_events(&apis, "inbox").await,
+    );
+
+    // One at a time, from members on both servers, each seen by all before the next.
+    for n in 0..ONE_AT_A_TIME {
+        let sender = n % names.len();
+        users[sender]
+            .send_opaque_to_group("crew", &names)
+            .await
+            .assert_status(201);
+        for (i, stream) in streams.iter_mut().enumerate() {
+            if i != sender {
+                let event = stream
+                    .next_event(WAIT)
+                    .await
+                    .unwrap_or_else(|| panic!("{} did not get message {n}", names[i]));
+                shown[i].push(event.data);
+            }
+        }
+    }
+    let deliveries = (ONE_AT_A_TIME * (names.len() - 1)) as f64;
+    assert_eq!(
+        stream_events(&apis, "pushed").await - pushed_before,
+        deliveries,
+        "every delivery of a message to a waiting stream is pushed"
+    );
+    assert_eq!(
+        stream_events(&apis, "inbox").await - read_before,
+        0.0,
+        "and none is read back from an inbox"
+    );
+
+    // A burst from everyone at once.
+    let sends = users.iter().flat_map(|user| {
+        (0..BURST_EACH).map(move |_| async move { user.send_opaque_to_group("crew", &names).await })
+    });
+    for answer in futures_util::future::join_all(sends).await {
+        answer.assert_status(201);
+    }
+    for (i, stream) in streams.iter_mut().enumerate() {
+        let sent_alone = (0..ONE_AT_A_TIME).filter(|n| n % names.len() == i).count();
+        let expected = 1 + ONE_AT_A_TIME - sent_alone + (names.len() - 1) * BURST_EACH;
+        while shown[i].len() < expected {
+            let event = stream
+                .next_event(WAIT)
+                .await
+                .unwrap_or_else(|| panic!("{} stalled after {}", names[i], shown[i].len()));
+            shown[i].push(event.data);
+        }
+        assert!(
+            stream
+                .next_event(Duration::from_millis(300))
+                .await
+                .is_none(),
+            "{} was shown more than it was sent",
+            names[i]
+        );
+        let held = inbox(&users[i]).await;
+        assert_eq!(held.len(), expected, "{}'s inbox", names[i]);
+        assert_eq!(
+            shown[i], held,
+            "{}'s stream shows what the inbox holds",
+            names[i]
+        );
+    }
+}
+
 /// Group messages that arrive together are stored together (one transaction), yet each
 /// is answered as if it had come alone: a retry gets the first answer; a message sealed
 /// for the wrong members, for a state the group has left, to no group, or from someone

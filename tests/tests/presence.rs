@@ -43,7 +43,8 @@ async fn a_stopped_heartbeat_never_puts_its_server_back_in_the_registry() {
         admin_address: "127.0.0.1:2".into(),
     };
     let (presence_tx, presence_rx) = tokio::sync::mpsc::unbounded_channel();
-    let hub = Hub::new(presence_tx);
+    // No group messages in this test: their reader is not needed.
+    let hub = Hub::new(presence_tx, tokio::sync::mpsc::unbounded_channel().0);
     let presence = Presence::spawn(pool, hub, me.clone(), presence_rx);
     let wait = HEARTBEAT_EVERY * 3;
 

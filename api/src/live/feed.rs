@@ -15,9 +15,8 @@ use crate::error::ApiError;
 use crate::ids::Seq;
 use crate::live::hub::{Subscription, Wake};
 use crate::metrics::Metrics;
-use crate::notification::PushedEvent;
 use crate::store::inbox::{InboxPage, InboxRead};
-use crate::store::message_view::MessageView;
+use crate::store::message_view::InboxMessage;
 use crate::store::sessions::SessionUser;
 
 /// Events read per query by a stream that is catching up: what a stream holds while
@@ -72,8 +71,8 @@ impl Feed {
         })
     }
 
-    fn pushed(&self, pushed: &PushedEvent) -> Result<Event, ApiError> {
-        let view = MessageView::from(pushed.message.clone());
+    fn pushed(&self, pushed: &InboxMessage) -> Result<Event, ApiError> {
+        let view = pushed.message.clone();
         Ok(Event {
             seq: pushed.seq.0,
             body: EventBody::Message {

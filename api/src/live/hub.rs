@@ -10,7 +10,8 @@ use chrono::{DateTime, Utc};
 use tokio::sync::{mpsc, watch};
 
 use crate::ids::UserId;
-use crate::notification::PushedEvent;
+use crate::store::group_pushes::GroupMessageEvents;
+use crate::store::message_view::InboxMessage;
 
 /// A user gained their first, or lost their last, stream on this server.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -26,7 +27,7 @@ pub enum Wake {
     Read,
     /// This message arrived whole: a stream whose cursor is just before it sends it on
     /// without a read.
-    Pushed(Arc<PushedEvent>),
+    Pushed(Arc<InboxMessage>),
 }
 
 /// What has been announced to a user's streams. Wake-ups from several servers may
@@ -37,7 +38,7 @@ pub enum Wake {
 #[derive(Clone, Default)]
 struct Announced {
     reads: u64,
-    pushed: Option<Arc<PushedEvent>>,
+    pushed: Option<Arc<InboxMessage>>,
 }
 
 /// The session a stream was opened with: its token's hash and when it expires.
@@ -58,17 +59,25 @@ pub struct Hub {
     streams: Mutex<HashMap<UserId, watch::Sender<Announced>>>,
     sessions: Mutex<HashMap<Vec<u8>, SessionStreams>>,
     presence: mpsc::UnboundedSender<PresenceChange>,
+    /// Group messages to hand this server's streams whole, once their keys are read.
+    group_messages: mpsc::UnboundedSender<GroupMessageEvents>,
     /// Asks for the open sessions to be checked against the database now (after the
     /// wake-up listener reconnects: revocations sent meanwhile were missed).
     session_check: tokio::sync::Notify,
 }
 
 impl Hub {
-    pub fn new(presence: mpsc::UnboundedSender<PresenceChange>) -> Arc<Self> {
+    /// Presence changes go to `presence`; group messages for local streams to
+    /// `group_messages`, whose reader reads them and [`Hub::push`]es each event.
+    pub fn new(
+        presence: mpsc::UnboundedSender<PresenceChange>,
+        group_messages: mpsc::UnboundedSender<GroupMessageEvents>,
+    ) -> Arc<Self> {
         Arc::new(Self {
             streams: Mutex::new(HashMap::new()),
             sessions: Mutex::new(HashMap::new()),
             presence,
+            group_messages,
             session_check: tokio::sync::Notify::new(),
         })
     }
@@ -185,12 +194,28 @@ impl Hub {
     }
 
     /// Hands `event` to `user_id`'s streams, where this server holds any.
-    pub fn push(&self, user_id: UserId, event: Arc<PushedEvent>) {
+    pub fn push(&self, user_id: UserId, event: Arc<InboxMessage>) {
         if let Some(tx) = self.streams().get(&user_id) {
             tx.send_modify(|announced| match &announced.pushed {
                 Some(later) if later.seq >= event.seq => announced.reads += 1,
                 _ => announced.pushed = Some(event),
             });
+        }
+    }
+
+    /// A group message was stored: the members of `events` whose streams are here are
+    /// handed it whole once it is read (woken instead, should that fail).
+    pub fn group_message(&self, mut events: GroupMessageEvents) {
+        {
+            let streams = self.streams();
+            events.seqs.retain(|(user, _)| streams.contains_key(user));
+        }
+        if events.seqs.is_empty() {
+            return;
+        }
+        if let Err(unsent) = self.group_messages.send(events) {
+            // Its reader has stopped (the server is stopping): read the inboxes.
+            self.wake(unsent.0.seqs.iter().map(|(user, _)| *user));
         }
     }
 
@@ -311,7 +336,7 @@ mod tests {
     #[tokio::test]
     async fn revoking_a_session_ends_its_streams_and_no_others() {
         let (tx, _presence) = mpsc::unbounded_channel();
-        let hub = Hub::new(tx);
+        let hub = Hub::new(tx, mpsc::unbounded_channel().0);
         let mut phone = hub.subscribe(UserId(1), session(1));
         let mut laptop = hub.subscribe(UserId(1), session(2));
         let expiring = StreamSession {
@@ -347,7 +372,7 @@ mod tests {
     #[tokio::test]
     async fn wakes_only_the_named_users_and_reports_presence_once() {
         let (tx, mut presence) = mpsc::unbounded_channel();
-        let hub = Hub::new(tx);
+        let hub = Hub::new(tx, mpsc::unbounded_channel().0);
         let mut alice_1 = hub.subscribe(UserId(1), session(1));
         let mut alice_2 = hub.subscribe(UserId(1), session(1));
         let mut bob = hub.subscribe(UserId(2), session(2));
@@ -374,7 +399,7 @@ mod tests {
         assert!(bob.woken().await.is_none(), "a closed hub ends the stream");
     }
 
-    fn pushed(seq: i64) -> Arc<PushedEvent> {
+    fn pushed(seq: i64) -> Arc<InboxMessage> {
         let json = serde_json::json!({
             "seq": seq,
             "message": {
@@ -384,13 +409,49 @@ mod tests {
                 "nonce": "n", "ciphertext": "c", "sig": "s", "wrapped_key": "k"
             }
         });
-        Arc::new(serde_json::from_value(json).expect("a pushed event"))
+        let event: crate::notification::PushedEvent =
+            serde_json::from_value(json).expect("a pushed event");
+        Arc::new(event.into())
+    }
+
+    #[tokio::test]
+    async fn a_group_message_goes_to_its_reader_for_the_members_held_here_only() {
+        use crate::ids::MessageId;
+        let (tx, _presence) = mpsc::unbounded_channel();
+        let (to_read, mut read) = mpsc::unbounded_channel();
+        let hub = Hub::new(tx, to_read);
+        let mut bob = hub.subscribe(UserId(2), session(2));
+        bob.mark_seen();
+        let _carol = hub.subscribe(UserId(3), session(3));
+        let events = |seqs: Vec<(UserId, Seq)>| GroupMessageEvents {
+            message: MessageId(7),
+            seqs,
+        };
+
+        hub.group_message(events(vec![(UserId(4), Seq(1)), (UserId(5), Seq(9))]));
+        hub.group_message(events(vec![
+            (UserId(2), Seq(5)),
+            (UserId(4), Seq(2)),
+            (UserId(3), Seq(8)),
+        ]));
+        let asked = read.try_recv().expect("the members held here, to read");
+        assert_eq!(asked.message, MessageId(7));
+        assert_eq!(asked.seqs, [(UserId(2), Seq(5)), (UserId(3), Seq(8))]);
+        assert!(
+            read.try_recv().is_err(),
+            "nobody held here: nothing to read"
+        );
+
+        // With its reader gone, the members' streams read their inboxes instead.
+        drop(read);
+        hub.group_message(events(vec![(UserId(2), Seq(6))]));
+        assert!(matches!(bob.woken().await, Some(Wake::Read)));
     }
 
     #[tokio::test]
     async fn the_latest_wake_up_wins_and_pushes_reach_only_their_user() {
         let (tx, _presence) = mpsc::unbounded_channel();
-        let hub = Hub::new(tx);
+        let hub = Hub::new(tx, mpsc::unbounded_channel().0);
         let mut bob = hub.subscribe(UserId(2), session(2));
         let mut carol = hub.subscribe(UserId(3), session(3));
         bob.mark_seen();
@@ -436,7 +497,7 @@ mod tests {
     #[tokio::test]
     async fn each_stream_of_a_user_sees_a_read_asked_for_even_if_another_saw_it_first() {
         let (tx, _presence) = mpsc::unbounded_channel();
-        let hub = Hub::new(tx);
+        let hub = Hub::new(tx, mpsc::unbounded_channel().0);
         let mut phone = hub.subscribe(UserId(2), session(2));
         let mut laptop = hub.subscribe(UserId(2), session(3));
         phone.mark_seen();

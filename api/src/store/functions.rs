@@ -50,7 +50,8 @@ function_call! {
     );
 
     /// Appends `user_ids[i]`'s event (`message_ids[i]` or `group_events[i]`) to each
-    /// inbox, seqs in commit order; returns nothing.
+    /// inbox, seqs in commit order; returns the events appended (`user_id, seq,
+    /// message_id`).
     struct Deliver = "fastchat_deliver"(
         user_ids: Vec<UserId> as Array<BigInt>,
         message_ids: Vec<Option<MessageId>> as Array<Nullable<BigInt>>,

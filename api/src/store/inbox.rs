@@ -3,7 +3,7 @@
 //! order until commit, so each inbox's seqs follow commit order with no gaps: a reader
 //! that has seen seq n has seen everything before it.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 
 use chrono::{DateTime, Utc};
 use diesel::prelude::*;
@@ -17,7 +17,7 @@ use crate::ids::{MessageId, Seq, UserId};
 use crate::schema::inboxes;
 use crate::store::functions::{Deliver, ReadInboxEvents, Wake};
 use crate::store::message_view::{MessageView, SharedFields};
-use crate::wakeups;
+use crate::{notification, wakeups};
 
 /// What an inbox event holds.
 #[derive(Debug, Clone)]
@@ -27,12 +27,20 @@ pub enum Delivery {
     GroupEvent(serde_json::Value),
 }
 
-/// Appends each (user, event) to that user's inbox, in the order given, and wakes those
-/// users, inside the caller's transaction.
-pub fn deliver(conn: &mut PgConn, deliveries: Vec<(UserId, Delivery)>) -> QueryResult<()> {
-    if deliveries.is_empty() {
-        return Ok(());
-    }
+/// An event `fastchat_deliver` appended.
+#[derive(QueryableByName)]
+struct Appended {
+    #[diesel(sql_type = BigInt)]
+    user_id: UserId,
+    #[diesel(sql_type = BigInt)]
+    seq: Seq,
+    #[diesel(sql_type = Nullable<BigInt>)]
+    message_id: Option<MessageId>,
+}
+
+/// Appends each (user, event) to that user's inbox, in the order given, inside the
+/// caller's transaction, and answers with the events appended.
+fn append(conn: &mut PgConn, deliveries: Vec<(UserId, Delivery)>) -> QueryResult<Vec<Appended>> {
     let mut user_ids = Vec::with_capacity(deliveries.len());
     let mut message_ids = Vec::with_capacity(deliveries.len());
     let mut group_events = Vec::with_capacity(deliveries.len());
@@ -49,22 +57,71 @@ pub fn deliver(conn: &mut PgConn, deliveries: Vec<(UserId, Delivery)>) -> QueryR
             }
         }
     }
-    // The wake-up first: NOTIFY sends it at commit whatever its place in the
-    // transaction, and the inbox counters, locked from the delivery on until commit,
-    // are held that much less (a group message's wake-up names every member).
-    if wakeups::elsewhere() {
-        wakeups::note(user_ids.iter().copied());
-    } else {
-        Wake {
-            user_ids: user_ids.clone(),
-        }
-        .execute(conn)?;
-    }
     Deliver {
         user_ids,
         message_ids,
         group_events,
     }
+    .load(conn)
+}
+
+/// Appends each (user, event) to that user's inbox, in the order given, and wakes those
+/// users, inside the caller's transaction.
+pub fn deliver(conn: &mut PgConn, deliveries: Vec<(UserId, Delivery)>) -> QueryResult<()> {
+    if deliveries.is_empty() {
+        return Ok(());
+    }
+    let user_ids: Vec<UserId> = deliveries.iter().map(|(user, _)| *user).collect();
+    // The wake-up first: NOTIFY sends it at commit whatever its place in the
+    // transaction, and the inbox counters, locked from the delivery on until commit,
+    // are held that much less.
+    if wakeups::elsewhere() {
+        wakeups::note(user_ids);
+    } else {
+        Wake { user_ids }.execute(conn)?;
+    }
+    append(conn, deliveries).map(drop)
+}
+
+/// Appends each (member, group message) to that member's inbox, in the order given,
+/// inside the caller's transaction, and tells every server which seq of each inbox
+/// holds which message: the servers holding those members' streams hand it over whole,
+/// and no stream reads its inbox back.
+pub fn deliver_group_messages(
+    conn: &mut PgConn,
+    deliveries: Vec<(UserId, MessageId)>,
+) -> QueryResult<()> {
+    if deliveries.is_empty() {
+        return Ok(());
+    }
+    let appended = append(
+        conn,
+        deliveries
+            .into_iter()
+            .map(|(user, message)| (user, Delivery::Message(message)))
+            .collect(),
+    )?;
+    // Message ids grow with each message stored, so this is the order they were sent.
+    let mut seqs: BTreeMap<MessageId, Vec<(UserId, Seq)>> = BTreeMap::new();
+    for event in appended {
+        if let Some(message) = event.message_id {
+            seqs.entry(message)
+                .or_default()
+                .push((event.user_id, event.seq));
+        }
+    }
+    let payloads: Vec<String> = seqs
+        .iter()
+        .flat_map(|(message, seqs)| notification::group_message_payloads(*message, seqs))
+        .collect();
+    if wakeups::elsewhere() {
+        payloads.into_iter().for_each(wakeups::note_push);
+        return Ok(());
+    }
+    diesel::sql_query(
+        "SELECT pg_notify(fastchat_notification_channel(), payload) FROM unnest($1) AS payload",
+    )
+    .bind::<Array<Text>, _>(payloads)
     .execute(conn)
     .map(drop)
 }

@@ -21,7 +21,7 @@ use crate::schema::messages;
 use crate::store::blobs;
 use crate::store::functions::SendDirectMessages;
 use crate::store::groups::{self, Lock, LockedGroup};
-use crate::store::inbox::{self, Delivery};
+use crate::store::inbox;
 use crate::store::message_view::MessageView;
 use crate::store::sessions::SessionUser;
 use crate::wakeups;
@@ -306,7 +306,7 @@ fn send_to_groups(conn: &mut PgConn, sends: &[GroupSend]) -> QueryResult<Vec<Sen
             }
         }
         // Every member's events in the order their messages were sent.
-        inbox::deliver(conn, deliveries)?;
+        inbox::deliver_group_messages(conn, deliveries)?;
         Ok(answers
             .into_iter()
             .map(|answer| {
@@ -324,7 +324,7 @@ fn store_group_message(
     conn: &mut PgConn,
     group: Option<&LockedGroup>,
     message: &Outgoing,
-    deliveries: &mut Vec<(UserId, Delivery)>,
+    deliveries: &mut Vec<(UserId, MessageId)>,
 ) -> QueryResult<SendAnswer> {
     let sender = &message.sender;
     let Some(group) = group.filter(|g| g.member(sender.user_id).is_some()) else {
@@ -384,7 +384,7 @@ fn store_group_message(
         user_ids
             .into_iter()
             .filter(|&u| u != sender.user_id)
-            .map(|u| (u, Delivery::Message(id))),
+            .map(|u| (u, id)),
     );
     Ok(Ok(MessageSent { id: id.0, sent_at }))
 }

@@ -4,6 +4,7 @@
 
 pub mod blobs;
 pub mod functions;
+pub mod group_pushes;
 pub mod groups;
 pub mod inbox;
 pub mod message_view;

@@ -12,16 +12,20 @@ use std::sync::Arc;
 
 use crate::live::hub::Hub;
 use crate::notification::{Notification, PushedEvent};
+use crate::store::group_pushes::GroupMessageEvents;
 
 /// Passes one notification to the streams it concerns.
 pub(crate) fn dispatch(hub: &Hub, payload: &str) {
     match Notification::decode(payload) {
         Ok(Notification::Wake(users)) => hub.wake(users),
         Ok(Notification::Revoke(token_hash)) => hub.revoke([token_hash.as_slice()]),
+        Ok(Notification::GroupMessage { message, seqs }) => {
+            hub.group_message(GroupMessageEvents { message, seqs });
+        }
         // Every server hears every message: only the one holding the recipient decodes it.
         Ok(Notification::Push { recipient, .. }) if !hub.holds(recipient) => {}
         Ok(Notification::Push { recipient, event }) => match PushedEvent::decode(event) {
-            Ok(event) => hub.push(recipient, Arc::new(event)),
+            Ok(event) => hub.push(recipient, Arc::new(event.into())),
             Err(e) => {
                 tracing::warn!(error = %e, %recipient, "a malformed push; reading the inbox");
                 hub.wake([recipient]);
@@ -37,13 +41,14 @@ pub(crate) fn dispatch(hub: &Hub, payload: &str) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::ids::{Seq, UserId};
+    use crate::ids::{MessageId, Seq, UserId};
     use crate::live::hub::Wake;
 
     #[tokio::test]
     async fn a_push_reaches_its_users_streams_whole_and_a_broken_one_makes_them_read() {
         let (tx, _presence) = tokio::sync::mpsc::unbounded_channel();
-        let hub = Hub::new(tx);
+        let (to_read, mut read) = tokio::sync::mpsc::unbounded_channel();
+        let hub = Hub::new(tx, to_read);
         let mut bob = hub.subscribe(
             UserId(2),
             crate::live::hub::StreamSession {
@@ -72,6 +77,12 @@ mod tests {
 
         dispatch(&hub, "1,2,3");
         assert!(matches!(bob.woken().await, Some(Wake::Read)));
+
+        // A group message: bob's seq goes to be read with his key; nobody else is here.
+        dispatch(&hub, "group:7:1=4,2=11,3=6");
+        let asked = read.try_recv().expect("bob's event, to read");
+        assert_eq!(asked.message, MessageId(7));
+        assert_eq!(asked.seqs, [(UserId(2), Seq(11))]);
 
         dispatch(&hub, "garbage");
         assert!(
