@@ -18,13 +18,12 @@
 //!
 //! A payload stays under PostgreSQL's limit ([`MAX_PAYLOAD_BYTES`]): wake-ups and group
 //! messages' member lists are split, and a message too big to push goes out as a
-//! wake-up instead. In PostgreSQL the
-//! producers are SQL (`fastchat_wake`, `fastchat_send_direct_messages`, the
-//! `sessions_ended` trigger; the group message form comes from the store, see
-//! [`group_message_payloads`]), which
-//! read the channel and the limit from `fastchat_notification_channel()` and
+//! wake-up instead. In PostgreSQL the producers are SQL (`fastchat_wake`,
+//! `fastchat_send_direct_messages`, the `sessions_ended` trigger), which read the
+//! channel and the limit from `fastchat_notification_channel()` and
 //! `fastchat_notification_max_bytes()`; a test checks that those equal the constants here
-//! and decodes what the real functions send.
+//! and decodes what the real functions send. The group message form is written by the
+//! store ([`group_message_payloads`]) and sent on the same channel.
 
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
@@ -46,14 +45,17 @@ pub enum Notification<'a> {
     /// `recipient`'s next inbox event, whole; `event` is its JSON ([`PushedEvent`]),
     /// decoded only by the server that holds the recipient's stream.
     Push { recipient: UserId, event: &'a str },
-    /// Group message `message` was stored: each (member, seq) is that member's event
-    /// holding it.
-    GroupMessage {
-        message: MessageId,
-        seqs: Vec<(UserId, Seq)>,
-    },
+    /// A group message was stored, and these events of its members' inboxes hold it.
+    GroupMessage(GroupMessageEvents),
     /// The session whose token hashes to this ended.
     Revoke(Vec<u8>),
+}
+
+/// Group message `message` is the event at `seq` of each (member, seq)'s inbox.
+#[derive(Debug, Clone, PartialEq)]
+pub struct GroupMessageEvents {
+    pub message: MessageId,
+    pub seqs: Vec<(UserId, Seq)>,
 }
 
 /// A one-to-one message as its recipient's inbox holds it.
@@ -131,7 +133,10 @@ fn decode_group_message(payload: &str) -> Result<Notification<'_>, Malformed> {
         })
         .collect::<Option<Vec<_>>>()
         .ok_or_else(malformed)?;
-    Ok(Notification::GroupMessage { message, seqs })
+    Ok(Notification::GroupMessage(GroupMessageEvents {
+        message,
+        seqs,
+    }))
 }
 
 impl PushedEvent {
@@ -263,9 +268,9 @@ mod tests {
         let back: Vec<(UserId, Seq)> = payloads
             .iter()
             .flat_map(|p| match Notification::decode(p) {
-                Ok(Notification::GroupMessage { message, seqs }) => {
-                    assert_eq!(message, MessageId(77));
-                    seqs
+                Ok(Notification::GroupMessage(events)) => {
+                    assert_eq!(events.message, MessageId(77));
+                    events.seqs
                 }
                 other => panic!("not a group message: {other:?}"),
             })

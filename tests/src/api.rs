@@ -192,6 +192,13 @@ impl Api {
             .unwrap_or_else(|| panic!("no metrics from {base}"))
     }
 
+    /// The server's count of events sent on streams from `source` ("pushed": whole, as
+    /// their notification carried them; "inbox": read back).
+    pub async fn stream_events(&self, source: &str) -> f64 {
+        let text = self.metrics().await;
+        crate::metric_where(&text, "fastchat_sse_events_total", "source", source)
+    }
+
     /// The same server, with its admin listener at `admin`.
     pub fn with_admin(mut self, admin: &str) -> Self {
         self.admin = Some(admin.to_owned());

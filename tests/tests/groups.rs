@@ -118,8 +118,7 @@ async fn a_group_spread_over_two_servers_gets_every_message_once() {
 async fn stream_events(apis: &[fastchat_tests::Api], source: &str) -> f64 {
     let mut total = 0.0;
     for api in apis {
-        let text = api.metrics().await;
-        total += fastchat_tests::metric_where(&text, "fastchat_sse_events_total", "source", source);
+        total += api.stream_events(source).await;
     }
     total
 }

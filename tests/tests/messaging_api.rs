@@ -650,12 +650,6 @@ async fn sends_served_together_are_each_answered_on_their_own() {
     );
 }
 
-/// The server's count of events sent on streams from `source` ("pushed" or "inbox").
-async fn stream_events(api: &Api, source: &str) -> f64 {
-    let text = api.metrics().await;
-    fastchat_tests::metric_where(&text, "fastchat_sse_events_total", "source", source)
-}
-
 /// A one-to-one message reaches an open stream whole, in its notification, with no
 /// inbox read. What the stream shows must still be exactly what the inbox holds, seq by
 /// seq: one message at a time, several to the same reader stored together, and one too
@@ -691,7 +685,7 @@ async fn pushes_show_as_the_inbox_holds_them(cluster: Cluster) {
         shown.push(stream.next_event(WAIT).await.expect("a pushed message"));
     }
     assert!(
-        stream_events(&home, "pushed").await >= 5.0,
+        home.stream_events("pushed").await >= 5.0,
         "messages to a waiting stream are pushed, not read back"
     );
 
@@ -740,7 +734,7 @@ async fn pushes_show_as_the_inbox_holds_them(cluster: Cluster) {
         assert_eq!(&event.data, held, "the stream shows what the inbox holds");
     }
     assert!(
-        stream_events(&home, "inbox").await >= 1.0,
+        home.stream_events("inbox").await >= 1.0,
         "the message too big to push was read back"
     );
 

@@ -11,7 +11,8 @@ use tokio::sync::mpsc;
 use crate::batch::Batcher;
 use crate::ids::UserId;
 use crate::live::hub::Hub;
-use crate::store::group_pushes::{GroupMessageEvents, PushedEvents};
+use crate::notification::GroupMessageEvents;
+use crate::store::group_pushes::PushedEvents;
 
 /// Runs until the hub is dropped. Each message is read on a task of its own, so that one
 /// waiting for the database does not hold back the next.

@@ -10,7 +10,7 @@ use chrono::{DateTime, Utc};
 use tokio::sync::{mpsc, watch};
 
 use crate::ids::UserId;
-use crate::store::group_pushes::GroupMessageEvents;
+use crate::notification::GroupMessageEvents;
 use crate::store::message_view::InboxMessage;
 
 /// A user gained their first, or lost their last, stream on this server.

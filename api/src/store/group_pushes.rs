@@ -12,16 +12,10 @@ use diesel::sql_types::{Array, BigInt};
 use crate::batch::{BatchMetrics, Batcher, QUEUE_MAX};
 use crate::db::{self, PgPool};
 use crate::error::ApiError;
-use crate::ids::{MessageId, Seq, UserId};
+use crate::ids::{MessageId, UserId};
+use crate::notification::GroupMessageEvents;
 use crate::schema::message_keys;
 use crate::store::message_view::{InboxMessage, MessageView, SharedFields};
-
-/// Group message `message` is the event at `seq` of each (member, seq)'s inbox.
-#[derive(Debug, Clone, PartialEq)]
-pub struct GroupMessageEvents {
-    pub message: MessageId,
-    pub seqs: Vec<(UserId, Seq)>,
-}
 
 /// Each member's event, whole; a member whose key is not found (the message was deleted
 /// meanwhile) is left out.

@@ -38,9 +38,9 @@ struct Appended {
     message_id: Option<MessageId>,
 }
 
-/// Appends each (user, event) to that user's inbox, in the order given, inside the
-/// caller's transaction, and answers with the events appended.
-fn append(conn: &mut PgConn, deliveries: Vec<(UserId, Delivery)>) -> QueryResult<Vec<Appended>> {
+/// The call that appends each (user, event) to that user's inbox, in the order given;
+/// it answers with the events appended ([`Appended`]).
+fn append(deliveries: Vec<(UserId, Delivery)>) -> Deliver {
     let mut user_ids = Vec::with_capacity(deliveries.len());
     let mut message_ids = Vec::with_capacity(deliveries.len());
     let mut group_events = Vec::with_capacity(deliveries.len());
@@ -62,7 +62,6 @@ fn append(conn: &mut PgConn, deliveries: Vec<(UserId, Delivery)>) -> QueryResult
         message_ids,
         group_events,
     }
-    .load(conn)
 }
 
 /// Appends each (user, event) to that user's inbox, in the order given, and wakes those
@@ -80,7 +79,7 @@ pub fn deliver(conn: &mut PgConn, deliveries: Vec<(UserId, Delivery)>) -> QueryR
     } else {
         Wake { user_ids }.execute(conn)?;
     }
-    append(conn, deliveries).map(drop)
+    append(deliveries).execute(conn).map(drop)
 }
 
 /// Appends each (member, group message) to that member's inbox, in the order given,
@@ -94,13 +93,13 @@ pub fn deliver_group_messages(
     if deliveries.is_empty() {
         return Ok(());
     }
-    let appended = append(
-        conn,
+    let appended: Vec<Appended> = append(
         deliveries
             .into_iter()
             .map(|(user, message)| (user, Delivery::Message(message)))
             .collect(),
-    )?;
+    )
+    .load(conn)?;
     // Message ids grow with each message stored, so this is the order they were sent.
     let mut seqs: BTreeMap<MessageId, Vec<(UserId, Seq)>> = BTreeMap::new();
     for event in appended {

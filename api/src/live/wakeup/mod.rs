@@ -12,16 +12,13 @@ use std::sync::Arc;
 
 use crate::live::hub::Hub;
 use crate::notification::{Notification, PushedEvent};
-use crate::store::group_pushes::GroupMessageEvents;
 
 /// Passes one notification to the streams it concerns.
 pub(crate) fn dispatch(hub: &Hub, payload: &str) {
     match Notification::decode(payload) {
         Ok(Notification::Wake(users)) => hub.wake(users),
         Ok(Notification::Revoke(token_hash)) => hub.revoke([token_hash.as_slice()]),
-        Ok(Notification::GroupMessage { message, seqs }) => {
-            hub.group_message(GroupMessageEvents { message, seqs });
-        }
+        Ok(Notification::GroupMessage(events)) => hub.group_message(events),
         // Every server hears every message: only the one holding the recipient decodes it.
         Ok(Notification::Push { recipient, .. }) if !hub.holds(recipient) => {}
         Ok(Notification::Push { recipient, event }) => match PushedEvent::decode(event) {
