@@ -514,6 +514,16 @@ async fn a_live_stream_drops_a_poisoned_event_and_goes_on() {
         }
     });
     let mut live = bob.spawn(&proxy.url, &["recv", "--follow", "--json"]);
+    // Sent only once the stream is asked for: a message sent earlier would come in
+    // the catch-up read of the inbox, which this proxy leaves alone.
+    fastchat_tests::eventually(Duration::from_secs(20), "the live stream", || async {
+        proxy
+            .requests()
+            .iter()
+            .any(|r| r.method == "GET" && r.path.starts_with("/v1/events"))
+            .then_some(())
+    })
+    .await;
     for text in ["poisoned in transit", "arrives whole"] {
         alice.run(&server, &["send", "bob", text], "").success();
     }
