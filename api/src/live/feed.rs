@@ -7,16 +7,15 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use actix_web_lab::sse;
-use fastchat_protocol::wire::{Event, EventBody};
+use fastchat_protocol::wire::Event;
 use futures_util::{stream, Stream};
 
 use crate::batch::Batcher;
-use crate::error::ApiError;
 use crate::ids::Seq;
 use crate::live::hub::{Subscription, Wake};
+use crate::live::pushed::Pushed;
 use crate::metrics::Metrics;
 use crate::store::inbox::{InboxPage, InboxRead};
-use crate::store::message_view::InboxMessage;
 use crate::store::sessions::SessionUser;
 
 /// Events read per query by a stream that is catching up: what a stream holds while
@@ -32,8 +31,6 @@ pub struct Feed {
     subscription: Subscription,
     /// Read from the inbox and not yet sent, oldest first.
     unsent: std::vec::IntoIter<Event>,
-    /// Whether `unsent` came whole in a push rather than from a read.
-    unsent_pushed: bool,
     /// When the wake-up behind `unsent` came (none for the first catch-up).
     woken_at: Option<Instant>,
     /// The last read found everything up to the inbox's end.
@@ -58,7 +55,6 @@ impl Feed {
             cursor,
             subscription,
             unsent: Vec::new().into_iter(),
-            unsent_pushed: false,
             woken_at: None,
             caught_up: false,
         }
@@ -71,26 +67,21 @@ impl Feed {
         })
     }
 
-    fn pushed(&self, pushed: &InboxMessage) -> Result<Event, ApiError> {
-        let view = pushed.message.clone();
-        Ok(Event {
-            seq: pushed.seq.0,
-            body: EventBody::Message {
-                message: Box::new(view.into_wire(&self.reader.username)?),
-            },
-        })
+    /// The event of a message handed over whole: no read, and encoded but for this
+    /// reader's part.
+    fn pushed(&self, pushed: &Pushed) -> sse::Event {
+        let data = sse::Data::new(pushed.event_json(&self.reader.username))
+            .event("message")
+            .id(pushed.seq.0.to_string());
+        self.observe_delay(&self.metrics.pushed_delays);
+        sse::Event::Data(data)
     }
 
-    /// How long the event about to be handed over took since its wake-up: the part of a
-    /// delivery spent in this server after the notification (a read, if it was not
-    /// pushed, and encoding).
-    fn observe_delay(&self) {
+    /// How long the event about to be handed over took since its wake-up (into
+    /// `delays`): the part of a delivery spent in this server after the notification (a
+    /// read, if it was not pushed, and encoding).
+    fn observe_delay(&self, delays: &prometheus::Histogram) {
         if let Some(woken_at) = self.woken_at {
-            let delays = if self.unsent_pushed {
-                &self.metrics.pushed_delays
-            } else {
-                &self.metrics.read_delays
-            };
             delays.observe(woken_at.elapsed().as_secs_f64());
         }
     }
@@ -107,7 +98,7 @@ impl Feed {
                 match sse::Data::new_json(&event) {
                     Ok(data) => {
                         let data = data.event(event.body.type_name()).id(seq.to_string());
-                        self.observe_delay();
+                        self.observe_delay(&self.metrics.read_delays);
                         return Some(sse::Event::Data(data));
                     }
                     Err(e) => {
@@ -123,17 +114,9 @@ impl Feed {
                     None => return None,
                     // The next event, whole: no read.
                     Some(Wake::Pushed(pushed)) if pushed.seq == self.cursor.next() => {
-                        match self.pushed(&pushed) {
-                            Ok(event) => {
-                                self.metrics.events_pushed.inc();
-                                self.cursor = pushed.seq;
-                                self.unsent = vec![event].into_iter();
-                                self.unsent_pushed = true;
-                                continue;
-                            }
-                            // Read it from the inbox instead.
-                            Err(e) => tracing::warn!(error = %e, "a pushed message"),
-                        }
+                        self.metrics.events_pushed.inc();
+                        self.cursor = pushed.seq;
+                        return Some(self.pushed(&pushed));
                     }
                     // Wake-ups come in seq order: this one and all before it were read.
                     Some(Wake::Pushed(pushed)) if pushed.seq <= self.cursor => continue,
@@ -159,7 +142,6 @@ impl Feed {
                     self.caught_up = i64::try_from(events.len()).is_ok_and(|n| n < PAGE);
                     self.cursor = events.last().map_or(self.cursor, |e| Seq(e.seq));
                     self.unsent = events.into_iter();
-                    self.unsent_pushed = false;
                 }
                 Err(e) => {
                     tracing::warn!(error = %e, "reading an inbox for a stream");

@@ -1,7 +1,7 @@
 //! Hands group messages to this server's streams whole: each notification's members held
-//! here (see [`Hub::group_message`]) have their events read together, then pushed. A
-//! member whose event could not be read this way is woken to read its inbox, which
-//! holds the truth either way.
+//! here (see [`Hub::group_message`]) have their events read together, encoded once (see
+//! [`crate::live::pushed`]), then pushed. A member whose event could not be read this
+//! way is woken to read its inbox, which holds the truth either way.
 
 use std::collections::HashSet;
 use std::sync::Arc;
@@ -11,8 +11,9 @@ use tokio::sync::mpsc;
 use crate::batch::Batcher;
 use crate::ids::UserId;
 use crate::live::hub::Hub;
+use crate::live::pushed::{EncodedMessage, Pushed};
 use crate::notification::GroupMessageEvents;
-use crate::store::group_pushes::PushedEvents;
+use crate::store::group_pushes::{GroupPush, PushedEvents};
 
 /// Runs until the hub is dropped. Each message is read on a task of its own, so that one
 /// waiting for the database does not hold back the next.
@@ -26,16 +27,30 @@ pub async fn run(
         tokio::spawn(async move {
             let mut unsent: HashSet<UserId> = events.seqs.iter().map(|(user, _)| *user).collect();
             match reads.call(events).await {
-                Ok(Ok(pushed)) => {
-                    for (user, event) in pushed {
-                        unsent.remove(&user);
-                        hub.push(user, Arc::new(event));
-                    }
-                }
+                Ok(Ok(Some(push))) => push_to_members(&hub, push, &mut unsent),
+                // Deleted meanwhile: the inboxes say so.
+                Ok(Ok(None)) => {}
                 Ok(Err(e)) => tracing::warn!(error = %e, "reading a group message to push"),
                 Err(refused) => tracing::warn!(?refused, "reading a group message to push"),
             }
             hub.wake(unsent);
         });
+    }
+}
+
+/// Pushes `push` to its members' streams, taking each one pushed out of `unsent`.
+fn push_to_members(hub: &Hub, push: GroupPush, unsent: &mut HashSet<UserId>) {
+    let encoded = match EncodedMessage::new(push.message, push.shared) {
+        Ok(encoded) => Arc::new(encoded),
+        Err(e) => return tracing::warn!(error = %e, "encoding a group message to push"),
+    };
+    for (user, seq, wrapped_key) in push.members {
+        unsent.remove(&user);
+        let pushed = Pushed {
+            seq,
+            wrapped_key,
+            message: Arc::clone(&encoded),
+        };
+        hub.push(user, Arc::new(pushed));
     }
 }

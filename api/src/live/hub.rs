@@ -10,8 +10,8 @@ use chrono::{DateTime, Utc};
 use tokio::sync::{mpsc, watch};
 
 use crate::ids::UserId;
+use crate::live::pushed::Pushed;
 use crate::notification::GroupMessageEvents;
-use crate::store::message_view::InboxMessage;
 
 /// A user gained their first, or lost their last, stream on this server.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -27,7 +27,7 @@ pub enum Wake {
     Read,
     /// This message arrived whole: a stream whose cursor is just before it sends it on
     /// without a read.
-    Pushed(Arc<InboxMessage>),
+    Pushed(Arc<Pushed>),
 }
 
 /// What has been announced to a user's streams. Wake-ups from several servers may
@@ -38,7 +38,7 @@ pub enum Wake {
 #[derive(Clone, Default)]
 struct Announced {
     reads: u64,
-    pushed: Option<Arc<InboxMessage>>,
+    pushed: Option<Arc<Pushed>>,
 }
 
 /// The session a stream was opened with: its token's hash and when it expires.
@@ -194,7 +194,7 @@ impl Hub {
     }
 
     /// Hands `event` to `user_id`'s streams, where this server holds any.
-    pub fn push(&self, user_id: UserId, event: Arc<InboxMessage>) {
+    pub fn push(&self, user_id: UserId, event: Arc<Pushed>) {
         if let Some(tx) = self.streams().get(&user_id) {
             tx.send_modify(|announced| match &announced.pushed {
                 Some(later) if later.seq >= event.seq => announced.reads += 1,
@@ -399,7 +399,7 @@ mod tests {
         assert!(bob.woken().await.is_none(), "a closed hub ends the stream");
     }
 
-    fn pushed(seq: i64) -> Arc<InboxMessage> {
+    fn pushed(seq: i64) -> Arc<Pushed> {
         let json = serde_json::json!({
             "seq": seq,
             "message": {
@@ -411,7 +411,7 @@ mod tests {
         });
         let event: crate::notification::PushedEvent =
             serde_json::from_value(json).expect("a pushed event");
-        Arc::new(event.into())
+        Arc::new(Pushed::from_notification(event).expect("a pushed message"))
     }
 
     #[tokio::test]

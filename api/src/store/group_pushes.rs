@@ -12,14 +12,22 @@ use diesel::sql_types::{Array, BigInt};
 use crate::batch::{BatchMetrics, Batcher, QUEUE_MAX};
 use crate::db::{self, PgPool};
 use crate::error::ApiError;
-use crate::ids::{MessageId, UserId};
+use crate::ids::{MessageId, Seq, UserId};
 use crate::notification::GroupMessageEvents;
 use crate::schema::message_keys;
-use crate::store::message_view::{InboxMessage, MessageView, SharedFields};
+use crate::store::message_view::SharedFields;
 
-/// Each member's event, whole; a member whose key is not found (the message was deleted
-/// meanwhile) is left out.
-pub type PushedEvents = Result<Vec<(UserId, InboxMessage)>, ApiError>;
+/// A group message as its members see it alike, and each member's seq and wrapped key;
+/// a member whose key is not found (the message was deleted meanwhile) is left out.
+#[derive(Debug)]
+pub struct GroupPush {
+    pub message: MessageId,
+    pub shared: SharedFields,
+    pub members: Vec<(UserId, Seq, String)>,
+}
+
+/// `None`: the message is gone.
+pub type PushedEvents = Result<Option<GroupPush>, ApiError>;
 
 /// Group messages arriving together (a burst to one group) are read together.
 const BATCH_MAX: usize = 64;
@@ -104,21 +112,22 @@ pub fn read(pool: &PgPool, requests: &[GroupMessageEvents]) -> Vec<PushedEvents>
         .iter()
         .map(|request| {
             let Some(shared) = shared.get(&request.message) else {
-                return Ok(Vec::new());
+                return Ok(None);
             };
-            Ok(request
+            let members = request
                 .seqs
                 .iter()
                 .filter_map(|&(user, seq)| {
                     let wrapped_key = keys.remove(&(request.message, user))?;
-                    let message = MessageView {
-                        id: request.message,
-                        shared: shared.clone(),
-                        wrapped_key,
-                    };
-                    Some((user, InboxMessage { seq, message }))
+                    Some((user, seq, wrapped_key))
                 })
-                .collect())
+                .collect();
+            Ok(Some(GroupPush {
+                message: request.message,
+                // Once a request (a message told in several notifications has several).
+                shared: shared.clone(),
+                members,
+            }))
         })
         .collect()
 }

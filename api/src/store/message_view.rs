@@ -9,8 +9,8 @@ use fastchat_protocol::names::{GroupName, Username};
 use fastchat_protocol::wire::Message;
 
 use crate::error::ApiError;
-use crate::ids::{MessageId, Seq};
-use crate::notification::{PushedEvent, PushedMessage};
+use crate::ids::MessageId;
+use crate::notification::PushedMessage;
 
 /// The fields of a message that are the same for every reader.
 #[derive(Debug, Clone, QueryableByName)]
@@ -55,22 +55,6 @@ pub struct MessageView {
     pub shared: SharedFields,
     #[diesel(sql_type = Text)]
     pub wrapped_key: String,
-}
-
-/// A message event of one reader's inbox, whole: what a stream is handed with no read.
-#[derive(Debug, Clone)]
-pub struct InboxMessage {
-    pub seq: Seq,
-    pub message: MessageView,
-}
-
-impl From<PushedEvent> for InboxMessage {
-    fn from(pushed: PushedEvent) -> Self {
-        InboxMessage {
-            seq: pushed.seq,
-            message: pushed.message.into(),
-        }
-    }
 }
 
 /// A name the database holds, which its constraints keep valid.

@@ -11,6 +11,7 @@ pub mod postgres;
 use std::sync::Arc;
 
 use crate::live::hub::Hub;
+use crate::live::pushed::Pushed;
 use crate::notification::{Notification, PushedEvent};
 
 /// Passes one notification to the streams it concerns.
@@ -21,8 +22,11 @@ pub(crate) fn dispatch(hub: &Hub, payload: &str) {
         Ok(Notification::GroupMessage(events)) => hub.group_message(events),
         // Every server hears every message: only the one holding the recipient decodes it.
         Ok(Notification::Push { recipient, .. }) if !hub.holds(recipient) => {}
-        Ok(Notification::Push { recipient, event }) => match PushedEvent::decode(event) {
-            Ok(event) => hub.push(recipient, Arc::new(event.into())),
+        Ok(Notification::Push { recipient, event }) => match PushedEvent::decode(event)
+            .map_err(|e| e.to_string())
+            .and_then(|event| Pushed::from_notification(event).map_err(|e| e.to_string()))
+        {
+            Ok(pushed) => hub.push(recipient, Arc::new(pushed)),
             Err(e) => {
                 tracing::warn!(error = %e, %recipient, "a malformed push; reading the inbox");
                 hub.wake([recipient]);
