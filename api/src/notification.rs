@@ -154,40 +154,32 @@ fn revoke_payload(token_hash: &[u8]) -> String {
 
 /// Wake-up payloads naming every one of `users`, each under the limit.
 pub fn wake_payloads(users: &[UserId]) -> Vec<String> {
-    let mut payloads = Vec::new();
-    let mut current = String::new();
-    for user in users {
-        let id = user.to_string();
-        if !current.is_empty() && current.len() + 1 + id.len() > MAX_PAYLOAD_BYTES {
-            payloads.push(std::mem::take(&mut current));
-        }
-        if !current.is_empty() {
-            current.push(',');
-        }
-        current.push_str(&id);
-    }
-    if !current.is_empty() {
-        payloads.push(current);
-    }
-    payloads
+    joined_under_limit("", users.iter().map(ToString::to_string))
 }
 
 /// The payloads that tell each member in `seqs` which of their events holds group
 /// message `message`, each under the limit.
 pub fn group_message_payloads(message: MessageId, seqs: &[(UserId, Seq)]) -> Vec<String> {
-    let head = format!("{GROUP_PREFIX}{message}:");
+    joined_under_limit(
+        &format!("{GROUP_PREFIX}{message}:"),
+        seqs.iter().map(|(user, seq)| format!("{user}={seq}")),
+    )
+}
+
+/// `head` and then `items`, comma-separated, in as many payloads under the limit as
+/// they take, each with the head; none when there are no items.
+fn joined_under_limit(head: &str, items: impl IntoIterator<Item = String>) -> Vec<String> {
     let mut payloads = Vec::new();
-    let mut current = head.clone();
-    for (user, seq) in seqs {
-        let pair = format!("{user}={seq}");
-        let fresh = current.len() == head.len();
-        if !fresh && current.len() + 1 + pair.len() > MAX_PAYLOAD_BYTES {
-            payloads.push(std::mem::replace(&mut current, head.clone()));
-        }
+    let mut current = head.to_owned();
+    for item in items {
         if current.len() > head.len() {
-            current.push(',');
+            if current.len() + 1 + item.len() > MAX_PAYLOAD_BYTES {
+                payloads.push(std::mem::replace(&mut current, head.to_owned()));
+            } else {
+                current.push(',');
+            }
         }
-        current.push_str(&pair);
+        current.push_str(&item);
     }
     if current.len() > head.len() {
         payloads.push(current);

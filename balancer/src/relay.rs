@@ -24,8 +24,7 @@ use bytes::BytesMut;
 use fastchat_protocol::problem::ErrorCode;
 use pingora::protocols::Stream;
 use pingora::server::ShutdownWatch;
-use tokio::io::Interest;
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt, Interest};
 use tokio::net::{TcpSocket, TcpStream};
 
 use crate::limits::{Class, RateLimits};
