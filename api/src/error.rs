@@ -92,10 +92,12 @@ impl ApiError {
     /// The answer to each of `count` batched requests when the batch as a whole failed
     /// (no connection, say): every request hears why, as 503.
     pub fn for_each_of<T>(&self, count: usize) -> Vec<Result<T, ApiError>> {
-        let cause = self.to_string();
-        (0..count)
-            .map(|_| Err(ApiError::Unavailable(cause.clone())))
-            .collect()
+        (0..count).map(|_| Err(self.for_one_of_many())).collect()
+    }
+
+    /// What one of many batched requests hears when the batch as a whole failed.
+    pub fn for_one_of_many(&self) -> ApiError {
+        ApiError::Unavailable(self.to_string())
     }
 
     pub fn internal(what: impl std::fmt::Display) -> Self {

@@ -199,6 +199,13 @@ impl Api {
         crate::metric_where(&text, "fastchat_sse_events_total", "source", source)
     }
 
+    /// How many requests the server's batches of `kind` have served (`group_pushes`:
+    /// group messages read to push them to streams held there).
+    pub async fn batched_requests(&self, kind: &str) -> f64 {
+        let text = self.metrics().await;
+        crate::metric_where(&text, "fastchat_batch_size_sum", "kind", kind)
+    }
+
     /// The same server, with its admin listener at `admin`.
     pub fn with_admin(mut self, admin: &str) -> Self {
         self.admin = Some(admin.to_owned());

@@ -123,12 +123,22 @@ async fn stream_events(apis: &[fastchat_tests::Api], source: &str) -> f64 {
     total
 }
 
+/// Group messages read to push them to streams, over every server.
+async fn group_push_reads(apis: &[fastchat_tests::Api]) -> f64 {
+    let mut total = 0.0;
+    for api in apis {
+        total += api.batched_requests("group_pushes").await;
+    }
+    total
+}
+
 /// A group message reaches its members' open streams whole, on every server, with no
 /// inbox read: the server that stores it tells the others which seq of each member's
-/// inbox holds it, and each reads the message and its members' keys once. What every
-/// stream shows must still be exactly what that member's inbox holds, seq by seq: one
-/// message at a time, and a burst from every member at once (stored together, several
-/// to each member in one transaction, told in whatever order).
+/// inbox holds it, and each reads the message and its members' keys once (the storing
+/// server pushes to its own streams from what it stored). What every stream shows must
+/// still be exactly what that member's inbox holds, seq by seq: one message at a time,
+/// and a burst from every member at once (stored together, several to each member in
+/// one transaction, told in whatever order).
 #[tokio::test]
 async fn group_messages_are_pushed_to_every_servers_streams_exactly_as_the_inboxes_hold_them() {
     group_messages_show_as_the_inboxes_hold_them(Cluster::start(2).await).await;
@@ -166,9 +176,10 @@ async fn group_messages_show_as_the_inboxes_hold_them(cluster: Cluster) {
         assert_eq!(created.event.as_deref(), Some("group.created"));
         shown[i].push(created.data);
     }
-    let (pushed_before, read_before) = (
+    let (pushed_before, read_before, group_reads_before) = (
         stream_events(&apis, "pushed").await,
         stream_events(&apis, "inbox").await,
+        group_push_reads(&apis).await,
     );
 
     // One at a time, from members on both servers, each seen by all before the next.
@@ -198,6 +209,15 @@ async fn group_messages_show_as_the_inboxes_hold_them(cluster: Cluster) {
         stream_events(&apis, "inbox").await - read_before,
         0.0,
         "and none is read back from an inbox"
+    );
+    // The other server reads each message to push it; the server that stored it has
+    // what it stored and pushes its members' events from that (unless its notification
+    // came back to it first, so the bound is loose).
+    let group_reads = group_push_reads(&apis).await - group_reads_before;
+    let one_each = ONE_AT_A_TIME as f64;
+    assert!(
+        (one_each..2.0 * one_each).contains(&group_reads),
+        "{group_reads} reads of {ONE_AT_A_TIME} group messages to push them"
     );
 
     // A burst from everyone at once.

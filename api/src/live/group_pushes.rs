@@ -38,6 +38,16 @@ pub async fn run(
     }
 }
 
+/// A group message this server has just stored, with its members' seqs and keys as
+/// stored: the members held here have it at once, with no read. When its notification
+/// comes back to this server, they are found pushed (see [`Hub::group_message`]).
+pub fn push_stored(hub: &Hub, mut push: GroupPush) {
+    push.members.retain(|(user, _, _)| hub.holds(*user));
+    if !push.members.is_empty() {
+        push_to_members(hub, push, &mut HashSet::new());
+    }
+}
+
 /// Pushes `push` to its members' streams, taking each one pushed out of `unsent`.
 fn push_to_members(hub: &Hub, push: GroupPush, unsent: &mut HashSet<UserId>) {
     let encoded = match EncodedMessage::new(push.message, push.shared) {

@@ -193,22 +193,40 @@ impl Hub {
         }
     }
 
-    /// Hands `event` to `user_id`'s streams, where this server holds any.
+    /// Hands `event` to `user_id`'s streams, where this server holds any. The same
+    /// event again (its seq already announced: the server that stored it pushed it, and
+    /// then its notification came) changes nothing.
     pub fn push(&self, user_id: UserId, event: Arc<Pushed>) {
         if let Some(tx) = self.streams().get(&user_id) {
-            tx.send_modify(|announced| match &announced.pushed {
-                Some(later) if later.seq >= event.seq => announced.reads += 1,
-                _ => announced.pushed = Some(event),
+            tx.send_if_modified(|announced| match &announced.pushed {
+                Some(same) if same.seq == event.seq => false,
+                Some(later) if later.seq > event.seq => {
+                    announced.reads += 1;
+                    true
+                }
+                _ => {
+                    announced.pushed = Some(event);
+                    true
+                }
             });
         }
     }
 
     /// A group message was stored: the members of `events` whose streams are here are
-    /// handed it whole once it is read (woken instead, should that fail).
+    /// handed it whole once it is read (woken instead, should that fail). Members
+    /// already handed it, or a later event, are left out: this server stored it and
+    /// pushed it at once, or their streams will read past it anyway.
     pub fn group_message(&self, mut events: GroupMessageEvents) {
         {
             let streams = self.streams();
-            events.seqs.retain(|(user, _)| streams.contains_key(user));
+            events.seqs.retain(|(user, seq)| {
+                streams.get(user).is_some_and(|tx| {
+                    tx.borrow()
+                        .pushed
+                        .as_ref()
+                        .is_none_or(|pushed| pushed.seq < *seq)
+                })
+            });
         }
         if events.seqs.is_empty() {
             return;
@@ -492,6 +510,44 @@ mod tests {
             Some(Wake::Pushed(message)) => assert_eq!(message.seq, Seq(12)),
             _ => panic!("pushes after a read"),
         }
+    }
+
+    #[tokio::test]
+    async fn an_event_pushed_twice_is_handed_over_once_and_asks_for_no_read() {
+        use crate::ids::MessageId;
+        let (tx, _presence) = mpsc::unbounded_channel();
+        let (to_read, mut read) = mpsc::unbounded_channel();
+        let hub = Hub::new(tx, to_read);
+        let mut bob = hub.subscribe(UserId(2), session(2));
+        let _carol = hub.subscribe(UserId(3), session(3));
+        bob.mark_seen();
+
+        // Pushed by the server that stored it, then told again by its notification.
+        hub.push(UserId(2), pushed(5));
+        match bob.woken().await {
+            Some(Wake::Pushed(message)) => assert_eq!(message.seq, Seq(5)),
+            _ => panic!("bob was handed his message"),
+        }
+        hub.push(UserId(2), pushed(5));
+        assert!(
+            !bob.rx.as_mut().expect("rx").has_changed().expect("open"),
+            "the same event again changes nothing"
+        );
+        hub.group_message(GroupMessageEvents {
+            message: MessageId(7),
+            seqs: vec![(UserId(2), Seq(5)), (UserId(3), Seq(8))],
+        });
+        let asked = read.try_recv().expect("carol's event, to read");
+        assert_eq!(asked.seqs, [(UserId(3), Seq(8))], "bob has his already");
+        hub.group_message(GroupMessageEvents {
+            message: MessageId(6),
+            seqs: vec![(UserId(2), Seq(4))],
+        });
+        assert!(
+            read.try_recv().is_err(),
+            "bob is past seq 4: nothing to read"
+        );
+        assert!(!bob.rx.as_mut().expect("rx").has_changed().expect("open"));
     }
 
     #[tokio::test]

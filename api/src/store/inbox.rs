@@ -85,13 +85,13 @@ pub fn deliver(conn: &mut PgConn, deliveries: Vec<(UserId, Delivery)>) -> QueryR
 /// Appends each (member, group message) to that member's inbox, in the order given,
 /// inside the caller's transaction, and tells every server which seq of each inbox
 /// holds which message: the servers holding those members' streams hand it over whole,
-/// and no stream reads its inbox back.
+/// and no stream reads its inbox back. Answers with those seqs, by message.
 pub fn deliver_group_messages(
     conn: &mut PgConn,
     deliveries: Vec<(UserId, MessageId)>,
-) -> QueryResult<()> {
+) -> QueryResult<BTreeMap<MessageId, Vec<(UserId, Seq)>>> {
     if deliveries.is_empty() {
-        return Ok(());
+        return Ok(BTreeMap::new());
     }
     let appended: Vec<Appended> = append(
         deliveries
@@ -115,14 +115,14 @@ pub fn deliver_group_messages(
         .collect();
     if wakeups::elsewhere() {
         payloads.into_iter().for_each(wakeups::note_push);
-        return Ok(());
+    } else {
+        diesel::sql_query(
+            "SELECT pg_notify(fastchat_notification_channel(), payload) FROM unnest($1) AS payload",
+        )
+        .bind::<Array<Text>, _>(payloads)
+        .execute(conn)?;
     }
-    diesel::sql_query(
-        "SELECT pg_notify(fastchat_notification_channel(), payload) FROM unnest($1) AS payload",
-    )
-    .bind::<Array<Text>, _>(payloads)
-    .execute(conn)
-    .map(drop)
+    Ok(seqs)
 }
 
 /// The same event to each of `users`.

@@ -20,9 +20,10 @@ use crate::ids::{GroupId, MessageId, UserId};
 use crate::schema::messages;
 use crate::store::blobs;
 use crate::store::functions::SendDirectMessages;
+use crate::store::group_pushes::GroupPush;
 use crate::store::groups::{self, Lock, LockedGroup};
 use crate::store::inbox;
-use crate::store::message_view::MessageView;
+use crate::store::message_view::{MessageView, SharedFields};
 use crate::store::sessions::SessionUser;
 use crate::wakeups;
 
@@ -109,36 +110,38 @@ pub fn direct_send_batcher(
 /// alone. They go in one statement; should it fail, each is stored on its own, so one
 /// bad message cannot sink the others. Blocks.
 pub fn send_direct_batch(pool: &PgPool, sends: &[DirectSend]) -> Vec<SendAnswer> {
-    together_or_one_by_one(pool, sends, "one-to-one", send_direct)
+    together_or_one_by_one(pool, sends, "one-to-one", send_direct, Err)
 }
 
 /// Stores `sends` with one call of `store`; should that fail, each with a call of its
-/// own, so that one bad message cannot sink the others. An answer each, in order.
-fn together_or_one_by_one<S, E: Into<ApiError> + std::fmt::Display>(
+/// own, so that one bad message cannot sink the others. An answer each, in order; a
+/// send that could not be stored is answered `failed(why)`.
+fn together_or_one_by_one<S, A, E: Into<ApiError> + std::fmt::Display>(
     pool: &PgPool,
     sends: &[S],
     kind: &str,
-    store: impl Fn(&mut PgConn, &[S]) -> Result<Vec<SendAnswer>, E>,
-) -> Vec<SendAnswer> {
+    store: impl Fn(&mut PgConn, &[S]) -> Result<Vec<A>, E>,
+    failed: impl Fn(ApiError) -> A,
+) -> Vec<A> {
     let stored = db::with_conn(pool, |conn| {
         Ok(match store(conn, sends) {
             Ok(answers) => answers,
-            Err(e) if sends.len() == 1 => vec![Err(e.into())],
+            Err(e) if sends.len() == 1 => vec![failed(e.into())],
             Err(e) => {
                 tracing::warn!(error = %e, count = sends.len(), kind, "storing a batch of messages failed; storing them one by one");
                 sends
                     .chunks(1)
                     .map(|one| match store(conn, one) {
-                        Ok(mut answers) => answers
-                            .pop()
-                            .unwrap_or_else(|| Err(ApiError::internal("a send went unanswered"))),
-                        Err(e) => Err(e.into()),
+                        Ok(mut answers) => answers.pop().unwrap_or_else(|| {
+                            failed(ApiError::internal("a send went unanswered"))
+                        }),
+                        Err(e) => failed(e.into()),
                     })
                     .collect()
             }
         })
     });
-    stored.unwrap_or_else(|e| e.for_each_of(sends.len()))
+    stored.unwrap_or_else(|e| sends.iter().map(|_| failed(e.for_one_of_many())).collect())
 }
 
 /// `sends` stored by one call of `fastchat_send_direct_messages` (an answer each, in
@@ -246,11 +249,14 @@ pub struct GroupSend {
 /// 1,000 inbox events and 1,000 keys; a batch of them is still one short transaction.
 const GROUP_BATCH_MAX: usize = 16;
 
-/// Starts `workers` threads that serve [`send_group_batch`].
+/// Starts `workers` threads that serve [`send_group_batch`]. Each message stored is
+/// handed to `stored` once committed, before its sender is answered: this server's
+/// streams of its members can have it at once, with no read.
 pub fn group_send_batcher(
     pool: PgPool,
     workers: usize,
     metrics: BatchMetrics,
+    stored: impl Fn(GroupPush) + Send + Sync + 'static,
 ) -> std::io::Result<Batcher<GroupSend, SendAnswer>> {
     Batcher::start(
         "group-sends",
@@ -258,8 +264,42 @@ pub fn group_send_batcher(
         GROUP_BATCH_MAX,
         QUEUE_MAX,
         metrics,
-        move |sends| send_group_batch(&pool, &sends),
+        move |sends| {
+            send_group_batch(&pool, &sends)
+                .into_iter()
+                .map(|sent| {
+                    if let Some(push) = sent.push {
+                        stored(push);
+                    }
+                    sent.answer
+                })
+                .collect()
+        },
     )
+}
+
+/// A group send's answer and, if it stored a message, the message as its members see it
+/// with each member's seq and wrapped key, as stored.
+pub struct GroupSent {
+    pub answer: SendAnswer,
+    pub push: Option<GroupPush>,
+}
+
+impl From<ApiError> for GroupSent {
+    fn from(e: ApiError) -> Self {
+        Self {
+            answer: Err(e),
+            push: None,
+        }
+    }
+}
+
+/// A group message stored in the transaction in hand, until its members' seqs are known.
+struct StoredGroupMessage {
+    id: MessageId,
+    shared: SharedFields,
+    /// The members it is delivered to (all but the sender), with their wrapped keys.
+    recipients: BTreeMap<UserId, String>,
 }
 
 /// Stores group messages that arrived together, each answered as if it had come alone,
@@ -268,14 +308,14 @@ pub fn group_send_batcher(
 /// another; together, they take the counters once and commit once. Should the
 /// transaction fail, each is stored on its own, so one bad message cannot sink the
 /// others. Blocks.
-pub fn send_group_batch(pool: &PgPool, sends: &[GroupSend]) -> Vec<SendAnswer> {
-    together_or_one_by_one(pool, sends, "group", send_to_groups)
+pub fn send_group_batch(pool: &PgPool, sends: &[GroupSend]) -> Vec<GroupSent> {
+    together_or_one_by_one(pool, sends, "group", send_to_groups, GroupSent::from)
 }
 
 /// `sends` stored in one transaction (an answer each, in order), or the database error
 /// that stored none of them. Each group's row stays share-locked until commit:
 /// membership cannot change between checking a message's keys and delivering it.
-fn send_to_groups(conn: &mut PgConn, sends: &[GroupSend]) -> QueryResult<Vec<SendAnswer>> {
+fn send_to_groups(conn: &mut PgConn, sends: &[GroupSend]) -> QueryResult<Vec<GroupSent>> {
     let mut answers: Vec<Option<SendAnswer>> = Vec::with_capacity(sends.len());
     for send in sends {
         let message = &send.message;
@@ -293,39 +333,61 @@ fn send_to_groups(conn: &mut PgConn, sends: &[GroupSend]) -> QueryResult<Vec<Sen
         for (name, group) in &mut groups {
             *group = groups::lock_by_name(conn, name, Lock::Share)?;
         }
-        let mut deliveries = Vec::new();
-        for (send, answer) in sends.iter().zip(&mut answers) {
+        let mut stored = Vec::new();
+        for (n, (send, answer)) in sends.iter().zip(&mut answers).enumerate() {
             if answer.is_none() {
                 let group = groups.get(send.group.as_str()).and_then(Option::as_ref);
-                *answer = Some(store_group_message(
-                    conn,
-                    group,
-                    &send.message,
-                    &mut deliveries,
-                )?);
+                *answer = Some(store_group_message(conn, group, &send.message)?.map(
+                    |(sent, message)| {
+                        stored.extend(message.map(|m| (n, m)));
+                        sent
+                    },
+                ));
             }
         }
         // Every member's events in the order their messages were sent.
-        inbox::deliver_group_messages(conn, deliveries)?;
-        Ok(answers
+        let deliveries = stored
+            .iter()
+            .flat_map(|(_, m)| m.recipients.keys().map(|&user| (user, m.id)))
+            .collect();
+        let mut seqs = inbox::deliver_group_messages(conn, deliveries)?;
+        let mut sent: Vec<GroupSent> = answers
             .into_iter()
-            .map(|answer| {
-                answer.unwrap_or_else(|| Err(ApiError::internal("a group send went unanswered")))
+            .map(|answer| GroupSent {
+                answer: answer
+                    .unwrap_or_else(|| Err(ApiError::internal("a group send went unanswered"))),
+                push: None,
             })
-            .collect())
+            .collect();
+        for (n, mut message) in stored {
+            let members = seqs
+                .remove(&message.id)
+                .unwrap_or_default()
+                .into_iter()
+                .filter_map(|(user, seq)| Some((user, seq, message.recipients.remove(&user)?)))
+                .collect();
+            if let Some(sent) = sent.get_mut(n) {
+                sent.push = Some(GroupPush {
+                    message: message.id,
+                    shared: message.shared,
+                    members,
+                });
+            }
+        }
+        Ok(sent)
     })
 }
 
 /// Stores one message to `group` (share-locked; `None`: there is none), its keys and
-/// attachments, and adds its deliveries, to every member but the sender. A message
-/// already stored under this client_id is answered as it was. The outer error is the
-/// database's, which sinks the transaction; the inner one is this message's answer.
+/// attachments, and answers with the message stored, to be delivered to every member but
+/// the sender. A message already stored under this client_id is answered as it was (and
+/// not delivered again). The outer error is the database's, which sinks the
+/// transaction; the inner one is this message's answer.
 fn store_group_message(
     conn: &mut PgConn,
     group: Option<&LockedGroup>,
     message: &Outgoing,
-    deliveries: &mut Vec<(UserId, MessageId)>,
-) -> QueryResult<SendAnswer> {
+) -> QueryResult<Result<(MessageSent, Option<StoredGroupMessage>), ApiError>> {
     let sender = &message.sender;
     let Some(group) = group.filter(|g| g.member(sender.user_id).is_some()) else {
         return Ok(Err(ApiError::group_not_found()));
@@ -347,6 +409,11 @@ fn store_group_message(
             members: group.members.iter().map(|m| m.username.clone()).collect(),
         }));
     }
+    let attachments: Vec<String> = message
+        .attachments
+        .iter()
+        .map(|id| id.to_string())
+        .collect();
     let inserted = diesel::insert_into(messages::table)
         .values(&NewGroupMessage {
             sender_id: sender.user_id,
@@ -356,11 +423,7 @@ fn store_group_message(
             nonce: &message.envelope.nonce,
             ciphertext: &message.envelope.ciphertext,
             sig: &message.envelope.sig,
-            attachments: message
-                .attachments
-                .iter()
-                .map(|id| Some(id.to_string()))
-                .collect(),
+            attachments: attachments.iter().cloned().map(Some).collect(),
             signed_at: message.signed_at(),
             group_epoch: group.epoch,
             group_head: group.head_hex(),
@@ -371,7 +434,8 @@ fn store_group_message(
         .get_result::<(MessageId, DateTime<Utc>)>(conn)
         .optional()?;
     let Some((id, sent_at)) = inserted else {
-        return earlier_group_send(conn, sender.user_id, message.client_id, group.id);
+        let earlier = earlier_group_send(conn, sender.user_id, message.client_id, group.id)?;
+        return Ok(earlier.map(|sent| (sent, None)));
     };
     let (user_ids, keys): (Vec<UserId>, Vec<String>) = group
         .members
@@ -380,13 +444,33 @@ fn store_group_message(
         .unzip();
     insert_keys(conn, id, &user_ids, &keys)?;
     blobs::attach(conn, id, &message.attachments)?;
-    deliveries.extend(
-        user_ids
+    // What reading the message back would give (see `store::group_pushes`).
+    let shared = SharedFields {
+        sender: sender.username.clone(),
+        recipient: None,
+        group_name: Some(group.name.clone()),
+        kind: message.kind.as_str().to_owned(),
+        client_id: message.client_id,
+        sent_at,
+        nonce: message.envelope.nonce.clone(),
+        ciphertext: message.envelope.ciphertext.clone(),
+        sig: message.envelope.sig.clone(),
+        attachments,
+        signed_at: Some(message.signed_at()),
+        group_uid: Some(group.uid),
+        group_epoch: Some(group.epoch),
+        group_head: Some(group.head_hex()),
+    };
+    let stored = StoredGroupMessage {
+        id,
+        shared,
+        recipients: user_ids
             .into_iter()
-            .filter(|&u| u != sender.user_id)
-            .map(|u| (u, id)),
-    );
-    Ok(Ok(MessageSent { id: id.0, sent_at }))
+            .zip(keys)
+            .filter(|&(user, _)| user != sender.user_id)
+            .collect(),
+    };
+    Ok(Ok((MessageSent { id: id.0, sent_at }, Some(stored))))
 }
 
 fn insert_keys(
