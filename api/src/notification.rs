@@ -11,7 +11,7 @@
 //! - a **group message**: which group message each member's new event holds, at which
 //!   seq: `group:<message id>:<user id>=<seq>,<user id>=<seq>`; a server holding some
 //!   of those members' streams reads the message and their keys once, and hands each
-//!   stream its event whole;
+//!   stream its event whole (the server that stored it pushes from what it stored);
 //! - a **revocation**: a live session ended (logged out, its user deleted, its expiry
 //!   moved into the past): `revoke:<hex SHA-256 of its token>`; every server ends that
 //!   session's streams.

@@ -103,15 +103,12 @@ impl Application {
                 usize::from(config.send_workers),
                 observed("direct_sends"),
             )?,
-            group_sends: {
-                let hub = Arc::clone(&hub);
-                messages::group_send_batcher(
-                    pool.clone(),
-                    usize::from(config.send_workers),
-                    observed("group_sends"),
-                    move |push| live::group_pushes::push_stored(&hub, push),
-                )?
-            },
+            group_sends: messages::group_send_batcher(
+                pool.clone(),
+                usize::from(config.send_workers),
+                observed("group_sends"),
+                live::group_pushes::LocalPushes(Arc::clone(&hub)),
+            )?,
             inbox_reads: inbox::read_batcher(pool.clone(), observed("inbox_reads"))?,
             config,
             hub: Arc::clone(&hub),

@@ -9,11 +9,12 @@ use std::sync::Arc;
 use tokio::sync::mpsc;
 
 use crate::batch::Batcher;
-use crate::ids::UserId;
+use crate::ids::{MessageId, UserId};
 use crate::live::hub::Hub;
 use crate::live::pushed::{EncodedMessage, Pushed};
 use crate::notification::GroupMessageEvents;
 use crate::store::group_pushes::{GroupPush, PushedEvents};
+use crate::store::messages::GroupMessagesStored;
 
 /// Runs until the hub is dropped. Each message is read on a task of its own, so that one
 /// waiting for the database does not hold back the next.
@@ -38,14 +39,32 @@ pub async fn run(
     }
 }
 
-/// A group message this server has just stored, with its members' seqs and keys as
-/// stored: the members held here have it at once, with no read. When its notification
-/// comes back to this server, they are found pushed (see [`Hub::group_message`]).
-pub fn push_stored(hub: &Hub, mut push: GroupPush) {
-    push.members.retain(|(user, _, _)| hub.holds(*user));
-    if !push.members.is_empty() {
-        push_to_members(hub, push, &mut HashSet::new());
+/// Tells this server's hub of the group messages it stores.
+pub struct LocalPushes(pub Arc<Hub>);
+
+impl GroupMessagesStored for LocalPushes {
+    fn committing(&self, messages: &[MessageId]) {
+        self.0.storing_here_soon(messages);
     }
+
+    fn stored(&self, push: GroupPush) {
+        push_stored(&self.0, push);
+    }
+}
+
+/// A group message this server has just stored, with its members' seqs and keys as
+/// stored: the members held here have it at once, with no read (or are woken, should
+/// that fail). Its notification, coming back to this server before or after, asks for
+/// no read (see [`Hub::storing_here_soon`]).
+fn push_stored(hub: &Hub, mut push: GroupPush) {
+    let message = push.message;
+    push.members.retain(|(user, _, _)| hub.holds(*user));
+    let mut unsent: HashSet<UserId> = push.members.iter().map(|(user, _, _)| *user).collect();
+    if !push.members.is_empty() {
+        push_to_members(hub, push, &mut unsent);
+    }
+    hub.stored_here(message);
+    hub.wake(unsent);
 }
 
 /// Pushes `push` to its members' streams, taking each one pushed out of `unsent`.

@@ -3,13 +3,13 @@
 //! inbox table, not the wake-up, is the truth. Revoking a session (logout, expiry) ends
 //! its streams at once.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use chrono::{DateTime, Utc};
 use tokio::sync::{mpsc, watch};
 
-use crate::ids::UserId;
+use crate::ids::{MessageId, UserId};
 use crate::live::pushed::Pushed;
 use crate::notification::GroupMessageEvents;
 
@@ -64,6 +64,10 @@ pub struct Hub {
     /// Asks for the open sessions to be checked against the database now (after the
     /// wake-up listener reconnects: revocations sent meanwhile were missed).
     session_check: tokio::sync::Notify,
+    /// Group messages this server is storing, from just before their commit until it
+    /// pushes them from what it stored: their notifications, should one come back first,
+    /// need no read. (One whose commit failed stays: its id is never used again.)
+    storing_here: Mutex<HashSet<MessageId>>,
 }
 
 impl Hub {
@@ -79,6 +83,7 @@ impl Hub {
             presence,
             group_messages,
             session_check: tokio::sync::Notify::new(),
+            storing_here: Mutex::new(HashSet::new()),
         })
     }
 
@@ -142,6 +147,21 @@ impl Hub {
     /// database now and then.
     pub fn open_sessions(&self) -> Vec<Vec<u8>> {
         self.sessions().keys().cloned().collect()
+    }
+
+    fn storing_here(&self) -> MutexGuard<'_, HashSet<MessageId>> {
+        self.storing_here.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// `messages` are about to be committed by this server, which will push them to its
+    /// own streams from what it stored (see [`Hub::stored_here`]).
+    pub fn storing_here_soon(&self, messages: &[MessageId]) {
+        self.storing_here().extend(messages);
+    }
+
+    /// This server has `message` stored and is pushing it to its streams itself.
+    pub fn stored_here(&self, message: MessageId) {
+        self.storing_here().remove(&message);
     }
 
     fn streams(&self) -> MutexGuard<'_, HashMap<UserId, watch::Sender<Announced>>> {
@@ -214,9 +234,13 @@ impl Hub {
 
     /// A group message was stored: the members of `events` whose streams are here are
     /// handed it whole once it is read (woken instead, should that fail). Members
-    /// already handed it, or a later event, are left out: this server stored it and
-    /// pushed it at once, or their streams will read past it anyway.
+    /// already handed it, or a later event, are left out, and so is a message this server
+    /// is storing: it pushes those itself, or their streams will read past it anyway.
     pub fn group_message(&self, mut events: GroupMessageEvents) {
+        // (A large message's notification comes in parts, each with the message's id.)
+        if self.storing_here().contains(&events.message) {
+            return;
+        }
         {
             let streams = self.streams();
             events.seqs.retain(|(user, seq)| {
@@ -548,6 +572,21 @@ mod tests {
             "bob is past seq 4: nothing to read"
         );
         assert!(!bob.rx.as_mut().expect("rx").has_changed().expect("open"));
+
+        // Its notification before the server that is storing it has pushed it.
+        let carol_told = |message| GroupMessageEvents {
+            message: MessageId(message),
+            seqs: vec![(UserId(3), Seq(9))],
+        };
+        hub.storing_here_soon(&[MessageId(8)]);
+        hub.group_message(carol_told(8));
+        assert!(
+            read.try_recv().is_err(),
+            "this server pushes message 8 itself"
+        );
+        hub.stored_here(MessageId(8));
+        hub.group_message(carol_told(9));
+        assert!(read.try_recv().is_ok(), "message 9 is read to push it");
     }
 
     #[tokio::test]

@@ -249,14 +249,23 @@ pub struct GroupSend {
 /// 1,000 inbox events and 1,000 keys; a batch of them is still one short transaction.
 const GROUP_BATCH_MAX: usize = 16;
 
-/// Starts `workers` threads that serve [`send_group_batch`]. Each message stored is
-/// handed to `stored` once committed, before its sender is answered: this server's
-/// streams of its members can have it at once, with no read.
+/// Who hears of the group messages this server stores: its own streams of their members
+/// can have them at once, with no read.
+pub trait GroupMessagesStored: Send + Sync + 'static {
+    /// `messages` are delivered, and about to be committed (their notifications may
+    /// come back before [`GroupMessagesStored::stored`] is called).
+    fn committing(&self, messages: &[MessageId]);
+    /// A message committed, as its members see it, before its sender is answered.
+    fn stored(&self, push: GroupPush);
+}
+
+/// Starts `workers` threads that serve [`send_group_batch`], telling `told` of each
+/// message stored.
 pub fn group_send_batcher(
     pool: PgPool,
     workers: usize,
     metrics: BatchMetrics,
-    stored: impl Fn(GroupPush) + Send + Sync + 'static,
+    told: impl GroupMessagesStored,
 ) -> std::io::Result<Batcher<GroupSend, SendAnswer>> {
     Batcher::start(
         "group-sends",
@@ -265,11 +274,11 @@ pub fn group_send_batcher(
         QUEUE_MAX,
         metrics,
         move |sends| {
-            send_group_batch(&pool, &sends)
+            send_group_batch(&pool, &sends, &told)
                 .into_iter()
                 .map(|sent| {
                     if let Some(push) = sent.push {
-                        stored(push);
+                        told.stored(push);
                     }
                     sent.answer
                 })
@@ -308,14 +317,23 @@ struct StoredGroupMessage {
 /// another; together, they take the counters once and commit once. Should the
 /// transaction fail, each is stored on its own, so one bad message cannot sink the
 /// others. Blocks.
-pub fn send_group_batch(pool: &PgPool, sends: &[GroupSend]) -> Vec<GroupSent> {
-    together_or_one_by_one(pool, sends, "group", send_to_groups, GroupSent::from)
+pub fn send_group_batch(
+    pool: &PgPool,
+    sends: &[GroupSend],
+    told: &impl GroupMessagesStored,
+) -> Vec<GroupSent> {
+    let store = |conn: &mut PgConn, sends: &[GroupSend]| send_to_groups(conn, sends, told);
+    together_or_one_by_one(pool, sends, "group", store, GroupSent::from)
 }
 
 /// `sends` stored in one transaction (an answer each, in order), or the database error
 /// that stored none of them. Each group's row stays share-locked until commit:
 /// membership cannot change between checking a message's keys and delivering it.
-fn send_to_groups(conn: &mut PgConn, sends: &[GroupSend]) -> QueryResult<Vec<GroupSent>> {
+fn send_to_groups(
+    conn: &mut PgConn,
+    sends: &[GroupSend],
+    told: &impl GroupMessagesStored,
+) -> QueryResult<Vec<GroupSent>> {
     let mut answers: Vec<Option<SendAnswer>> = Vec::with_capacity(sends.len());
     for send in sends {
         let message = &send.message;
@@ -351,6 +369,7 @@ fn send_to_groups(conn: &mut PgConn, sends: &[GroupSend]) -> QueryResult<Vec<Gro
             .flat_map(|(_, m)| m.recipients.keys().map(|&user| (user, m.id)))
             .collect();
         let mut seqs = inbox::deliver_group_messages(conn, deliveries)?;
+        told.committing(&stored.iter().map(|(_, m)| m.id).collect::<Vec<_>>());
         let mut sent: Vec<GroupSent> = answers
             .into_iter()
             .map(|answer| GroupSent {
