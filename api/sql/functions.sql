@@ -15,7 +15,22 @@ CREATE OR REPLACE FUNCTION public.fastchat_deliver(user_ids bigint[], message_id
 AS $function$
 #variable_conflict use_column
 BEGIN
-    -- Held until commit, so each inbox's seqs follow commit order.
+    IF (SELECT count(DISTINCT u.user_id) FROM unnest(user_ids) AS u(user_id))
+       = cardinality(user_ids) THEN
+        -- Held until commit, so each inbox's seqs follow commit order.
+        RETURN QUERY
+        WITH bumped AS (
+            UPDATE inboxes i SET last_seq = i.last_seq + 1
+              FROM (SELECT * FROM unnest(user_ids, message_ids, group_events)
+                                  AS u(user_id, message_id, group_event)
+                     ORDER BY u.user_id) d
+             WHERE i.user_id = d.user_id
+            RETURNING i.user_id, i.last_seq, d.message_id, d.group_event)
+        INSERT INTO inbox_events (user_id, seq, message_id, group_event)
+        SELECT b.user_id, b.last_seq, b.message_id, b.group_event FROM bumped b
+        RETURNING inbox_events.user_id, inbox_events.seq, inbox_events.message_id;
+        RETURN;
+    END IF;
     UPDATE inboxes i SET last_seq = i.last_seq + c.n
       FROM (SELECT u.user_id, count(*) AS n FROM unnest(user_ids) AS u(user_id)
              GROUP BY u.user_id ORDER BY u.user_id) c
